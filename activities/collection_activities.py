@@ -1,0 +1,444 @@
+"""The collections activities: database writes and every contact the ladder makes.
+
+Registered as bound methods of ``CollectionActivities`` (it holds the engine, the delivery
+back-end and the policies). All methods are synchronous and run in the worker's thread pool.
+Each is idempotent: contacts by ``ContactRequest.idempotency_key`` (unique column, and the
+``Idempotency-Key`` header over HTTP), case events by their per-workflow ``key``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from babel.numbers import get_currency_precision, is_currency
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.delivery import Delivery, DeliveryBackend, RecordDelivery
+from collections_domain import calendar
+from collections_domain.case import CaseInput
+from collections_domain.db import session
+from collections_domain.logs import get_logger
+from collections_domain.models import (
+    Borrower,
+    CollectionCase,
+    ContactAttempt,
+    LegalReferral,
+    Payment,
+    Placement,
+    PromiseRecord,
+    RejectedSignalRecord,
+    utcnow,
+)
+from collections_domain.policy import ACTIONS, Channel, CollectionPolicy, PolicyRegistry
+from collections_domain.records import (
+    CaseSetup,
+    CaseOpened,
+    CaseProgress,
+    CaseRecords,
+    ContactRequest,
+    ContactResult,
+    PaymentApplied,
+    PromiseOpened,
+    PromiseResolved,
+    SignalRejected,
+)
+from collections_domain.templates import render
+
+log = get_logger("activities")
+
+#: Which borrower field a channel needs; channels not listed are internal work items.
+DESTINATION_FIELD = {Channel.SMS: "phone", Channel.EMAIL: "email", Channel.LETTER: "postal_address"}
+DEFAULT_AGENCY = "default-agency"
+_RECORD = RecordDelivery()
+
+
+def case_input_problems(case: CaseInput, policies: PolicyRegistry) -> list[str]:
+    """Every rule ``case`` breaks (``"field: rule"``), checked against the known policies.
+
+    Rules: CONTRACT.md's input table, plus the policy version must be known and must have
+    thresholds for the currency.
+    """
+    problems = case.input_problems
+    if problems:
+        return problems
+    if not is_currency(case.currency):
+        problems.append(f"currency: {case.currency!r} is not an ISO 4217 currency code")
+    try:
+        calendar.zone(case.timezone)
+    except calendar.UnknownTimeZoneError as err:
+        problems.append(str(err))
+    try:
+        policy = policies.get(case.policy_version)
+    except KeyError:
+        problems.append(
+            f"policy_version: unknown policy {case.policy_version!r}; known: {', '.join(policies.versions)}"
+        )
+        return problems
+    if not problems and case.currency not in policy.currencies:
+        problems.append(
+            f"currency: policy {policy.version} has no thresholds for {case.currency}; "
+            f"it covers {', '.join(sorted(policy.currencies))}"
+        )
+    return problems
+
+
+class CollectionActivities:
+    """Activities with their clients: a database engine, a delivery back-end and the policies."""
+
+    def __init__(self, engine: Engine, delivery: DeliveryBackend, policies: PolicyRegistry):
+        self.engine = engine
+        self.delivery = delivery
+        self.policies = policies
+
+    # -- case bookkeeping (run as local activities: cheap, retried by the worker) -------------
+
+    @activity.defn(name="resolve_case_policy")
+    def resolve_case_policy(self, case: CaseInput) -> CaseSetup:
+        """Check ``case`` and return the policy it runs under, with its currency's precision.
+
+        Raises:
+            ApplicationError: non-retryable, type ``InvalidCaseInput``, naming every broken
+                field and rule.
+        """
+        problems = case_input_problems(case, self.policies)
+        if problems:
+            raise ApplicationError(
+                "invalid case input: " + "; ".join(problems), type="InvalidCaseInput", non_retryable=True
+            )
+        return CaseSetup(
+            policy=self.policies.get(case.policy_version),
+            currency_exponent=get_currency_precision(case.currency),
+        )
+
+    @activity.defn(name="record_case_events")
+    def record_case_events(self, records: CaseRecords) -> int:
+        """Write a batch of case events in one transaction; events already written are skipped.
+
+        Returns:
+            How many events were new.
+        """
+        written = 0
+        with session(self.engine) as db:
+            case = db.exec(
+                select(CollectionCase).where(
+                    CollectionCase.workflow_id == records.workflow_id,
+                    CollectionCase.oldest_due_date == records.oldest_due_date,
+                )
+            ).first()
+            for event in records.events:
+                if isinstance(event, CaseOpened):
+                    if case is None:
+                        case = CollectionCase(
+                            workflow_id=records.workflow_id,
+                            loan_id=event.loan_id,
+                            borrower_id=event.borrower_id,
+                            currency=event.currency,
+                            opening_overdue_minor=event.opening_overdue_minor,
+                            outstanding_minor=event.opening_overdue_minor,
+                            oldest_due_date=event.oldest_due_date,
+                            timezone=event.timezone,
+                            jurisdiction=event.jurisdiction,
+                            policy_version=event.policy_version,
+                            opened_at=event.at,
+                        )
+                        db.add(case)
+                        written += 1
+                elif isinstance(event, CaseProgress):
+                    if case is not None:
+                        case.stage = event.stage
+                        case.outstanding_minor = event.outstanding_minor
+                        if event.outcome is not None:
+                            case.outcome = event.outcome
+                            case.closed_at = event.at
+                        db.add(case)
+                        written += 1
+                elif isinstance(event, PaymentApplied):
+                    if db.exec(select(Payment).where(Payment.loan_id == records.loan_id, Payment.payment_id == event.payment_id)).first() is None:
+                        db.add(
+                            Payment(
+                                payment_id=event.payment_id,
+                                workflow_id=records.workflow_id,
+                                loan_id=records.loan_id,
+                                amount_minor=event.amount_minor,
+                                applied_minor=event.applied_minor,
+                                overpaid_minor=event.overpaid_minor,
+                                currency=event.currency,
+                                paid_at=event.paid_at,
+                                applied_at=event.at,
+                            )
+                        )
+                        written += 1
+                elif isinstance(event, PromiseOpened):
+                    if db.exec(select(PromiseRecord).where(PromiseRecord.loan_id == records.loan_id, PromiseRecord.promise_id == event.promise_id)).first() is None:
+                        db.add(
+                            PromiseRecord(
+                                promise_id=event.promise_id,
+                                workflow_id=records.workflow_id,
+                                loan_id=records.loan_id,
+                                amount_minor=event.amount_minor,
+                                promised_date=event.promised_date,
+                                made_at=event.at,
+                            )
+                        )
+                        written += 1
+                elif isinstance(event, PromiseResolved):
+                    promise = db.exec(select(PromiseRecord).where(PromiseRecord.loan_id == records.loan_id, PromiseRecord.promise_id == event.promise_id)).first()
+                    if promise is not None and promise.status == "open":
+                        promise.status = event.status
+                        promise.paid_toward_minor = event.paid_toward_minor
+                        promise.resolved_at = event.at
+                        db.add(promise)
+                        written += 1
+                elif isinstance(event, SignalRejected):
+                    exists = db.exec(
+                        select(RejectedSignalRecord).where(RejectedSignalRecord.record_key == event.key)
+                    ).first()
+                    if exists is None:
+                        db.add(
+                            RejectedSignalRecord(
+                                record_key=event.key,
+                                workflow_id=records.workflow_id,
+                                loan_id=records.loan_id,
+                                kind=event.signal_kind,
+                                signal_id=event.signal_id,
+                                reason=event.reason,
+                                received_at=event.at,
+                            )
+                        )
+                        written += 1
+                        log.info(
+                            "signal.rejected",
+                            workflow_id=records.workflow_id,
+                            kind=event.signal_kind,
+                            signal_id=event.signal_id,
+                            reason=event.reason,
+                        )
+            db.commit()
+        return written
+
+    # -- contacts: one activity type per channel, so histories read like the process ---------
+
+    @activity.defn(name="send_sms")
+    def send_sms(self, request: ContactRequest) -> ContactResult:
+        """Send the step's SMS reminder to the borrower's phone."""
+        return self._contact(request)
+
+    @activity.defn(name="send_email")
+    def send_email(self, request: ContactRequest) -> ContactResult:
+        """Email the borrower the overdue details (amount, due date, DPD, how to pay)."""
+        return self._contact(request)
+
+    @activity.defn(name="create_agent_task")
+    def create_agent_task(self, request: ContactRequest) -> ContactResult:
+        """Queue a task for an agent: a phone call or a field visit (``ActionSpec.task_kind``)."""
+        return self._contact(request)
+
+    @activity.defn(name="issue_demand_letter")
+    def issue_demand_letter(self, request: ContactRequest) -> ContactResult:
+        """Issue a formal demand letter to the borrower's postal address."""
+        return self._contact(request)
+
+    @activity.defn(name="place_with_agency")
+    def place_with_agency(self, request: ContactRequest) -> ContactResult:
+        """Place the case with a third-party collection agency (a ``placements`` row)."""
+        return self._contact(request)
+
+    @activity.defn(name="file_legal_referral")
+    def file_legal_referral(self, request: ContactRequest) -> ContactResult:
+        """File the case with the legal team (a ``legal_referrals`` row)."""
+        return self._contact(request)
+
+    @activity.defn(name="queue_manual_review")
+    def queue_manual_review(self, request: ContactRequest) -> ContactResult:
+        """The fallback when a delivery failed for good: mark it failed and queue a manual task.
+
+        Always written to the database only (never through the delivery back-end), so the
+        fallback cannot fail the way the delivery did.
+        """
+        if request.failed_key:
+            with session(self.engine) as db:
+                failed = db.exec(
+                    select(ContactAttempt).where(ContactAttempt.idempotency_key == request.failed_key)
+                ).first()
+                if failed is not None and failed.status not in ("sent", "recorded"):
+                    failed.status = "failed"
+                    failed.updated_at = utcnow()
+                    db.add(failed)
+                    db.commit()
+        return self._contact(request, internal=True)
+
+    def _contact(self, request: ContactRequest, internal: bool = False) -> ContactResult:
+        spec = ACTIONS[request.action]
+        backend_name = "record" if internal else self.delivery.name
+        with session(self.engine) as db:
+            attempt = db.exec(
+                select(ContactAttempt).where(ContactAttempt.idempotency_key == request.idempotency_key)
+            ).first()
+            if attempt is not None and attempt.status in ("sent", "recorded"):
+                log.info("contact.already_done", idempotency_key=request.idempotency_key)
+                return ContactResult(
+                    idempotency_key=request.idempotency_key,
+                    status="already_done",
+                    channel=spec.channel.value,
+                    backend=attempt.backend,
+                    provider_reference=attempt.provider_reference,
+                )
+            borrower = db.get(Borrower, request.borrower_id)
+            locale = borrower.locale if borrower else "zh-CN"
+            message = render(
+                spec.template,
+                locale=locale,
+                name=borrower.full_name if borrower else request.borrower_id,
+                loan_id=request.loan_id,
+                outstanding_minor=request.outstanding_minor,
+                paid_minor=request.paid_minor,
+                currency=request.currency,
+                oldest_due_date=request.oldest_due_date,
+                days_past_due=request.days_past_due,
+                step=request.step,
+            )
+            now = utcnow()
+            if attempt is None:
+                attempt = ContactAttempt(
+                    idempotency_key=request.idempotency_key,
+                    workflow_id=request.workflow_id,
+                    loan_id=request.loan_id,
+                    step=request.step,
+                    action=request.action,
+                    channel=spec.channel.value,
+                    backend=backend_name,
+                    status="pending",
+                    days_past_due=request.days_past_due,
+                    amount_minor=request.outstanding_minor,
+                    currency=request.currency,
+                    created_at=now,
+                    updated_at=now,
+                )
+            attempt.attempts += 1
+            attempt.locale = locale
+            attempt.rendered = message.body if message.subject is None else f"{message.subject}\n\n{message.body}"
+            attempt.updated_at = now
+            destination_field = DESTINATION_FIELD.get(spec.channel)
+            destination = getattr(borrower, destination_field, None) if (borrower and destination_field) else None
+            if destination_field and not destination and not internal:
+                attempt.status = "failed"
+                attempt.last_error = f"borrower {request.borrower_id} has no {destination_field} on file"
+                self._save(db, attempt)
+                raise ApplicationError(attempt.last_error, type="NoContactDetails", non_retryable=True)
+            self._save(db, attempt)
+
+        payload: dict[str, Any] = {
+            "idempotency_key": request.idempotency_key,
+            "loan_id": request.loan_id,
+            "borrower_id": request.borrower_id,
+            "step": request.step,
+            "action": request.action,
+            "days_past_due": request.days_past_due,
+            "amount_minor": request.outstanding_minor,
+            "currency": request.currency,
+            "subject": message.subject,
+            "body": message.body,
+        }
+        if spec.task_kind:
+            payload["task_kind"] = spec.task_kind
+        if destination_field:
+            payload["to"] = destination
+        backend = _RECORD if internal else self.delivery
+        try:
+            receipt = backend.deliver(Delivery(request.idempotency_key, spec.channel.value, payload))
+        except Exception as err:
+            with session(self.engine) as db:
+                attempt = db.exec(
+                    select(ContactAttempt).where(ContactAttempt.idempotency_key == request.idempotency_key)
+                ).one()
+                permanent = isinstance(err, ApplicationError) and err.non_retryable
+                attempt.status = "failed" if permanent else "retrying"
+                attempt.last_error = str(err)[:500]
+                attempt.updated_at = utcnow()
+                self._save(db, attempt)
+            log.warning(
+                "contact.failed",
+                idempotency_key=request.idempotency_key,
+                channel=spec.channel.value,
+                attempt=activity.info().attempt,
+                error=str(err)[:200],
+            )
+            raise
+
+        with session(self.engine) as db:
+            attempt = db.exec(
+                select(ContactAttempt).where(ContactAttempt.idempotency_key == request.idempotency_key)
+            ).one()
+            attempt.status = receipt.status
+            attempt.provider_reference = receipt.provider_reference
+            attempt.last_error = None
+            attempt.updated_at = utcnow()
+            db.add(attempt)
+            self._record_hand_off(db, request, spec.channel)
+            db.commit()
+        log.info(
+            "contact.done",
+            workflow_id=request.workflow_id,
+            loan_id=request.loan_id,
+            step=request.step,
+            action=request.action,
+            status=receipt.status,
+        )
+        log.debug("contact.rendered", idempotency_key=request.idempotency_key, body=message.body)
+        return ContactResult(
+            idempotency_key=request.idempotency_key,
+            status=receipt.status,
+            channel=spec.channel.value,
+            backend=backend_name,
+            provider_reference=receipt.provider_reference,
+        )
+
+    @staticmethod
+    def _save(db: Any, row: Any) -> None:
+        db.add(row)
+        try:
+            db.commit()
+        except IntegrityError:
+            # A concurrent run of the same activity wrote the row first: keep theirs.
+            db.rollback()
+
+    @staticmethod
+    def _record_hand_off(db: Any, request: ContactRequest, channel: Channel) -> None:
+        now = datetime.now(UTC)
+        if channel is Channel.AGENCY:
+            if db.exec(select(Placement).where(Placement.idempotency_key == request.idempotency_key)).first() is None:
+                db.add(
+                    Placement(
+                        idempotency_key=request.idempotency_key,
+                        workflow_id=request.workflow_id,
+                        loan_id=request.loan_id,
+                        agency=DEFAULT_AGENCY,
+                        amount_minor=request.outstanding_minor,
+                        currency=request.currency,
+                        days_past_due=request.days_past_due,
+                        placed_at=now,
+                    )
+                )
+        elif channel is Channel.LEGAL:
+            exists = db.exec(
+                select(LegalReferral).where(LegalReferral.idempotency_key == request.idempotency_key)
+            ).first()
+            if exists is None:
+                db.add(
+                    LegalReferral(
+                        idempotency_key=request.idempotency_key,
+                        workflow_id=request.workflow_id,
+                        loan_id=request.loan_id,
+                        amount_minor=request.outstanding_minor,
+                        currency=request.currency,
+                        days_past_due=request.days_past_due,
+                        jurisdiction=request.jurisdiction,
+                        filed_at=now,
+                    )
+                )
+

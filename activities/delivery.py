@@ -1,0 +1,124 @@
+"""Delivery back-ends: ``record`` (store and log, offline) and ``http`` (JSON POST to a provider).
+
+The http back-end classifies failures for Temporal's retry policy: 5xx, 408, 429 and network
+errors or timeouts raise ``DeliveryRetryableError`` (retried); any other 4xx raises a
+non-retryable ``ApplicationError`` (the workflow then records the failure and falls back).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+from temporalio.exceptions import ApplicationError
+
+from collections_domain.logs import get_logger
+
+log = get_logger("delivery")
+
+RETRYABLE_STATUS = {408, 425, 429}
+
+
+class DeliveryRetryableError(Exception):
+    """A delivery that may succeed if tried again (5xx, 408/429, timeout, connection error)."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One thing to deliver on ``channel``; ``payload`` holds the rendered content and target."""
+
+    idempotency_key: str
+    channel: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DeliveryReceipt:
+    """The back-end's acknowledgement: ``status`` (``sent``/``recorded``) and its reference."""
+
+    status: str
+    provider_reference: str | None
+
+
+class DeliveryBackend(Protocol):
+    """Sends a ``Delivery``; raises ``DeliveryRetryableError`` or ``ApplicationError``."""
+
+    name: str
+
+    def deliver(self, delivery: Delivery) -> DeliveryReceipt: ...
+
+    def close(self) -> None: ...
+
+
+class RecordDelivery:
+    """Stores nothing outside the database: the activity keeps the rendered message; this logs it."""
+
+    name = "record"
+
+    def deliver(self, delivery: Delivery) -> DeliveryReceipt:
+        reference = "rec-" + hashlib.sha256(delivery.idempotency_key.encode()).hexdigest()[:16]
+        log.info("delivery.recorded", channel=delivery.channel, idempotency_key=delivery.idempotency_key)
+        return DeliveryReceipt(status="recorded", provider_reference=reference)
+
+    def close(self) -> None:
+        return None
+
+
+class HttpDelivery:
+    """POSTs JSON to ``<base_url>/<channel>`` with a bearer token and an ``Idempotency-Key``."""
+
+    name = "http"
+
+    def __init__(self, base_url: str, token: str | None, timeout_seconds: float = 10.0):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = httpx.Client(base_url=base_url.rstrip("/") + "/", headers=headers, timeout=timeout_seconds)
+
+    def deliver(self, delivery: Delivery) -> DeliveryReceipt:
+        try:
+            response = self._client.post(
+                delivery.channel,
+                json=delivery.payload,
+                headers={"Idempotency-Key": delivery.idempotency_key},
+            )
+        except httpx.TimeoutException as err:
+            raise DeliveryRetryableError(f"{delivery.channel}: provider timed out: {err!r}") from err
+        except httpx.TransportError as err:
+            raise DeliveryRetryableError(f"{delivery.channel}: provider unreachable: {err!r}") from err
+        status = response.status_code
+        if status >= 500 or status in RETRYABLE_STATUS:
+            raise DeliveryRetryableError(f"{delivery.channel}: provider answered {status}")
+        if status >= 400:
+            raise ApplicationError(
+                f"{delivery.channel}: provider rejected the request with {status}: {response.text[:200]}",
+                type="DeliveryRejected",
+                non_retryable=True,
+            )
+        reference = None
+        try:
+            body = response.json()
+            if isinstance(body, dict):
+                reference = str(body.get("id") or body.get("reference") or "") or None
+        except ValueError:
+            pass
+        log.info("delivery.sent", channel=delivery.channel, idempotency_key=delivery.idempotency_key, status=status)
+        return DeliveryReceipt(status="sent", provider_reference=reference)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def backend_from_settings(settings: Any) -> DeliveryBackend:
+    """The back-end ``settings.delivery_backend`` names.
+
+    Raises:
+        ValueError: ``http`` without ``DELIVERY_HTTP_URL``.
+    """
+    if settings.delivery_backend == "http":
+        if not settings.delivery_http_url:
+            raise ValueError("DELIVERY_HTTP_URL: required when DELIVERY_BACKEND=http")
+        return HttpDelivery(
+            settings.delivery_http_url, settings.delivery_http_token, settings.delivery_http_timeout_seconds
+        )
+    return RecordDelivery()

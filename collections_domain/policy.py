@@ -1,0 +1,297 @@
+"""The collections policy: the escalation ladder and its thresholds, as validated data.
+
+A policy is a TOML file (``policies/default.toml`` ships with the package; ``COLLECTIONS_POLICY``
+names another). ``load_policy`` validates it and raises ``PolicyError`` naming the key and the
+rule that failed. The worker loads policies once at start; workflows receive the policy they run
+through a local activity, so a running case keeps the policy version it started with.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from babel.numbers import is_currency
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_POLICY_PATH = Path(__file__).parent / "policies" / "default.toml"
+
+
+class Channel(StrEnum):
+    """How an action reaches its target; also the delivery back-end's route name."""
+
+    SMS = "sms"
+    EMAIL = "email"
+    AGENT_TASK = "agent_task"
+    LETTER = "letter"
+    AGENCY = "agency"
+    LEGAL = "legal"
+
+
+class ActionSpec(BaseModel):
+    """What a ladder action does: its channel, message template and a label for operators."""
+
+    model_config = ConfigDict(frozen=True)
+    channel: Channel
+    template: str
+    label: str
+    task_kind: str | None = None
+
+
+#: Every action a policy may name. ``manual_review`` is the fallback when a delivery fails for good.
+ACTIONS: dict[str, ActionSpec] = {
+    "sms_reminder": ActionSpec(channel=Channel.SMS, template="sms_reminder", label="SMS reminder"),
+    "email_overdue_notice": ActionSpec(
+        channel=Channel.EMAIL, template="email_overdue_notice", label="email with overdue details"
+    ),
+    "agent_call": ActionSpec(
+        channel=Channel.AGENT_TASK, template="agent_call", label="agent phone call", task_kind="call"
+    ),
+    "field_visit": ActionSpec(
+        channel=Channel.AGENT_TASK, template="field_visit", label="field visit", task_kind="visit"
+    ),
+    "demand_letter": ActionSpec(channel=Channel.LETTER, template="demand_letter", label="demand letter"),
+    "agency_placement": ActionSpec(
+        channel=Channel.AGENCY, template="agency_placement", label="placement with agency"
+    ),
+    "legal_referral": ActionSpec(channel=Channel.LEGAL, template="legal_referral", label="legal referral"),
+    "manual_review": ActionSpec(
+        channel=Channel.AGENT_TASK, template="manual_review", label="manual review", task_kind="manual_review"
+    ),
+}
+
+
+class PolicyError(ValueError):
+    """A policy file is missing, is not TOML, or breaks a rule; the message names the key."""
+
+
+def _parse_hhmm(value: str) -> time:
+    try:
+        hours, minutes = value.split(":")
+        if len(hours) != 2 or len(minutes) != 2:
+            raise ValueError
+        return time(int(hours), int(minutes))
+    except ValueError as err:
+        raise ValueError(f"must be a local time HH:MM, got {value!r}") from err
+
+
+class ContactWindow(BaseModel):
+    """Local hours in which the workflow may contact the borrower (``opens`` <= t < ``closes``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    opens: str = "09:00"
+    closes: str = "21:00"
+
+    @field_validator("opens", "closes")
+    @classmethod
+    def _valid_hhmm(cls, value: str) -> str:
+        _parse_hhmm(value)
+        return value
+
+    @model_validator(mode="after")
+    def _opens_before_closes(self) -> ContactWindow:
+        if self.opens_at >= self.closes_at:
+            raise ValueError("opens must be earlier than closes")
+        return self
+
+    @property
+    def opens_at(self) -> time:
+        """Opening as a ``time``."""
+        return _parse_hhmm(self.opens)
+
+    @property
+    def closes_at(self) -> time:
+        """Closing as a ``time``."""
+        return _parse_hhmm(self.closes)
+
+
+class PromiseRules(BaseModel):
+    """Promise-to-pay rules: grace days after the promised date, horizon, broken-promise cap."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    grace_days: int = Field(2, ge=0, le=30)
+    horizon_days: int = Field(30, ge=1, le=365)
+    max_broken: int = Field(2, ge=0, le=100)
+
+
+class DeliveryRules(BaseModel):
+    """What happens when a delivery fails for good."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    fallback_action: str = "manual_review"
+
+    @field_validator("fallback_action")
+    @classmethod
+    def _known_action(cls, value: str) -> str:
+        if value not in ACTIONS:
+            raise ValueError(f"unknown action {value!r}; known: {', '.join(sorted(ACTIONS))}")
+        return value
+
+
+class CurrencyThresholds(BaseModel):
+    """Money thresholds for one currency, in that currency's minor units."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    minimum_overdue_minor: int = Field(ge=0)
+    legal_threshold_minor: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CurrencyThresholds:
+        if self.legal_threshold_minor < self.minimum_overdue_minor:
+            raise ValueError("legal_threshold_minor must be >= minimum_overdue_minor")
+        return self
+
+
+OutstandingCondition = Literal["any", "at_or_above_legal_threshold", "below_legal_threshold"]
+
+
+class LadderStep(BaseModel):
+    """One rung of the ladder: at ``days_past_due``, run ``actions`` if the conditions hold."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    days_past_due: int = Field(ge=1, le=3650)
+    actions: tuple[str, ...] = Field(min_length=1)
+    outstanding: OutstandingCondition = "any"
+    applies_below_minimum: bool = False
+
+    @field_validator("actions")
+    @classmethod
+    def _known_actions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [a for a in value if a not in ACTIONS]
+        if unknown:
+            raise ValueError(f"unknown action(s) {unknown}; known: {', '.join(sorted(ACTIONS))}")
+        if len(set(value)) != len(value):
+            raise ValueError("an action may appear once per step")
+        return value
+
+    def applies_to(self, outstanding_minor: int, thresholds: CurrencyThresholds) -> bool:
+        """Whether this step runs for a case with ``outstanding_minor`` overdue (minor units)."""
+        if outstanding_minor <= 0:
+            return False
+        if outstanding_minor < thresholds.minimum_overdue_minor and not self.applies_below_minimum:
+            return False
+        if self.outstanding == "at_or_above_legal_threshold":
+            return outstanding_minor >= thresholds.legal_threshold_minor
+        if self.outstanding == "below_legal_threshold":
+            return outstanding_minor < thresholds.legal_threshold_minor
+        return True
+
+
+class CollectionPolicy(BaseModel):
+    """A whole policy file. Steps are kept sorted by ``days_past_due``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    version: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    contact_window: ContactWindow = ContactWindow()
+    promises: PromiseRules = PromiseRules()
+    delivery: DeliveryRules = DeliveryRules()
+    currencies: dict[str, CurrencyThresholds] = Field(min_length=1)
+    steps: tuple[LadderStep, ...] = Field(min_length=1)
+
+    @field_validator("steps")
+    @classmethod
+    def _sorted_by_days(cls, value: tuple[LadderStep, ...]) -> tuple[LadderStep, ...]:
+        return tuple(sorted(value, key=lambda s: s.days_past_due))
+
+    @model_validator(mode="after")
+    def _coherent_ladder(self) -> CollectionPolicy:
+        names = [s.name for s in self.steps]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"steps: names must be unique, repeated: {duplicates}")
+        if "identified" in names:
+            raise ValueError("steps: 'identified' is reserved for the stage before the first step")
+        by_day: dict[int, list[LadderStep]] = {}
+        for step in self.steps:
+            by_day.setdefault(step.days_past_due, []).append(step)
+        for day, group in by_day.items():
+            conditions = [s.outstanding for s in group]
+            exclusive = len(group) == 1 or sorted(conditions) == [
+                "at_or_above_legal_threshold",
+                "below_legal_threshold",
+            ]
+            if not exclusive:
+                raise ValueError(
+                    f"steps: at days_past_due {day} the steps {[s.name for s in group]} overlap; "
+                    "two steps on one day need outstanding conditions "
+                    "'at_or_above_legal_threshold' and 'below_legal_threshold'"
+                )
+        return self
+
+    def thresholds(self, currency: str) -> CurrencyThresholds:
+        """Thresholds for ``currency``; raises ``KeyError`` when the policy has none."""
+        return self.currencies[currency]
+
+
+def _format_errors(err: ValidationError) -> str:
+    parts = []
+    for item in err.errors():
+        loc = ".".join(str(p) for p in item["loc"]) or "(file)"
+        parts.append(f"{loc}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def parse_policy(text: str, source: str = "<string>") -> CollectionPolicy:
+    """Parse and validate policy TOML ``text``.
+
+    Raises:
+        PolicyError: not TOML, or a key breaks a rule; the message names ``source`` and the key.
+    """
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise PolicyError(f"{source}: not valid TOML: {err}") from err
+    try:
+        policy = CollectionPolicy.model_validate(raw)
+    except ValidationError as err:
+        raise PolicyError(f"{source}: {_format_errors(err)}") from err
+    # Checked here, not in the model: the model is also decoded inside workflows.
+    not_iso = [code for code in policy.currencies if not is_currency(code)]
+    if not_iso:
+        raise PolicyError(f"{source}: currencies: not ISO 4217 currency codes: {not_iso}")
+    return policy
+
+
+def load_policy(path: Path | str) -> CollectionPolicy:
+    """Read and validate the policy file at ``path``.
+
+    Raises:
+        PolicyError: the file is missing or unreadable, or its content is invalid.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise PolicyError(f"{path}: cannot read policy file: {err.strerror or err}") from err
+    return parse_policy(text, str(path))
+
+
+class PolicyRegistry:
+    """The policies a worker knows: the current default plus every packaged one, by version."""
+
+    def __init__(self, current: CollectionPolicy, others: list[CollectionPolicy] | None = None):
+        self.current = current
+        self._by_version = {p.version: p for p in (others or [])}
+        self._by_version[current.version] = current
+
+    @classmethod
+    def from_settings(cls, policy_path: str | None) -> PolicyRegistry:
+        """The packaged policies, with ``policy_path`` (``COLLECTIONS_POLICY``) as the default."""
+        packaged = [load_policy(p) for p in sorted(DEFAULT_POLICY_PATH.parent.glob("*.toml"))]
+        current = load_policy(policy_path) if policy_path else load_policy(DEFAULT_POLICY_PATH)
+        return cls(current, packaged)
+
+    def get(self, version: str | None) -> CollectionPolicy:
+        """The policy ``version`` (``None``: the current default); ``KeyError`` when unknown."""
+        if version is None:
+            return self.current
+        return self._by_version[version]
+
+    @property
+    def versions(self) -> list[str]:
+        """Known versions, sorted."""
+        return sorted(self._by_version)

@@ -1,0 +1,63 @@
+"""Build a worker: the workflows, the activities with their clients, and the thread pool."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.collection_activities import CollectionActivities
+from activities.delivery import backend_from_settings
+from collections_domain.db import make_engine
+from collections_domain.policy import PolicyRegistry
+from collections_domain.settings import Settings
+from workflows.loan_collection import LoanCollectionWorkflow
+
+
+def build_activities(settings: Settings) -> CollectionActivities:
+    """The activities object for ``settings`` (database, delivery back-end, policies).
+
+    Raises:
+        PolicyError: the policy file is invalid. ValueError: the delivery settings are incomplete.
+    """
+    return CollectionActivities(
+        engine=make_engine(settings.resolved_database_url),
+        delivery=backend_from_settings(settings),
+        policies=PolicyRegistry.from_settings(settings.collections_policy),
+    )
+
+
+def activity_list(activities: CollectionActivities) -> list:
+    """Every activity method, bound to ``activities``."""
+    return [
+        activities.resolve_case_policy,
+        activities.record_case_events,
+        activities.send_sms,
+        activities.send_email,
+        activities.create_agent_task,
+        activities.issue_demand_letter,
+        activities.place_with_agency,
+        activities.file_legal_referral,
+        activities.queue_manual_review,
+    ]
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    activities: CollectionActivities | None = None,
+    *,
+    max_activity_threads: int = 32,
+) -> Worker:
+    """A worker on ``settings.temporal_task_queue`` running the collections workflow."""
+    activities = activities or build_activities(settings)
+    return Worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        workflows=[LoanCollectionWorkflow],
+        activities=activity_list(activities),
+        activity_executor=ThreadPoolExecutor(max_workers=max_activity_threads),
+        max_concurrent_activities=max_activity_threads,
+        max_concurrent_local_activities=max_activity_threads,
+    )

@@ -1,0 +1,82 @@
+"""Shared fixtures: one time-skipping test server per session, a fresh database and worker per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.collection_activities import CollectionActivities
+from activities.delivery import DeliveryBackend, RecordDelivery
+from collections_domain.binaries import find_binary
+from collections_domain.db import make_engine
+from collections_domain.policy import PolicyRegistry
+from collections_domain.search_attributes import CLI_TYPES
+from collections_domain.settings import Settings
+from collections_domain.wiring import build_worker
+
+INDEXED_TYPES = {
+    "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+    "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+}
+
+
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The Java time-skipping test server, with the project's search attributes registered."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=find_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={name: INDEXED_TYPES[kind] for name, kind in CLI_TYPES.items()},
+        )
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+class Harness:
+    """A worker on its own task queue, with its own SQLite database, against one environment."""
+
+    def __init__(self, env: WorkflowEnvironment, tmp_path: Path, delivery: DeliveryBackend | None = None):
+        self.env = env
+        self.client: Client = env.client
+        self.task_queue = f"test-{uuid.uuid4().hex[:8]}"
+        self.settings = Settings(
+            temporal_task_queue=self.task_queue,
+            database_url=f"sqlite:///{tmp_path / 'collections.db'}",
+            data_dir=tmp_path,
+        )
+        self.engine = make_engine(self.settings.resolved_database_url)
+        self.activities = CollectionActivities(
+            engine=self.engine,
+            delivery=delivery or RecordDelivery(),
+            policies=PolicyRegistry.from_settings(None),
+        )
+        self.worker = build_worker(self.client, self.settings, self.activities)
+
+
+@pytest.fixture
+def harness_factory(tmp_path: Path):
+    """Make a ``Harness`` for an environment (optionally with another delivery back-end)."""
+
+    def make(env: WorkflowEnvironment, delivery: DeliveryBackend | None = None) -> Harness:
+        return Harness(env, tmp_path, delivery)
+
+    return make
