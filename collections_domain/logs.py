@@ -26,5 +26,11 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    """A logger bound to ``component=name``."""
+    """A logger bound to ``component=name``.
+
+    Until an entry point calls ``configure_logging``, only warnings and errors are printed, so
+    that a library user never sees debug events (which may carry rendered messages).
+    """
+    if not structlog.is_configured():
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     return structlog.get_logger(component=name)

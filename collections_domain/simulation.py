@@ -1,0 +1,238 @@
+"""Replay the Home Credit cases through the real workflow on Temporal's time-skipping server.
+
+Convention: every case is replayed from its own first day past due. All cases share one
+virtual due date ``day0`` (a local calendar date in each borrower's own zone); a case opens at
+local midnight starting DPD 1 and each late payment arrives as ``payment_received`` at 12:00
+local on its DPD (``home_credit.py``). The run ends after every case has passed its last
+ladder rung and its last payment. The outcome table counts where each case ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time as wallclock
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+
+from sqlmodel import Session
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from collections_domain import calendar, ladder
+from collections_domain.binaries import find_binary
+from collections_domain.case import CaseStatus, PaymentReceived
+from collections_domain.client import start_case
+from collections_domain.home_credit import HomeCreditCase, borrower_row
+from collections_domain.models import Borrower
+from collections_domain.policy import CollectionPolicy
+from collections_domain.search_attributes import CLI_TYPES
+from collections_domain.settings import Settings
+from collections_domain.wiring import build_activities, build_worker
+
+PAYMENT_WALL_TIME = time(12, 0)
+INDEXED_TYPES = {
+    "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+    "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+}
+
+
+@dataclass
+class OutcomeTable:
+    """Cases by where they ended, with how many are still unpaid at the end of the data.
+
+    Rows come from the policy's ladder: "cured before DPD 3", "cured at DPD 3-6", "cured at
+    DPD 7-29" (between rungs), then one "reached DPD 30: <step>" row per step of the last rung
+    and "reached DPD 30 under the minimum (reminders only)".
+    """
+
+    rows: list[str]
+    cases: dict[str, int] = field(default_factory=dict)
+    still_unpaid: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def for_policy(cls, policy: CollectionPolicy) -> OutcomeTable:
+        """An empty table with the rows ``policy``'s ladder defines."""
+        rungs = ladder.rungs(policy)
+        rows = [f"cured before DPD {rungs[0].days_past_due}"]
+        for low, high in zip(rungs, rungs[1:]):
+            rows.append(f"cured at DPD {low.days_past_due}-{high.days_past_due - 1}")
+        last = rungs[-1].days_past_due
+        rows += [f"reached DPD {last}: {step.name}" for step in rungs[-1].steps]
+        rows.append(f"reached DPD {last} under the minimum (reminders only)")
+        return cls(rows=rows, cases=dict.fromkeys(rows, 0), still_unpaid=dict.fromkeys(rows, 0))
+
+    def add(self, row: str, unpaid: bool) -> None:
+        """Count one case in ``row``."""
+        self.cases[row] += 1
+        self.still_unpaid[row] += int(unpaid)
+
+    @property
+    def total(self) -> int:
+        """All cases."""
+        return sum(self.cases.values())
+
+    def as_rows(self) -> list[tuple[str, int, int]]:
+        """``(outcome, cases, still unpaid)`` per row, then the total."""
+        body = [(row, self.cases[row], self.still_unpaid[row]) for row in self.rows]
+        return body + [("total", self.total, sum(self.still_unpaid.values()))]
+
+    def render(self) -> str:
+        """A plain-text table."""
+        width = max(len(r) for r in self.rows) + 2
+        lines = [f"{'outcome':<{width}}{'cases':>8}{'still unpaid':>14}"]
+        lines += [f"{row:<{width}}{count:>8}{unpaid:>14}" for row, count, unpaid in self.as_rows()]
+        return "\n".join(lines)
+
+
+def classify(status: CaseStatus, policy: CollectionPolicy) -> str:
+    """The outcome-table row of a case's final ``status``."""
+    rungs = ladder.rungs(policy)
+    last = rungs[-1]
+    if status.outcome == "cured" and status.cured_days_past_due is not None:
+        dpd = status.cured_days_past_due
+        if dpd < rungs[0].days_past_due:
+            return f"cured before DPD {rungs[0].days_past_due}"
+        for low, high in zip(rungs, rungs[1:]):
+            if low.days_past_due <= dpd < high.days_past_due:
+                return f"cured at DPD {low.days_past_due}-{high.days_past_due - 1}"
+    taken = {record.step for record in status.steps_done}
+    for step in last.steps:
+        if step.name in taken:
+            return f"reached DPD {last.days_past_due}: {step.name}"
+    return f"reached DPD {last.days_past_due} under the minimum (reminders only)"
+
+
+@dataclass
+class SimulationResult:
+    """The table, every case's final status, and the run's wall time in seconds."""
+
+    table: OutcomeTable
+    statuses: dict[str, CaseStatus]
+    wall_seconds: float
+    day0: str
+
+
+async def _register_search_attributes(client: Client) -> None:
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes={name: INDEXED_TYPES[kind] for name, kind in CLI_TYPES.items()},
+        )
+    )
+
+
+async def simulate(
+    cases: Sequence[HomeCreditCase],
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+    concurrency: int = 200,
+) -> SimulationResult:
+    """Run ``cases`` through ``LoanCollectionWorkflow`` on a fresh time-skipping server.
+
+    ``progress(phase, done, total)`` is called as cases start, events are replayed and
+    statuses are read. Uses a temporary SQLite database and the ``record`` delivery back-end.
+    """
+    started = wallclock.perf_counter()
+    report = progress or (lambda phase, done, total: None)
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=find_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        await _register_search_attributes(env.client)
+        with tempfile.TemporaryDirectory(prefix="collections-sim-") as folder:
+            settings = Settings(
+                temporal_task_queue="collections-simulation",
+                database_url=f"sqlite:///{Path(folder) / 'simulation.db'}",
+                data_dir=Path(folder),
+                delivery_backend="record",
+            )
+            activities = build_activities(settings)
+            policy = activities.policies.current
+            with Session(activities.engine) as db:
+                for case in {c.borrower_id: c for c in cases}.values():
+                    db.merge(Borrower(**borrower_row(case)))
+                db.commit()
+            worker = build_worker(env.client, settings, activities, max_activity_threads=64)
+            async with worker:
+                statuses, day0 = await _replay(env, cases, settings, policy, report, concurrency)
+            activities.delivery.close()
+            activities.engine.dispose()
+    finally:
+        await env.shutdown()
+    table = OutcomeTable.for_policy(policy)
+    for case in cases:
+        status = statuses[case.loan_id]
+        table.add(classify(status, policy), unpaid=status.outcome is None)
+    return SimulationResult(table, statuses, wallclock.perf_counter() - started, day0)
+
+
+async def _replay(env, cases, settings, policy, report, concurrency):
+    client = env.client
+    now = (await env.get_current_time()).astimezone(UTC)
+    day0 = now.date() + timedelta(days=2)
+    last_rung = ladder.rungs(policy)[-1].days_past_due
+    events: list[tuple[datetime, int, HomeCreditCase, object]] = []
+    horizon = now
+    for case in cases:
+        tz = case.market.timezone
+        events.append((calendar.local_instant(day0 + timedelta(days=1), time(0, 0), tz), 0, case, None))
+        for payment in case.late_payments:
+            at = calendar.local_instant(day0 + timedelta(days=payment.days_after_due), PAYMENT_WALL_TIME, tz)
+            events.append((at, 1, case, payment))
+            horizon = max(horizon, at)
+        horizon = max(horizon, ladder.rung_instant(last_rung, day0, tz, policy))
+    events.sort(key=lambda e: (e[0], e[1], e[2].loan_id))
+    gate = asyncio.Semaphore(concurrency)
+
+    async def start(case: HomeCreditCase) -> None:
+        async with gate:
+            await start_case(client, case.case_input(day0), task_queue=settings.temporal_task_queue)
+
+    async def pay(case: HomeCreditCase, payment, at: datetime) -> None:
+        async with gate:
+            signal = PaymentReceived(
+                payment_id=payment.payment_id,
+                amount_minor=payment.amount_minor,
+                currency=case.market.currency,
+                paid_at=at,
+            )
+            await client.get_workflow_handle(case.case_input(day0).workflow_id).signal("payment_received", signal)
+
+    done = 0
+    index = 0
+    while index < len(events):
+        at = events[index][0]
+        batch = []
+        while index < len(events) and events[index][0] == at:
+            batch.append(events[index])
+            index += 1
+        delta = at - (await env.get_current_time()).astimezone(UTC)
+        if delta > timedelta(0):
+            await env.sleep(delta)
+        await asyncio.gather(
+            *(start(case) if kind == 0 else pay(case, payment, at) for _, kind, case, payment in batch)
+        )
+        done += len(batch)
+        report("replaying events", done, len(events))
+    delta = horizon + timedelta(hours=1) - (await env.get_current_time()).astimezone(UTC)
+    if delta > timedelta(0):
+        await env.sleep(delta)
+
+    statuses: dict[str, CaseStatus] = {}
+
+    async def read(case: HomeCreditCase) -> None:
+        async with gate:
+            handle = client.get_workflow_handle(case.case_input(day0).workflow_id)
+            statuses[case.loan_id] = await handle.query("status", result_type=CaseStatus)
+            report("reading statuses", len(statuses), len(cases))
+
+    await asyncio.gather(*(read(case) for case in cases))
+    return statuses, day0.isoformat()

@@ -1,0 +1,409 @@
+"""The engineers' command line: open cases, load the real portfolio, send payments and promises,
+read a case's status, run the dev server or the whole demo, and replay the data in a simulation.
+
+Run ``python starter.py --help``. Every command reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
+TEMPORAL_TASK_QUEUE and DATABASE_URL (CONTRACT.md "Processes and settings").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+import uuid
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlmodel import Session
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from collections_domain import devserver, home_credit
+from collections_domain.case import CaseInput, CaseStatus, PaymentReceived, PromiseToPay
+from collections_domain.client import case_status, connect, send_payment, send_promise, start_case
+from collections_domain.db import make_engine
+from collections_domain.logs import configure_logging
+from collections_domain.models import Borrower, Loan
+from collections_domain.settings import get_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+async def _client() -> Client:
+    settings = get_settings()
+    try:
+        return await connect(settings)
+    except Exception as err:  # connection refused, bad address
+        _fail(f"cannot reach Temporal at {settings.temporal_address}: {err}. Is the dev server running?")
+        raise
+
+
+def _rpc_message(err: RPCError, loan_id: str) -> str:
+    if err.status == RPCStatusCode.NOT_FOUND:
+        return f"no open case for loan {loan_id!r} (workflow collection-{loan_id} not found or already closed)"
+    return f"{err.status.name if err.status else 'error'}: {err.message}"
+
+
+# -- servers -----------------------------------------------------------------------------------
+
+
+@app.command("dev-server")
+def dev_server() -> None:
+    """Run Temporal's dev server with the UI and the search attributes, in the foreground."""
+    settings = get_settings()
+    command = devserver.dev_server_command(settings)
+    console.print(f"Temporal dev server on {settings.temporal_address}; UI at {devserver.ui_address(settings)}")
+    raise typer.Exit(__import__("subprocess").call(command))
+
+
+@app.command()
+def demo(
+    cases: Annotated[int, typer.Option(help="How many real cases to load (newest due dates first).")] = 600,
+    anchor: Annotated[str | None, typer.Option(help="Date of the file's day 0, YYYY-MM-DD (default today, UTC).")] = None,
+    exit_after_load: Annotated[bool, typer.Option(help="Stop the servers once the cases are loaded.")] = False,
+) -> None:
+    """The main job: dev server with UI, a worker, and the real portfolio loaded. Ctrl-C stops it."""
+    settings = get_settings()
+    configure_logging("WARNING")
+    logs = Path(settings.data_dir) / "logs"
+    server = devserver.spawn(devserver.dev_server_command(settings), logs / "temporal.log")
+    worker = None
+    try:
+        asyncio.run(devserver.wait_for_server(settings, timeout_seconds=90))
+        console.print(f"Temporal dev server up on {settings.temporal_address} (log {logs / 'temporal.log'})")
+        worker = devserver.spawn(devserver.python_command("worker.py"), logs / "worker.log")
+        console.print(f"Worker started on task queue {settings.temporal_task_queue!r} (log {logs / 'worker.log'})")
+        _load(limit=cases, anchor=anchor, csv=None)
+        time.sleep(2)
+        if worker.poll() is not None:
+            _fail(f"the worker exited with code {worker.returncode}; see {logs / 'worker.log'}")
+        console.print()
+        console.print(f"[bold]Temporal UI:[/bold] {devserver.ui_address(settings)}")
+        console.print(
+            'Filter the list with a query such as  CollectionStage="legal"  or  '
+            "OutstandingMinor > 1000000  or  Jurisdiction=\"US\"."
+        )
+        console.print("Drive a case from another terminal:  python starter.py --help")
+        if exit_after_load:
+            return
+        console.print("Running. Press Ctrl-C to stop the worker and the dev server (state is kept in data/).")
+        stop_event = {"stop": False}
+        signal.signal(signal.SIGTERM, lambda *_: stop_event.update(stop=True))
+        while not stop_event["stop"]:
+            if server.poll() is not None:
+                _fail(f"the dev server exited with code {server.returncode}; see {logs / 'temporal.log'}")
+            if worker.poll() is not None:
+                _fail(f"the worker exited with code {worker.returncode}; see {logs / 'worker.log'}")
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if worker is not None:
+            devserver.stop(worker)
+        devserver.stop(server)
+        console.print("Stopped the worker and the dev server.")
+
+
+# -- cases -------------------------------------------------------------------------------------
+
+
+def _parse_date(value: str, field: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        _fail(f"{field}: must be a date YYYY-MM-DD, got {value!r}")
+        raise
+
+
+@app.command("start-case")
+def start_case_command(
+    loan_id: Annotated[str, typer.Option(help="Loan id (letters, digits, - _ .).")],
+    borrower_id: Annotated[str, typer.Option(help="Borrower id; contact details are read from the database.")],
+    principal_due_minor: Annotated[int, typer.Option(help="Overdue principal, minor units.")],
+    oldest_due_date: Annotated[str, typer.Option(help="Oldest unpaid due date, YYYY-MM-DD (local).")],
+    interest_due_minor: Annotated[int, typer.Option(help="Overdue interest, minor units.")] = 0,
+    fees_due_minor: Annotated[int, typer.Option(help="Overdue fees, minor units.")] = 0,
+    currency: str = "CNY",
+    timezone: str = "Asia/Shanghai",
+    jurisdiction: str = "CN",
+    policy_version: Annotated[str | None, typer.Option(help="Policy version (default: current).")] = None,
+) -> None:
+    """Open a collections case (a no-op if the loan's case is already running)."""
+    try:
+        case = CaseInput.checked(
+            loan_id=loan_id,
+            borrower_id=borrower_id,
+            currency=currency,
+            principal_due_minor=principal_due_minor,
+            interest_due_minor=interest_due_minor,
+            fees_due_minor=fees_due_minor,
+            oldest_due_date=oldest_due_date,
+            timezone=timezone,
+            jurisdiction=jurisdiction,
+            policy_version=policy_version,
+        )
+    except ValueError as err:
+        _fail(str(err))
+
+    async def run() -> None:
+        client = await _client()
+        try:
+            handle = await start_case(client, case)
+        except ValueError as err:
+            _fail(str(err))
+        console.print(f"Case open: workflow {handle.id} (run {handle.result_run_id})")
+
+    asyncio.run(run())
+
+
+@app.command("load-portfolio")
+def load_portfolio(
+    limit: Annotated[int, typer.Option(help="How many cases to open (newest due dates first).")] = 600,
+    anchor: Annotated[str | None, typer.Option(help="Date of the file's day 0, YYYY-MM-DD (default today, UTC).")] = None,
+    csv: Annotated[Path | None, typer.Option(help="An installments_payments.csv (default: the packaged one).")] = None,
+) -> None:
+    """Open a case for every Home Credit instalment still owing at the anchor date."""
+    configure_logging("WARNING")
+    _load(limit=limit, anchor=anchor, csv=csv)
+
+
+def _load(*, limit: int, anchor: str | None, csv: Path | None) -> None:
+    settings = get_settings()
+    anchor_date = _parse_date(anchor, "anchor") if anchor else datetime.now(UTC).date()
+    if limit < 1:
+        _fail("limit: must be at least 1")
+    try:
+        cases = home_credit.read_cases(csv or home_credit.PACKAGED_CSV)
+    except (OSError, home_credit.DataFileError) as err:
+        _fail(str(err))
+    portfolio = home_credit.open_at_anchor(cases)[:limit]
+    engine = make_engine(settings.resolved_database_url)
+    with Session(engine) as db:
+        for case, _owed in portfolio:
+            db.merge(Borrower(**home_credit.borrower_row(case)))
+        db.flush()
+        for case, _owed in portfolio:
+            db.merge(
+                Loan(
+                    id=case.loan_id,
+                    borrower_id=case.borrower_id,
+                    currency=case.market.currency,
+                    instalment_minor=case.instalment_minor,
+                    source="home-credit",
+                )
+            )
+        db.commit()
+    engine.dispose()
+
+    async def run() -> None:
+        client = await _client()
+        gate = asyncio.Semaphore(50)
+        with Progress(
+            TextColumn("Opening cases"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        ) as progress:
+            task = progress.add_task("open", total=len(portfolio))
+
+            async def open_one(case: home_credit.HomeCreditCase, owed: int) -> None:
+                async with gate:
+                    await start_case(
+                        client, case.case_input(home_credit.due_date_at_anchor(case, anchor_date), principal_due_minor=owed)
+                    )
+                    progress.advance(task)
+
+            await asyncio.gather(*(open_one(case, owed) for case, owed in portfolio))
+
+    asyncio.run(run())
+    console.print(
+        f"Opened {len(portfolio)} real cases (Home Credit instalments still owing at {anchor_date}, day 0 of the file)."
+    )
+
+
+@app.command()
+def pay(
+    loan_id: str,
+    amount_minor: Annotated[int, typer.Argument(help="Amount in minor units (fen, cents).")],
+    currency: Annotated[str, typer.Option(help="Currency; must be the case's.")] = "CNY",
+    payment_id: Annotated[str | None, typer.Option(help="The payment's id (default: a new one).")] = None,
+    paid_at: Annotated[str | None, typer.Option(help="When it was paid, RFC 3339 with offset (default: now).")] = None,
+) -> None:
+    """Send a payment_received signal to a loan's case."""
+    when = datetime.now(UTC)
+    if paid_at:
+        try:
+            when = datetime.fromisoformat(paid_at)
+        except ValueError:
+            _fail(f"paid_at: must be an RFC 3339 instant such as 2026-12-01T10:00:00+08:00, got {paid_at!r}")
+        if when.tzinfo is None:
+            _fail("paid_at: must carry a UTC offset, such as +08:00 or Z")
+    try:
+        payment = PaymentReceived(
+            payment_id=payment_id or f"cli-{uuid.uuid4().hex[:12]}", amount_minor=amount_minor, currency=currency, paid_at=when
+        )
+    except ValueError as err:
+        _fail(str(err))
+
+    async def run() -> None:
+        client = await _client()
+        try:
+            await send_payment(client, loan_id, payment)
+        except RPCError as err:
+            _fail(_rpc_message(err, loan_id))
+        console.print(f"Sent payment {payment.payment_id}: {amount_minor} {currency} minor units to {loan_id}.")
+        console.print(f"Check it was applied:  python starter.py status {loan_id}")
+
+    asyncio.run(run())
+
+
+@app.command()
+def promise(
+    loan_id: str,
+    amount_minor: Annotated[int, typer.Argument(help="Promised amount in minor units.")],
+    promised_date: Annotated[str, typer.Argument(help="Date the borrower will pay by, YYYY-MM-DD (their calendar).")],
+    promise_id: Annotated[str | None, typer.Option(help="The promise's id (default: a new one).")] = None,
+) -> None:
+    """Send a promise_to_pay signal to a loan's case."""
+    day = _parse_date(promised_date, "promised_date")
+    try:
+        ptp = PromiseToPay(promise_id=promise_id or f"ptp-{uuid.uuid4().hex[:12]}", amount_minor=amount_minor, promised_date=day)
+    except ValueError as err:
+        _fail(str(err))
+
+    async def run() -> None:
+        client = await _client()
+        try:
+            await send_promise(client, loan_id, ptp)
+        except RPCError as err:
+            _fail(_rpc_message(err, loan_id))
+        console.print(f"Sent promise {ptp.promise_id}: {amount_minor} minor units by {day} to {loan_id}.")
+        console.print(f"Check it was accepted:  python starter.py status {loan_id}")
+
+    asyncio.run(run())
+
+
+@app.command()
+def status(
+    loan_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw status JSON.")] = False,
+) -> None:
+    """Print a case's status (the workflow's `status` query)."""
+
+    async def run() -> CaseStatus:
+        client = await _client()
+        try:
+            return await case_status(client, loan_id)
+        except RPCError as err:
+            _fail(_rpc_message(err, loan_id))
+            raise
+
+    result = asyncio.run(run())
+    if as_json:
+        print(result.model_dump_json(indent=2))
+        return
+    _print_status(result)
+
+
+def _print_status(st: CaseStatus) -> None:
+    summary = Table(title=f"Case {st.loan_id}", show_header=False)
+    summary.add_row("stage", st.stage)
+    summary.add_row("outcome", st.outcome or "open")
+    summary.add_row("days past due", f"{st.days_past_due} (as of {st.as_of:%Y-%m-%d %H:%M} UTC)")
+    summary.add_row("outstanding", f"{st.outstanding_minor} {st.currency} minor units")
+    summary.add_row("paid / overpaid", f"{st.paid_minor} / {st.overpaid_minor}")
+    if st.open_promise:
+        p = st.open_promise
+        summary.add_row("open promise", f"{p.promise_id}: {p.amount_minor} by {p.promised_date}, paid toward {p.paid_toward_minor}")
+    summary.add_row("promises kept / broken", f"{st.promises_kept} / {st.promises_broken}")
+    summary.add_row("next step", f"{st.next_step.step} at {st.next_step.at:%Y-%m-%d %H:%M} UTC" if st.next_step else "-")
+    summary.add_row("policy", st.policy_version)
+    console.print(summary)
+    if st.steps_done:
+        steps = Table(title="Steps taken")
+        for column in ("step", "DPD", "at (UTC)", "actions"):
+            steps.add_column(column)
+        for record in st.steps_done:
+            results = ", ".join(f"{r.action}: {r.status}" for r in record.results) or ", ".join(record.actions)
+            steps.add_row(record.step, str(record.days_past_due), f"{record.at:%Y-%m-%d %H:%M}", results)
+        console.print(steps)
+    if st.steps_skipped:
+        skipped = Table(title="Steps skipped")
+        for column in ("step", "DPD", "reason"):
+            skipped.add_column(column)
+        for record in st.steps_skipped:
+            skipped.add_row(record.step, str(record.days_past_due), record.reason)
+        console.print(skipped)
+    if st.rejected_signals:
+        rejected = Table(title="Rejected signals")
+        for column in ("kind", "id", "reason"):
+            rejected.add_column(column)
+        for record in st.rejected_signals:
+            rejected.add_row(record.kind, record.id, record.reason)
+        console.print(rejected)
+
+
+# -- simulation --------------------------------------------------------------------------------
+
+
+@app.command()
+def simulate(
+    csv: Annotated[Path | None, typer.Option(help="An installments_payments.csv (default: the packaged one).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N cases (by loan id).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+) -> None:
+    """Replay every case of the file through the real workflow on the time-skipping server."""
+    from collections_domain.simulation import simulate as run_simulation
+
+    configure_logging("WARNING")
+    try:
+        cases = home_credit.read_cases(csv or home_credit.PACKAGED_CSV)
+    except (OSError, home_credit.DataFileError) as err:
+        _fail(str(err))
+    if limit is not None:
+        cases = cases[:limit]
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console) as progress:
+        tasks: dict[str, int] = {}
+
+        def report(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = progress.add_task(phase, total=total)
+            progress.update(tasks[phase], completed=done)
+
+        result = asyncio.run(run_simulation(cases, progress=report))
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "rows": [{"outcome": r, "cases": n, "still_unpaid": u} for r, n, u in result.table.as_rows()],
+                    "wall_seconds": round(result.wall_seconds, 1),
+                }
+            )
+        )
+        return
+    table = Table(title=f"Outcomes of {result.table.total} Home Credit cases (replayed from DPD 1)")
+    table.add_column("outcome")
+    table.add_column("cases", justify="right")
+    table.add_column("still unpaid at the end", justify="right")
+    for row, count, unpaid in result.table.as_rows():
+        table.add_row(row, str(count), str(unpaid))
+    console.print(table)
+    console.print(f"Wall time: {result.wall_seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
