@@ -70,13 +70,31 @@ class Harness:
             policies=PolicyRegistry.from_settings(None),
         )
         self.worker = build_worker(self.client, self.settings, self.activities)
+        self.handles: list = []
+
+    async def terminate_open_cases(self) -> None:
+        """End this test's still-running cases, so their timers cannot hold the shared clock."""
+        for handle in self.handles:
+            try:
+                await handle.terminate(reason="test finished")
+            except Exception:
+                pass  # already closed
 
 
-@pytest.fixture
-def harness_factory(tmp_path: Path):
-    """Make a ``Harness`` for an environment (optionally with another delivery back-end)."""
+@pytest_asyncio.fixture(loop_scope="session")
+async def harness_factory(tmp_path: Path):
+    """Make a ``Harness`` for an environment (optionally with another delivery back-end).
+
+    After the test, every case it opened that is still running is terminated: the time-skipping
+    server's clock is shared, and a timer firing for a case whose worker is gone would stop it.
+    """
+    made: list[Harness] = []
 
     def make(env: WorkflowEnvironment, delivery: DeliveryBackend | None = None) -> Harness:
-        return Harness(env, tmp_path, delivery)
+        harness = Harness(env, tmp_path, delivery)
+        made.append(harness)
+        return harness
 
-    return make
+    yield make
+    for harness in made:
+        await harness.terminate_open_cases()

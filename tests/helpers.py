@@ -84,6 +84,7 @@ async def open_case(
         **extra,
     )
     handle = await start_case(harness.client, case, task_queue=harness.task_queue, first_payment=first_payment)
+    harness.handles.append(handle)
     return case, handle
 
 
