@@ -1,0 +1,30 @@
+"""Every saved history replays on the current workflow code (no non-determinism).
+
+Histories are recorded by ``python -m tests.replay.record_histories <version>`` and kept under
+``tests/replay/histories/<version>/``; a change that breaks one of them would break running cases.
+"""
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows.loan_collection import LoanCollectionWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*/*.json"))
+
+
+def test_histories_are_present():
+    assert len(HISTORIES) >= 6
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: f"{p.parent.name}/{p.stem.split('--')[0]}")
+async def test_history_replays(path: Path):
+    workflow_id = path.stem.split("--", 1)[1]
+    history = WorkflowHistory.from_json(workflow_id, path.read_text())
+    assert len(history.events) > 10
+    replayer = Replayer(workflows=[LoanCollectionWorkflow], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
