@@ -23,7 +23,6 @@ async def local_env():
         dev_server_existing_path=find_binary("temporal"),
         data_converter=pydantic_data_converter,
         search_attributes=list(sa.ALL_KEYS),
-        dev_server_extra_args=["--ui-disable-news-fetch", "--headless"],
     )
     try:
         yield env

@@ -1,0 +1,158 @@
+"""Benchmark: collections cases opened per second on the real dev server, as a ratio to bare
+single-activity workflows started by the same script in the same run; and history events per
+case for the no-payment ladder (time-skipping server).
+
+    python bench/open_rate.py --cases 500
+
+Prints figures only: these machines are noisy, so there is no pass/fail on time. The ratio is
+the number to watch: it compares against a baseline measured seconds apart on the same server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time as wallclock
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+
+from sqlmodel import Session, func, select
+from temporalio import activity, workflow
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from collections_domain import calendar
+from collections_domain import search_attributes as sa
+from collections_domain.binaries import find_binary
+from collections_domain.case import CaseInput
+from collections_domain.client import start_case
+from collections_domain.models import Borrower, CollectionCase
+from collections_domain.settings import Settings
+from collections_domain.simulation import _register_search_attributes, skip_to
+from collections_domain.wiring import build_activities, build_worker
+
+
+@activity.defn(name="bench_noop")
+def noop(value: int) -> int:
+    """The baseline's one activity."""
+    return value
+
+
+@workflow.defn(name="BenchBareWorkflow")
+class BareWorkflow:
+    """The baseline: a workflow that runs one activity."""
+
+    @workflow.run
+    async def run(self, value: int) -> int:
+        return await workflow.execute_activity(noop, value, start_to_close_timeout=timedelta(seconds=30))
+
+
+def _case(index: int, due) -> CaseInput:
+    return CaseInput(
+        loan_id=f"bench-{uuid.uuid4().hex[:8]}-{index}",
+        borrower_id="bench-borrower",
+        principal_due_minor=300_000 + index,
+        oldest_due_date=due,
+        timezone="Asia/Shanghai",
+    )
+
+
+async def _gather_limited(coroutines, limit: int = 50):
+    gate = asyncio.Semaphore(limit)
+
+    async def run(coroutine):
+        async with gate:
+            return await coroutine
+
+    return await asyncio.gather(*(run(c) for c in coroutines))
+
+
+async def open_rate(cases: int) -> None:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find_binary("temporal"),
+        data_converter=pydantic_data_converter,
+        search_attributes=list(sa.ALL_KEYS),
+        dev_server_log_level="error",
+    )
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            settings = Settings(temporal_task_queue="bench-cases", database_url=f"sqlite:///{Path(folder) / 'b.db'}")
+            activities = build_activities(settings)
+            with Session(activities.engine) as db:
+                db.merge(Borrower(id="bench-borrower", full_name="Bench", phone="+0", email="b@example.invalid", postal_address="x"))
+                db.commit()
+            bare_worker = Worker(
+                env.client, task_queue="bench-bare", workflows=[BareWorkflow], activities=[noop],
+                activity_executor=ThreadPoolExecutor(32), max_concurrent_activities=32,
+            )
+            async with build_worker(env.client, settings, activities), bare_worker:
+                # Baseline: bare single-activity workflows, started and awaited.
+                began = wallclock.perf_counter()
+                handles = await _gather_limited(
+                    env.client.start_workflow(BareWorkflow.run, i, id=f"bare-{uuid.uuid4().hex}", task_queue="bench-bare")
+                    for i in range(cases)
+                )
+                await _gather_limited(h.result() for h in handles)
+                bare_seconds = wallclock.perf_counter() - began
+
+                # Cases: opened = started, policy resolved and the case row written.
+                due = calendar.local_date(datetime.now(UTC), "Asia/Shanghai") - timedelta(days=1)
+                began = wallclock.perf_counter()
+                await _gather_limited(start_case(env.client, _case(i, due), task_queue="bench-cases") for i in range(cases))
+                while True:
+                    with Session(activities.engine) as db:
+                        opened = db.exec(select(func.count()).select_from(CollectionCase)).one()
+                    if opened >= cases:
+                        break
+                    await asyncio.sleep(0.05)
+                case_seconds = wallclock.perf_counter() - began
+    finally:
+        await env.shutdown()
+    bare_rate = cases / bare_seconds
+    case_rate = cases / case_seconds
+    print(f"bare single-activity workflows: {cases} in {bare_seconds:.2f} s = {bare_rate:.1f}/s")
+    print(f"collections cases opened:       {cases} in {case_seconds:.2f} s = {case_rate:.1f}/s")
+    print(f"ratio cases/bare:               {case_rate / bare_rate:.2f}")
+
+
+async def ladder_events() -> None:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=find_binary("temporal-test-server"), data_converter=pydantic_data_converter
+    )
+    try:
+        await _register_search_attributes(env.client)
+        with tempfile.TemporaryDirectory() as folder:
+            settings = Settings(temporal_task_queue="bench-ladder", database_url=f"sqlite:///{Path(folder) / 'l.db'}")
+            activities = build_activities(settings)
+            with Session(activities.engine) as db:
+                db.merge(Borrower(id="bench-borrower", full_name="Bench", phone="+0", email="b@example.invalid", postal_address="x"))
+                db.commit()
+            async with build_worker(env.client, settings, activities):
+                now = (await env.get_current_time()).astimezone(UTC)
+                due = calendar.local_date(now, "Asia/Shanghai") - timedelta(days=1)
+                counts = {}
+                for label, amount in (("legal", 2_000_000), ("agency", 300_000)):
+                    handle = await start_case(env.client, _case(0, due).model_copy(update={"principal_due_minor": amount}), task_queue="bench-ladder")
+                    await skip_to(env, calendar.local_instant(due + timedelta(days=31), time(12), "Asia/Shanghai"))
+                    counts[label] = len((await handle.fetch_history()).events)
+                    await handle.terminate()
+    finally:
+        await env.shutdown()
+    for label, events in counts.items():
+        print(f"history events, no-payment ladder to DPD 30 ({label}): {events}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=500)
+    args = parser.parse_args()
+    asyncio.run(open_rate(args.cases))
+    asyncio.run(ladder_events())
+
+
+if __name__ == "__main__":
+    main()
