@@ -1,0 +1,72 @@
+"""Long life: when the server suggests it, a case continues as new carrying its whole state
+(payments applied, ids seen, rejections, the open promise) and keeps working. Needs the real dev
+server: the time-skipping server never suggests continue-as-new."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest_asyncio
+from temporalio.api.enums.v1 import EventType
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from collections_domain import calendar
+from collections_domain import search_attributes as sa
+from collections_domain.binaries import find_binary
+from tests.helpers import open_case, payment, promise, status
+
+TZ = "Asia/Shanghai"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def small_history_env():
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find_binary("temporal"),
+        data_converter=pydantic_data_converter,
+        search_attributes=list(sa.ALL_KEYS),
+        dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40"],
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+async def test_case_continues_as_new_with_its_state(small_history_env, harness_factory):
+    h = harness_factory(small_history_env)
+    today = calendar.local_date(datetime.now(UTC), TZ)
+    async with h.worker:
+        case, handle = await open_case(h, due=today - timedelta(days=1), amount_minor=500_000)
+        first_run = handle.result_run_id
+        now = datetime.now(UTC)
+        await handle.signal("payment_received", payment(1_000, now, payment_id="pay-first"))
+        await handle.signal("promise_to_pay", promise(50_000, today + timedelta(days=3), promise_id="ptp-open"))
+        for i in range(20):
+            await handle.signal("payment_received", {"payment_id": f"bad-{i}", "amount_minor": 0, "currency": "CNY", "paid_at": now.isoformat()})
+            await asyncio.sleep(0.05)
+
+        async def continued() -> bool:
+            description = await h.client.get_workflow_handle(case.workflow_id).describe()
+            return description.run_id != first_run
+
+        for _ in range(100):
+            if await continued():
+                break
+            await asyncio.sleep(0.2)
+        assert await continued(), "the case never continued as new"
+        latest = h.client.get_workflow_handle(case.workflow_id)
+        await latest.signal("payment_received", payment(1_000, now, payment_id="pay-first"))
+        await latest.signal("payment_received", payment(2_000, now, payment_id="pay-second"))
+        for _ in range(50):
+            st = await status(latest)
+            if st.paid_minor == 3_000 and len(st.rejected_signals) == 21:
+                break
+            await asyncio.sleep(0.2)
+    first_history = await h.client.get_workflow_handle(case.workflow_id, run_id=first_run).fetch_history()
+    assert first_history.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    assert st.paid_minor == 3_000 and st.outstanding_minor == 497_000
+    assert st.open_promise is not None and st.open_promise.promise_id == "ptp-open"
+    assert st.open_promise.paid_toward_minor == 2_000
+    assert len(st.rejected_signals) == 21
+    assert st.rejected_signals[-1].id == "pay-first" and "duplicate" in st.rejected_signals[-1].reason
+    h.handles.append(latest)
