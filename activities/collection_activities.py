@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from babel.numbers import get_currency_precision, is_currency
+from babel.numbers import get_currency_precision
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
@@ -19,7 +19,6 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.delivery import Delivery, DeliveryBackend, RecordDelivery
-from collections_domain import calendar
 from collections_domain.case import CaseInput
 from collections_domain.db import session
 from collections_domain.logs import get_logger
@@ -48,6 +47,7 @@ from collections_domain.records import (
     SignalRejected,
 )
 from collections_domain.templates import render
+from collections_domain.validation import case_input_problems
 
 log = get_logger("activities")
 
@@ -57,34 +57,9 @@ DEFAULT_AGENCY = "default-agency"
 _RECORD = RecordDelivery()
 
 
-def case_input_problems(case: CaseInput, policies: PolicyRegistry) -> list[str]:
-    """Every rule ``case`` breaks (``"field: rule"``), checked against the known policies.
-
-    Rules: CONTRACT.md's input table, plus the policy version must be known and must have
-    thresholds for the currency.
-    """
-    problems = case.input_problems
-    if problems:
-        return problems
-    if not is_currency(case.currency):
-        problems.append(f"currency: {case.currency!r} is not an ISO 4217 currency code")
-    try:
-        calendar.zone(case.timezone)
-    except calendar.UnknownTimeZoneError as err:
-        problems.append(str(err))
-    try:
-        policy = policies.get(case.policy_version)
-    except KeyError:
-        problems.append(
-            f"policy_version: unknown policy {case.policy_version!r}; known: {', '.join(policies.versions)}"
-        )
-        return problems
-    if not problems and case.currency not in policy.currencies:
-        problems.append(
-            f"currency: policy {policy.version} has no thresholds for {case.currency}; "
-            f"it covers {', '.join(sorted(policy.currencies))}"
-        )
-    return problems
+def _attempt(db: Any, idempotency_key: str) -> ContactAttempt | None:
+    """The contact attempt with ``idempotency_key``, if one was written."""
+    return db.exec(select(ContactAttempt).where(ContactAttempt.idempotency_key == idempotency_key)).first()
 
 
 class CollectionActivities:
@@ -103,9 +78,24 @@ class CollectionActivities:
 
         Raises:
             ApplicationError: non-retryable, type ``InvalidCaseInput``, naming every broken
-                field and rule.
+                field and rule (``validation.case_input_problems``), or when a case of the same
+                loan and due date already ended.
         """
         problems = case_input_problems(case, self.policies)
+        if not problems:
+            with session(self.engine) as db:
+                closed = db.exec(
+                    select(CollectionCase).where(
+                        CollectionCase.workflow_id == case.workflow_id,
+                        CollectionCase.oldest_due_date == case.oldest_due_date,
+                        CollectionCase.outcome.is_not(None),  # type: ignore[union-attr]
+                    )
+                ).first()
+            if closed is not None:
+                problems.append(
+                    f"oldest_due_date: the case of loan {case.loan_id} due {case.oldest_due_date} already "
+                    f"ended as {closed.outcome}; a new case needs a later oldest_due_date"
+                )
         if problems:
             raise ApplicationError(
                 "invalid case input: " + "; ".join(problems), type="InvalidCaseInput", non_retryable=True
@@ -262,9 +252,7 @@ class CollectionActivities:
         """
         if request.failed_key:
             with session(self.engine) as db:
-                failed = db.exec(
-                    select(ContactAttempt).where(ContactAttempt.idempotency_key == request.failed_key)
-                ).first()
+                failed = _attempt(db, request.failed_key)
                 if failed is not None and failed.status not in ("sent", "recorded"):
                     failed.status = "failed"
                     failed.updated_at = utcnow()
@@ -276,9 +264,7 @@ class CollectionActivities:
         spec = ACTIONS[request.action]
         backend_name = "record" if internal else self.delivery.name
         with session(self.engine) as db:
-            attempt = db.exec(
-                select(ContactAttempt).where(ContactAttempt.idempotency_key == request.idempotency_key)
-            ).first()
+            attempt = _attempt(db, request.idempotency_key)
             if attempt is not None and attempt.status in ("sent", "recorded"):
                 log.info("contact.already_done", idempotency_key=request.idempotency_key)
                 return ContactResult(
@@ -353,9 +339,7 @@ class CollectionActivities:
             receipt = backend.deliver(Delivery(request.idempotency_key, spec.channel.value, payload))
         except Exception as err:
             with session(self.engine) as db:
-                attempt = db.exec(
-                    select(ContactAttempt).where(ContactAttempt.idempotency_key == request.idempotency_key)
-                ).one()
+                attempt = _attempt(db, request.idempotency_key)
                 permanent = isinstance(err, ApplicationError) and err.non_retryable
                 attempt.status = "failed" if permanent else "retrying"
                 attempt.last_error = str(err)[:500]
@@ -371,9 +355,7 @@ class CollectionActivities:
             raise
 
         with session(self.engine) as db:
-            attempt = db.exec(
-                select(ContactAttempt).where(ContactAttempt.idempotency_key == request.idempotency_key)
-            ).one()
+            attempt = _attempt(db, request.idempotency_key)
             attempt.status = receipt.status
             attempt.provider_reference = receipt.provider_reference
             attempt.last_error = None

@@ -30,6 +30,14 @@ JURISDICTIONS = ("CN", "US", "UK")
 #: Loan, borrower, payment and promise ids: 1-64 letters, digits, ``-``, ``_``, ``.``.
 ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+
+#: Readable rules for the patterns above, used in error messages instead of the regex.
+_PATTERN_RULES = {
+    ID_PATTERN: "must be 1-64 characters, each a letter, a digit, '-', '_' or '.'",
+    CURRENCY_PATTERN: "must be a 3-letter ISO 4217 code in capitals, such as CNY",
+}
+
 Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
 MinorUnits = Annotated[int, Strict()]
 
@@ -47,7 +55,11 @@ def describe_errors(err: ValidationError) -> list[str]:
     problems = []
     for item in err.errors():
         loc = ".".join(str(p) for p in item["loc"]) or "(input)"
-        problems.append(f"{loc}: {item['msg']}")
+        pattern = (item.get("ctx") or {}).get("pattern")
+        message = _PATTERN_RULES.get(pattern, item["msg"]) if item["type"] == "string_pattern_mismatch" else item["msg"]
+        if item["type"] in ("date_from_datetime_parsing", "date_parsing", "date_type"):
+            message = f"must be a date YYYY-MM-DD ({item['msg']})"
+        problems.append(f"{loc}: {message}")
     return problems
 
 
@@ -69,7 +81,7 @@ class CaseInput(BaseModel):
 
     loan_id: Identifier
     borrower_id: Identifier
-    currency: str = Field("CNY", pattern=r"^[A-Z]{3}$")
+    currency: str = Field("CNY", pattern=CURRENCY_PATTERN)
     principal_due_minor: MinorUnits = Field(0, ge=0)
     interest_due_minor: MinorUnits = Field(0, ge=0)
     fees_due_minor: MinorUnits = Field(0, ge=0)

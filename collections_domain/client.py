@@ -6,6 +6,9 @@ the same with CONTRACT.md's JSON shapes.
 
 from __future__ import annotations
 
+from datetime import datetime
+from functools import lru_cache
+
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -13,7 +16,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from collections_domain import calendar
 from collections_domain import search_attributes as sa
 from collections_domain.case import WORKFLOW_TYPE, CaseInput, CaseStatus, PaymentReceived, PromiseToPay, workflow_id_for
+from collections_domain.policy import PolicyRegistry
 from collections_domain.settings import Settings, get_settings
+from collections_domain.validation import case_input_problems, due_date_problem
 
 
 async def connect(settings: Settings | None = None) -> Client:
@@ -34,23 +39,36 @@ def static_summary(case: CaseInput) -> str:
     )
 
 
+@lru_cache(maxsize=4)
+def _default_policies(policy_path: str | None) -> PolicyRegistry:
+    return PolicyRegistry.from_settings(policy_path)
+
+
 async def start_case(
     client: Client,
     case: CaseInput,
     *,
     task_queue: str | None = None,
     first_payment: PaymentReceived | None = None,
+    policies: PolicyRegistry | None = None,
+    now: datetime | None = None,
 ) -> WorkflowHandle:
     """Open ``case`` (or return the running one: starting twice is a no-op).
 
     With ``first_payment``, uses signal-with-start so the payment is applied before any step.
+    ``policies`` are the ones the input is checked against (default: this process's settings;
+    the worker checks again against its own). With ``now`` (the caller's clock, UTC), a due
+    date after the borrower's local today is refused here too; the workflow always checks it
+    against its own clock.
 
     Raises:
-        ValueError: ``case`` breaks an input rule (checked here before anything is sent).
+        ValueError: ``case`` breaks an input rule (checked here before anything is sent), naming
+            every field and rule.
     """
-    if case.input_problems:
-        raise ValueError("; ".join(case.input_problems))
-    calendar.zone(case.timezone)
+    problems = case_input_problems(case, policies or _default_policies(get_settings().collections_policy))
+    problem = due_date_problem(case, now) if (now is not None and not problems) else None
+    if problems or problem:
+        raise ValueError("; ".join(problems or [problem]))
     extra = {}
     if first_payment is not None:
         extra = {"start_signal": "payment_received", "start_signal_args": [first_payment]}

@@ -185,7 +185,9 @@ async def simulate(
                 for case in {c.borrower_id: c for c in cases}.values():
                     db.merge(Borrower(**borrower_row(case)))
                 db.commit()
-            worker = build_worker(env.client, settings, activities, max_activity_threads=64)
+            worker = build_worker(
+                env.client, settings, activities, max_activity_threads=64, max_cached_workflows=len(cases) + 100
+            )
             async with worker:
                 statuses, day0 = await _replay(env, cases, settings, policy, report, concurrency)
             activities.delivery.close()

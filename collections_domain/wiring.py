@@ -49,8 +49,13 @@ def build_worker(
     activities: CollectionActivities | None = None,
     *,
     max_activity_threads: int = 32,
+    max_cached_workflows: int = 1000,
 ) -> Worker:
-    """A worker on ``settings.temporal_task_queue`` running the collections workflow."""
+    """A worker on ``settings.temporal_task_queue`` running the collections workflow.
+
+    ``max_cached_workflows`` should exceed the number of cases this worker keeps busy at once:
+    an evicted case is replayed from its history on its next activation.
+    """
     activities = activities or build_activities(settings)
     return Worker(
         client,
@@ -60,4 +65,5 @@ def build_worker(
         activity_executor=ThreadPoolExecutor(max_workers=max_activity_threads),
         max_concurrent_activities=max_activity_threads,
         max_concurrent_local_activities=max_activity_threads,
+        max_cached_workflows=max_cached_workflows,
     )

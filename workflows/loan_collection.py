@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         describe_errors,
     )
     from collections_domain.policy import ACTIONS, LadderStep
+    from collections_domain.validation import due_date_problem
     from collections_domain.records import (
         CaseOpened,
         CaseProgress,
@@ -173,6 +174,10 @@ class LoanCollectionWorkflow:
             raise ApplicationError(
                 _failure_message(err), type="InvalidCaseInput", non_retryable=True
             ) from err
+        # Checked here, after the time zone is known to be valid, against the workflow's clock.
+        problem = due_date_problem(case, workflow.now())
+        if problem:
+            raise ApplicationError("invalid case input: " + problem, type="InvalidCaseInput", non_retryable=True)
         self._state = CaseState(
             policy=setup.policy,
             currency_exponent=setup.currency_exponent,
@@ -354,16 +359,25 @@ class LoanCollectionWorkflow:
             else:
                 self._apply_promise(signal)
 
+    def _parse(self, signal: PendingSignal, model: type[Any], id_field: str, seen: list[str], verb: str) -> Any:
+        """The signal's payload as ``model``, or ``None`` after recording why it was rejected
+        (a broken field rule, or an id already ``verb`` once)."""
+        try:
+            parsed = model.model_validate(signal.payload)
+        except ValidationError as err:
+            self._reject(signal, "; ".join(describe_errors(err)))
+            return None
+        if getattr(parsed, id_field) in seen:
+            kind = signal.kind.split("_")[0]
+            self._reject(signal, f"{id_field}: duplicate, this {kind} was already {verb}")
+            return None
+        return parsed
+
     def _apply_payment(self, signal: PendingSignal) -> None:
         state = self._require_state()
         case = self._case
-        try:
-            payment = PaymentReceived.model_validate(signal.payload)
-        except ValidationError as err:
-            self._reject(signal, "; ".join(describe_errors(err)))
-            return
-        if payment.payment_id in state.applied_payment_ids:
-            self._reject(signal, "payment_id: duplicate, this payment was already applied")
+        payment = self._parse(signal, PaymentReceived, "payment_id", state.applied_payment_ids, "applied")
+        if payment is None:
             return
         problem = ladder.payment_problem(payment, currency=case.currency, now=workflow.now())
         if problem:
@@ -409,13 +423,8 @@ class LoanCollectionWorkflow:
     def _apply_promise(self, signal: PendingSignal) -> None:
         state = self._require_state()
         case = self._case
-        try:
-            promise = PromiseToPay.model_validate(signal.payload)
-        except ValidationError as err:
-            self._reject(signal, "; ".join(describe_errors(err)))
-            return
-        if promise.promise_id in state.seen_promise_ids:
-            self._reject(signal, "promise_id: duplicate, this promise was already accepted")
+        promise = self._parse(signal, PromiseToPay, "promise_id", state.seen_promise_ids, "accepted")
+        if promise is None:
             return
         if state.outcome is not None:
             self._reject(signal, f"promise_id: the case is closed ({state.outcome})")

@@ -29,7 +29,7 @@ def test_each_rule(fields, message):
     raw = {"loan_id": "L-1", "borrower_id": "B-1", "principal_due_minor": 100, "oldest_due_date": "2026-12-01", **fields}
     case = CaseInput.model_validate(raw)  # never raises
     assert any(message in problem for problem in case.input_problems), case.input_problems
-    with pytest.raises(ValueError, match=message.split(":")[0]):
+    with pytest.raises(ValueError, match=message.split(":")[0].split(" ")[0]):
         CaseInput.checked(**raw)
 
 

@@ -109,7 +109,7 @@ INVALID_PAYMENTS = [
     ({"payment_id": "p-float", "amount_minor": 10.5, "currency": "CNY"}, "amount_minor: Input should be a valid integer"),
     ({"payment_id": "p-naive", "amount_minor": 100, "currency": "CNY", "paid_at": "2026-12-01T10:00:00"}, "paid_at: Input should have timezone info"),
     ({"payment_id": "p-nodate", "amount_minor": 100, "currency": "CNY", "paid_at": None}, "paid_at"),
-    ({"payment_id": "bad id!", "amount_minor": 100, "currency": "CNY"}, "payment_id: String should match pattern"),
+    ({"payment_id": "bad id!", "amount_minor": 100, "currency": "CNY"}, "payment_id: must be 1-64 characters, each a letter, a digit"),
 ]
 
 
@@ -143,7 +143,7 @@ async def test_duplicate_and_invalid_signals_are_recorded_and_change_nothing(tim
             ("promise_to_pay", "ptp-big", "amount_minor: must not exceed the outstanding amount 299900"),
             ("promise_to_pay", "ptp-past", "promised_date: must not be before today"),
             ("promise_to_pay", "ptp-far", "promises.horizon_days"),
-            ("promise_to_pay", "ptp-baddate", "promised_date: Input should be a valid date"),
+            ("promise_to_pay", "ptp-baddate", "promised_date: must be a date YYYY-MM-DD"),
             ("promise_to_pay", "ptp-second", "promise_id: another promise (ptp-ok) is open"),
             ("promise_to_pay", "ptp-ok", "promise_id: duplicate"),
         ]
@@ -160,7 +160,7 @@ async def test_duplicate_and_invalid_signals_are_recorded_and_change_nothing(tim
 
 
 INVALID_INPUTS = [
-    ({"loan_id": "has space"}, "loan_id: String should match pattern"),
+    ({"loan_id": "has space"}, "loan_id: must be 1-64 characters, each a letter, a digit, '-', '_' or '.'"),
     ({"principal_due_minor": -100}, "principal_due_minor: Input should be greater than or equal to 0"),
     ({"principal_due_minor": 0}, "the sum must be > 0"),
     ({"currency": "XYZ"}, "currency: 'XYZ' is not an ISO 4217 currency code"),
@@ -168,7 +168,8 @@ INVALID_INPUTS = [
     ({"timezone": "Mars/Olympus"}, "timezone: 'Mars/Olympus' is not an IANA time zone name"),
     ({"jurisdiction": "FR"}, "jurisdiction: must be one of CN, US, UK"),
     ({"policy_version": "1999-old"}, "policy_version: unknown policy '1999-old'"),
-    ({"oldest_due_date": "yesterday"}, "oldest_due_date: Input should be a valid date"),
+    ({"oldest_due_date": "yesterday"}, "oldest_due_date: must be a date YYYY-MM-DD"),
+    ({"oldest_due_date": "in 5 days"}, "oldest_due_date: must not be after today in Asia/Shanghai"),
     ({"workflow_id": "wrong-id"}, "workflow id: must be"),
 ]
 
@@ -185,6 +186,8 @@ async def test_invalid_input_fails_at_once_and_sends_nothing(time_env, harness_f
         "oldest_due_date": (await due_days_ago(time_env, 40)).isoformat(),
         **change,
     }
+    if raw["oldest_due_date"] == "in 5 days":  # relative: the test server's clock is far ahead
+        raw["oldest_due_date"] = (await due_days_ago(time_env, -5)).isoformat()
     workflow_id = raw.pop("workflow_id", f"collection-{raw['loan_id']}")
     async with h.worker:
         handle = await h.client.start_workflow(
@@ -198,3 +201,19 @@ async def test_invalid_input_fails_at_once_and_sends_nothing(time_env, harness_f
     assert contact_rows(h.engine, raw["loan_id"]) == []
     with session(h.engine) as db:
         assert db.exec(select(CollectionCase).where(CollectionCase.workflow_id == workflow_id)).first() is None
+
+
+async def test_a_case_that_ended_cannot_be_opened_again_for_the_same_due_date(time_env, harness_factory):
+    h = harness_factory(time_env)
+    async with h.worker:
+        due = await due_days_ago(time_env, 1)
+        case, handle = await open_case(h, due=due, amount_minor=100_000)
+        await handle.signal("payment_received", payment(100_000, await server_now(time_env)))
+        assert (await handle.result()).outcome == "cured"
+        again = await h.client.start_workflow(
+            "LoanCollectionWorkflow", case, id=case.workflow_id, task_queue=h.task_queue, result_type=CaseStatus
+        )
+        with pytest.raises(WorkflowFailureError) as failure:
+            await again.result()
+    assert "already ended as cured" in failure.value.cause.message
+    assert failure.value.cause.type == "InvalidCaseInput"
