@@ -1,8 +1,8 @@
 """The engineers' command line: open cases, load the real portfolio, send payments and promises,
 read a case's status, run the dev server or the whole demo, and replay the data in a simulation.
 
-Run ``python starter.py --help``. Every command reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
-TEMPORAL_TASK_QUEUE and DATABASE_URL (CONTRACT.md "Processes and settings").
+Every command reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE and DATABASE_URL
+(docs/CONTRACT.md, "Processes and settings"). Amounts are integers in minor units (fen, cents).
 """
 
 from __future__ import annotations
@@ -22,20 +22,32 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlmodel import Session
-from temporalio.client import Client
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from collections_domain import devserver, home_credit
-from collections_domain.case import CaseInput, CaseStatus, PaymentReceived, PromiseToPay
-from collections_domain.client import case_status, connect, send_payment, send_promise, start_case
+from collections_domain.case import WORKFLOW_ID_PREFIX, CaseInput, CaseStatus, PaymentReceived, PromiseToPay
+from collections_domain.client import case_handle, case_status, connect, send_payment, send_promise, start_case
 from collections_domain.db import make_engine
 from collections_domain.logs import configure_logging
 from collections_domain.models import Borrower, Loan
 from collections_domain.settings import get_settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console()
-err_console = Console(stderr=True)
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode=None)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+LoanId = Annotated[str, typer.Argument(metavar="LOAN_ID", help="The loan id (the workflow id without 'collection-').")]
+
+
+def _me() -> str:
+    """How to run this command line again, as the user ran it (for the hints we print)."""
+    python = Path(sys.executable)
+    try:
+        python = python.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    return f"{python} {Path(sys.argv[0]).name if sys.argv and sys.argv[0].endswith('.py') else 'starter.py'}"
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -55,7 +67,17 @@ async def _client() -> Client:
 def _rpc_message(err: RPCError, loan_id: str) -> str:
     if err.status == RPCStatusCode.NOT_FOUND:
         return f"no open case for loan {loan_id!r} (workflow collection-{loan_id} not found or already closed)"
+    if err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+        return (
+            f"no answer from a worker for loan {loan_id!r} in time ({err.message}). Is worker.py running? "
+            "A worker busy opening many cases answers within a minute; try again."
+        )
     return f"{err.status.name if err.status else 'error'}: {err.message}"
+
+
+def _loan_id(value: str) -> str:
+    """Accept a workflow id where a loan id is expected."""
+    return value.removeprefix(WORKFLOW_ID_PREFIX) if value.startswith(WORKFLOW_ID_PREFIX) else value
 
 
 # -- servers -----------------------------------------------------------------------------------
@@ -97,7 +119,7 @@ def demo(
             'Filter the list with a query such as  CollectionStage="legal"  or  '
             "OutstandingMinor > 1000000  or  Jurisdiction=\"US\"."
         )
-        console.print("Drive a case from another terminal:  python starter.py --help")
+        console.print(f"Drive a case from another terminal:  {_me()} --help")
         if exit_after_load:
             return
         console.print("Running. Press Ctrl-C to stop the worker and the dev server (state is kept in data/).")
@@ -123,6 +145,8 @@ def demo(
 
 def _parse_date(value: str, field: str) -> date:
     try:
+        if len(value) != 10 or value[4] != "-" or value[7] != "-":
+            raise ValueError(value)
         return date.fromisoformat(value)
     except ValueError:
         _fail(f"{field}: must be a date YYYY-MM-DD, got {value!r}")
@@ -131,18 +155,19 @@ def _parse_date(value: str, field: str) -> date:
 
 @app.command("start-case")
 def start_case_command(
-    loan_id: Annotated[str, typer.Option(help="Loan id (letters, digits, - _ .).")],
+    loan_id: Annotated[str, typer.Option(help="Loan id: 1-64 letters, digits, '-', '_' or '.'.")],
     borrower_id: Annotated[str, typer.Option(help="Borrower id; contact details are read from the database.")],
-    principal_due_minor: Annotated[int, typer.Option(help="Overdue principal, minor units.")],
-    oldest_due_date: Annotated[str, typer.Option(help="Oldest unpaid due date, YYYY-MM-DD (local).")],
-    interest_due_minor: Annotated[int, typer.Option(help="Overdue interest, minor units.")] = 0,
-    fees_due_minor: Annotated[int, typer.Option(help="Overdue fees, minor units.")] = 0,
-    currency: str = "CNY",
-    timezone: str = "Asia/Shanghai",
-    jurisdiction: str = "CN",
-    policy_version: Annotated[str | None, typer.Option(help="Policy version (default: current).")] = None,
+    principal_due_minor: Annotated[int, typer.Option(help="Overdue principal, minor units (>= 0).")],
+    oldest_due_date: Annotated[str, typer.Option(help="Oldest unpaid due date, YYYY-MM-DD, not after today (borrower's calendar).")],
+    interest_due_minor: Annotated[int, typer.Option(help="Overdue interest, minor units (>= 0).")] = 0,
+    fees_due_minor: Annotated[int, typer.Option(help="Overdue fees, minor units (>= 0).")] = 0,
+    currency: Annotated[str, typer.Option(help="ISO 4217 code the policy has thresholds for (default policy: CNY, USD, GBP, EUR).")] = "CNY",
+    timezone: Annotated[str, typer.Option(help="The borrower's IANA time zone, such as Asia/Shanghai or America/New_York.")] = "Asia/Shanghai",
+    jurisdiction: Annotated[str, typer.Option(help="CN, US or UK.")] = "CN",
+    policy_version: Annotated[str | None, typer.Option(help="Policy version (default: the current policy).")] = None,
 ) -> None:
-    """Open a collections case (a no-op if the loan's case is already running)."""
+    """Open a collections case (if the loan's case is already running, nothing changes)."""
+    due = _parse_date(oldest_due_date, "oldest_due_date")
     try:
         case = CaseInput.checked(
             loan_id=loan_id,
@@ -151,7 +176,7 @@ def start_case_command(
             principal_due_minor=principal_due_minor,
             interest_due_minor=interest_due_minor,
             fees_due_minor=fees_due_minor,
-            oldest_due_date=oldest_due_date,
+            oldest_due_date=due,
             timezone=timezone,
             jurisdiction=jurisdiction,
             policy_version=policy_version,
@@ -162,12 +187,37 @@ def start_case_command(
     async def run() -> None:
         client = await _client()
         try:
-            handle = await start_case(client, case)
+            running = await case_handle(client, case.loan_id).describe()
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                _fail(_rpc_message(err, case.loan_id))
+            running = None
+        if running is not None and running.status == WorkflowExecutionStatus.RUNNING:
+            console.print(
+                f"A case for loan {loan_id} is already running (opened {running.start_time:%Y-%m-%d %H:%M} UTC, "
+                f"run {running.run_id}); nothing changed. See: {_me()} status {loan_id}"
+            )
+            return
+        try:
+            handle = await start_case(client, case, now=datetime.now(UTC))
         except ValueError as err:
             _fail(str(err))
-        console.print(f"Case open: workflow {handle.id} (run {handle.result_run_id})")
+        await asyncio.sleep(1.0)
+        described = await handle.describe()
+        if described.status is not None and described.status != WorkflowExecutionStatus.RUNNING:
+            _fail(f"the case did not open: {await _failure_of(handle)}")
+        console.print(f"Case open: workflow {handle.id} (run {handle.result_run_id}). See: {_me()} status {loan_id}")
 
     asyncio.run(run())
+
+
+async def _failure_of(handle) -> str:
+    """The failure message a closed case ended with, or its status name."""
+    history = await handle.fetch_history()
+    last = history.events[-1]
+    if last.HasField("workflow_execution_failed_event_attributes"):
+        return last.workflow_execution_failed_event_attributes.failure.message
+    return EventType.Name(last.event_type).removeprefix("EVENT_TYPE_WORKFLOW_EXECUTION_").lower()
 
 
 @app.command("load-portfolio")
@@ -234,13 +284,14 @@ def _load(*, limit: int, anchor: str | None, csv: Path | None) -> None:
 
 @app.command()
 def pay(
-    loan_id: str,
-    amount_minor: Annotated[int, typer.Argument(help="Amount in minor units (fen, cents).")],
-    currency: Annotated[str, typer.Option(help="Currency; must be the case's.")] = "CNY",
+    loan_id: LoanId,
+    amount_minor: Annotated[int, typer.Argument(help="Amount in minor units (fen, cents); for a negative test value write -- -5.")],
+    currency: Annotated[str | None, typer.Option(help="Currency (default: the case's own).")] = None,
     payment_id: Annotated[str | None, typer.Option(help="The payment's id (default: a new one).")] = None,
     paid_at: Annotated[str | None, typer.Option(help="When it was paid, RFC 3339 with offset (default: now).")] = None,
 ) -> None:
     """Send a payment_received signal to a loan's case."""
+    loan_id = _loan_id(loan_id)
     when = datetime.now(UTC)
     if paid_at:
         try:
@@ -248,34 +299,38 @@ def pay(
         except ValueError:
             _fail(f"paid_at: must be an RFC 3339 instant such as 2026-12-01T10:00:00+08:00, got {paid_at!r}")
         if when.tzinfo is None:
-            _fail("paid_at: must carry a UTC offset, such as +08:00 or Z")
-    try:
-        payment = PaymentReceived(
-            payment_id=payment_id or f"cli-{uuid.uuid4().hex[:12]}", amount_minor=amount_minor, currency=currency, paid_at=when
-        )
-    except ValueError as err:
-        _fail(str(err))
+            _fail(f"paid_at: must carry a UTC offset, such as +08:00 or Z, got {paid_at!r}")
 
     async def run() -> None:
         client = await _client()
         try:
+            case_currency = currency or (await case_status(client, loan_id)).currency
+            payment = PaymentReceived(
+                payment_id=payment_id or f"cli-{uuid.uuid4().hex[:12]}",
+                amount_minor=amount_minor,
+                currency=case_currency,
+                paid_at=when,
+            )
             await send_payment(client, loan_id, payment)
         except RPCError as err:
             _fail(_rpc_message(err, loan_id))
-        console.print(f"Sent payment {payment.payment_id}: {amount_minor} {currency} minor units to {loan_id}.")
-        console.print(f"Check it was applied:  python starter.py status {loan_id}")
+        except ValueError as err:
+            _fail(str(err))
+        console.print(f"Sent payment {payment.payment_id}: {amount_minor} {case_currency} minor units to {loan_id}.")
+        console.print(f"Check it was applied:  {_me()} status {loan_id}")
 
     asyncio.run(run())
 
 
 @app.command()
 def promise(
-    loan_id: str,
+    loan_id: LoanId,
     amount_minor: Annotated[int, typer.Argument(help="Promised amount in minor units.")],
     promised_date: Annotated[str, typer.Argument(help="Date the borrower will pay by, YYYY-MM-DD (their calendar).")],
     promise_id: Annotated[str | None, typer.Option(help="The promise's id (default: a new one).")] = None,
 ) -> None:
     """Send a promise_to_pay signal to a loan's case."""
+    loan_id = _loan_id(loan_id)
     day = _parse_date(promised_date, "promised_date")
     try:
         ptp = PromiseToPay(promise_id=promise_id or f"ptp-{uuid.uuid4().hex[:12]}", amount_minor=amount_minor, promised_date=day)
@@ -289,21 +344,27 @@ def promise(
         except RPCError as err:
             _fail(_rpc_message(err, loan_id))
         console.print(f"Sent promise {ptp.promise_id}: {amount_minor} minor units by {day} to {loan_id}.")
-        console.print(f"Check it was accepted:  python starter.py status {loan_id}")
+        console.print(f"Check it was accepted:  {_me()} status {loan_id}")
 
     asyncio.run(run())
 
 
 @app.command()
 def status(
-    loan_id: str,
+    loan_id: LoanId,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw status JSON.")] = False,
 ) -> None:
     """Print a case's status (the workflow's `status` query)."""
 
+    loan_id = _loan_id(loan_id)
+
     async def run() -> CaseStatus:
         client = await _client()
+        handle = case_handle(client, loan_id)
         try:
+            described = await handle.describe()
+            if described.status in (WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT):
+                _fail(f"the case of loan {loan_id} {described.status.name.lower()}: {await _failure_of(handle)}")
             return await case_status(client, loan_id)
         except RPCError as err:
             _fail(_rpc_message(err, loan_id))
@@ -320,7 +381,7 @@ def _print_status(st: CaseStatus) -> None:
     summary = Table(title=f"Case {st.loan_id}", show_header=False)
     summary.add_row("stage", st.stage)
     summary.add_row("outcome", st.outcome or "open")
-    summary.add_row("days past due", f"{st.days_past_due} (as of {st.as_of:%Y-%m-%d %H:%M} UTC)")
+    summary.add_row("days past due", f"{st.days_past_due} (as of the case's last event, {st.as_of:%Y-%m-%d %H:%M} UTC)")
     summary.add_row("outstanding", f"{st.outstanding_minor} {st.currency} minor units")
     summary.add_row("paid / overpaid", f"{st.paid_minor} / {st.overpaid_minor}")
     if st.open_promise:
@@ -335,7 +396,9 @@ def _print_status(st: CaseStatus) -> None:
         for column in ("step", "DPD", "at (UTC)", "actions"):
             steps.add_column(column)
         for record in st.steps_done:
-            results = ", ".join(f"{r.action}: {r.status}" for r in record.results) or ", ".join(record.actions)
+            results = "; ".join(
+                f"{r.action}: {r.status}" + (f" ({r.detail})" if r.detail else "") for r in record.results
+            ) or ", ".join(record.actions)
             steps.add_row(record.step, str(record.days_past_due), f"{record.at:%Y-%m-%d %H:%M}", results)
         console.print(steps)
     if st.steps_skipped:

@@ -275,7 +275,8 @@ class CollectionActivities:
                     provider_reference=attempt.provider_reference,
                 )
             borrower = db.get(Borrower, request.borrower_id)
-            locale = borrower.locale if borrower else "zh-CN"
+            # Without a borrower row, write in the jurisdiction's language.
+            locale = borrower.locale if borrower else ("zh-CN" if request.jurisdiction == "CN" else "en")
             message = render(
                 spec.template,
                 locale=locale,

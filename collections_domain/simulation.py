@@ -22,6 +22,7 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -251,10 +252,21 @@ async def _replay(env, cases, settings, policy, report, concurrency):
 
     statuses: dict[str, CaseStatus] = {}
 
+    readers = asyncio.Semaphore(16)
+
     async def read(case: HomeCreditCase) -> None:
-        async with gate:
+        async with readers:
             handle = client.get_workflow_handle(case.case_input(day0).workflow_id)
-            statuses[case.loan_id] = await handle.query("status", result_type=CaseStatus)
+            for attempt in range(5):
+                try:
+                    statuses[case.loan_id] = await handle.query(
+                        "status", result_type=CaseStatus, rpc_timeout=timedelta(seconds=60)
+                    )
+                    break
+                except RPCError:
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(1)
             report("reading statuses", len(statuses), len(cases))
 
     await asyncio.gather(*(read(case) for case in cases))

