@@ -151,9 +151,9 @@ class LoanCollectionWorkflow:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 state.inbox = list(self._inbox)
                 workflow.continue_as_new(self._case.model_copy(update={"resume": state}))
-            wake_at, summary, step = self._plan()
-            if step is not None:
-                await self._take_step(*step)
+            wake_at, summary, due = self._plan()
+            if due is not None:
+                await self._take_step(due)
                 continue
             await self._sleep_until(wake_at, summary)
 
@@ -205,8 +205,9 @@ class LoanCollectionWorkflow:
         )
         workflow.logger.info("case.opened")
 
-    def _plan(self) -> tuple[datetime | None, str | None, tuple[ladder.Rung, LadderStep] | None]:
-        """What to do next: take a step now, or sleep until an instant (``None``: until a signal)."""
+    def _plan(self) -> tuple[datetime | None, str | None, ladder.LadderPosition | None]:
+        """What to do next: take the due step of a position now, or sleep until an instant
+        (``None``: until a signal) with a summary for the timer."""
         state = self._require_state()
         case = self._case
         now = workflow.now()
@@ -214,19 +215,11 @@ class LoanCollectionWorkflow:
             deadline = state.open_promise.deadline
             self._next_step = None
             return deadline, f"promise {state.open_promise.promise_id}: judged at {self._local(deadline)}", None
-        pos = ladder.position(
-            state.policy,
-            currency=case.currency,
-            oldest_due_date=case.oldest_due_date,
-            tz_name=case.timezone,
-            last_rung_days=state.last_rung_days,
-            outstanding_minor=state.outstanding_minor,
-            now=now,
-        )
+        pos = self._position()
         if pos.due is not None and pos.step is not None:
             contact_at = ladder.next_contact_instant(now, case.timezone, state.policy)
             if contact_at <= now:
-                return None, None, (pos.due, pos.step)
+                return None, None, pos
             self._next_step = NextStep(step=pos.step.name, at=contact_at)
             return contact_at, f"{pos.step.name}: waiting for the contact window, {self._local(contact_at)}", None
         if pos.upcoming is not None and pos.upcoming_at is not None:
@@ -257,20 +250,14 @@ class LoanCollectionWorkflow:
 
     # -- ladder steps ------------------------------------------------------------------------
 
-    async def _take_step(self, rung: ladder.Rung, step: LadderStep) -> None:
+    async def _take_step(self, pos: ladder.LadderPosition) -> None:
+        """Take ``pos``'s due step now, recording the stale rungs before it as skipped."""
         state = self._require_state()
         case = self._case
+        rung, step = pos.due, pos.step
+        assert rung is not None and step is not None
         now = workflow.now()
         dpd = calendar.days_past_due(case.oldest_due_date, now, case.timezone)
-        pos = ladder.position(
-            state.policy,
-            currency=case.currency,
-            oldest_due_date=case.oldest_due_date,
-            tz_name=case.timezone,
-            last_rung_days=state.last_rung_days,
-            outstanding_minor=state.outstanding_minor,
-            now=now,
-        )
         for stale in pos.stale:
             self._skip(stale, f"superseded: at DPD {dpd} the case went straight to {step.name}")
         state.last_rung_days = rung.days_past_due
@@ -339,6 +326,20 @@ class LoanCollectionWorkflow:
             oldest_due_date=case.oldest_due_date,
             jurisdiction=case.jurisdiction,
             policy_version=state.policy.version,
+        )
+
+    def _position(self) -> ladder.LadderPosition:
+        """Where the case stands on its ladder now (``ladder.position``)."""
+        state = self._require_state()
+        case = self._case
+        return ladder.position(
+            state.policy,
+            currency=case.currency,
+            oldest_due_date=case.oldest_due_date,
+            tz_name=case.timezone,
+            last_rung_days=state.last_rung_days,
+            outstanding_minor=state.outstanding_minor,
+            now=workflow.now(),
         )
 
     def _skip(self, rung: ladder.Rung, reason: str) -> None:
@@ -483,16 +484,7 @@ class LoanCollectionWorkflow:
         if outcome == "kept":
             state.promises_kept += 1
             # Steps whose time came while the borrower kept their word are not sent late.
-            now = workflow.now()
-            pos = ladder.position(
-                state.policy,
-                currency=self._case.currency,
-                oldest_due_date=self._case.oldest_due_date,
-                tz_name=self._case.timezone,
-                last_rung_days=state.last_rung_days,
-                outstanding_minor=state.outstanding_minor,
-                now=now,
-            )
+            pos = self._position()
             for rung in (*pos.stale, *((pos.due,) if pos.due else ())):
                 self._skip(rung, f"promise {promise.promise_id} kept")
         else:
