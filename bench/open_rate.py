@@ -2,7 +2,7 @@
 single-activity workflows started by the same script in the same run; and history events per
 case for the no-payment ladder (time-skipping server).
 
-    python bench/open_rate.py --cases 500
+    python -m bench.open_rate --cases 500
 
 Prints figures only: these machines are noisy, so there is no pass/fail on time. The ratio is
 the number to watch: it compares against a baseline measured seconds apart on the same server.
@@ -20,11 +20,11 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 from sqlmodel import Session, func, select
-from temporalio import activity, workflow
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from bench.bare import BareWorkflow, noop
 from collections_domain import calendar
 from collections_domain import search_attributes as sa
 from collections_domain.binaries import find_binary
@@ -34,21 +34,6 @@ from collections_domain.models import Borrower, CollectionCase
 from collections_domain.settings import Settings
 from collections_domain.simulation import _register_search_attributes, skip_to
 from collections_domain.wiring import build_activities, build_worker
-
-
-@activity.defn(name="bench_noop")
-def noop(value: int) -> int:
-    """The baseline's one activity."""
-    return value
-
-
-@workflow.defn(name="BenchBareWorkflow")
-class BareWorkflow:
-    """The baseline: a workflow that runs one activity."""
-
-    @workflow.run
-    async def run(self, value: int) -> int:
-        return await workflow.execute_activity(noop, value, start_to_close_timeout=timedelta(seconds=30))
 
 
 def _case(index: int, due) -> CaseInput:
@@ -132,10 +117,10 @@ async def ladder_events() -> None:
                 db.merge(Borrower(id="bench-borrower", full_name="Bench", phone="+0", email="b@example.invalid", postal_address="x"))
                 db.commit()
             async with build_worker(env.client, settings, activities):
-                now = (await env.get_current_time()).astimezone(UTC)
-                due = calendar.local_date(now, "Asia/Shanghai") - timedelta(days=1)
                 counts = {}
                 for label, amount in (("legal", 2_000_000), ("agency", 300_000)):
+                    now = (await env.get_current_time()).astimezone(UTC)
+                    due = calendar.local_date(now, "Asia/Shanghai") - timedelta(days=1)
                     handle = await start_case(env.client, _case(0, due).model_copy(update={"principal_due_minor": amount}), task_queue="bench-ladder")
                     await skip_to(env, calendar.local_instant(due + timedelta(days=31), time(12), "Asia/Shanghai"))
                     counts[label] = len((await handle.fetch_history()).events)
