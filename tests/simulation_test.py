@@ -10,6 +10,8 @@ import csv
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 
+import pytest
+
 from collections_domain.home_credit import PACKAGED_CSV, market_for, read_cases
 from collections_domain.policy import DEFAULT_POLICY_PATH, load_policy
 from collections_domain.simulation import simulate
@@ -73,6 +75,7 @@ def test_expected_table_counts_every_case():
     assert sum(cases for cases, _ in expected.values()) == len(read_cases()) == 2601
 
 
+@pytest.mark.timeout(2700)  # about 8 minutes on a 2-core machine; room for a slower one
 async def test_simulation_of_the_whole_file_equals_the_csv():
     result = await simulate(read_cases())
     got = {row: (cases, unpaid) for row, cases, unpaid in result.table.as_rows() if row != "total" and cases}
