@@ -70,7 +70,7 @@ def _rpc_message(err: RPCError, loan_id: str) -> str:
     if err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
         return (
             f"no answer from a worker for loan {loan_id!r} in time ({err.message}). Is worker.py running? "
-            "A worker busy opening many cases answers within a minute; try again."
+            "A busy worker may take a while to pick the case up; try again in a moment."
         )
     return f"{err.status.name if err.status else 'error'}: {err.message}"
 
@@ -197,6 +197,9 @@ def start_case_command(
                 f"A case for loan {loan_id} is already running (opened {running.start_time:%Y-%m-%d %H:%M} UTC, "
                 f"run {running.run_id}); nothing changed. See: {_me()} status {loan_id}"
             )
+            differences = await _input_differences(case_handle(client, case.loan_id), case)
+            if differences:
+                console.print("These values differ from the running case's and were not applied: " + "; ".join(differences))
             return
         try:
             handle = await start_case(client, case, now=datetime.now(UTC))
@@ -209,6 +212,19 @@ def start_case_command(
         console.print(f"Case open: workflow {handle.id} (run {handle.result_run_id}). See: {_me()} status {loan_id}")
 
     asyncio.run(run())
+
+
+async def _input_differences(handle, case: CaseInput) -> list[str]:
+    """Fields of ``case`` whose values differ from the running case's own input."""
+    history = await handle.fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    original = json.loads(started.input.payloads[0].data) if started.input.payloads else {}
+    wanted = json.loads(case.model_dump_json(exclude={"resume"}))
+    return [
+        f"{name}: running {original.get(name)!r}, given {value!r}"
+        for name, value in wanted.items()
+        if original.get(name) != value
+    ]
 
 
 async def _failure_of(handle) -> str:

@@ -72,7 +72,10 @@ async def test_a_case_driven_from_the_command_line(cli_env):
     code, out = await starter(cli_env, *opening)
     assert code == 0 and "Case open" in out, out
     code, out = await starter(cli_env, *opening)
-    assert code == 0 and "already running" in out, out
+    assert code == 0 and "already running" in out and "differ" not in out, out
+    changed = [value if value != "250000" else "260000" for value in opening]
+    code, out = await starter(cli_env, *changed)
+    assert code == 0 and "already running" in out and "principal_due_minor: running 250000, given 260000" in out, out
 
     code, out = await starter(cli_env, "promise", loan, "100000", (today + timedelta(days=2)).isoformat(), "--promise-id", "ptp-cli")
     assert code == 0, out
