@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
@@ -481,8 +482,24 @@ def simulate(
     console.print(f"Wall time: {result.wall_seconds:.1f} s")
 
 
+def exit_without_finalizing(code: int) -> None:
+    """Flush and leave without interpreter finalization.
+
+    The Temporal client's Rust threads can abort a short-lived process while Python finalizes
+    ("PyGILState_Release: thread state ... must be current", temporalio/sdk-python#300); once the
+    command's work is done there is nothing left to finalize.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
+    exit_code = 0
     try:
         app()
+    except SystemExit as done:
+        exit_code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     except KeyboardInterrupt:
-        sys.exit(130)
+        exit_code = 130
+    exit_without_finalizing(exit_code)

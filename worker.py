@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 
 from collections_domain.client import connect
 from collections_domain.logs import configure_logging, get_logger
@@ -31,3 +33,7 @@ if __name__ == "__main__":
         asyncio.run(main())
     except KeyboardInterrupt:
         pass
+    # See starter.exit_without_finalizing: skip finalization so the client's threads cannot abort it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

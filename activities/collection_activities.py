@@ -33,7 +33,7 @@ from collections_domain.models import (
     RejectedSignalRecord,
     utcnow,
 )
-from collections_domain.policy import ACTIONS, Channel, CollectionPolicy, PolicyRegistry
+from collections_domain.policy import ACTIONS, Channel, PolicyRegistry
 from collections_domain.records import (
     CaseSetup,
     CaseOpened,

@@ -36,6 +36,16 @@ from collections_domain.simulation import _register_search_attributes, skip_to
 from collections_domain.wiring import build_activities, build_worker
 
 
+def _bench_activities(folder: Path, task_queue: str):
+    """Settings and activities on a fresh SQLite file in ``folder``, with the bench borrower."""
+    settings = Settings(temporal_task_queue=task_queue, database_url=f"sqlite:///{folder / 'bench.db'}")
+    activities = build_activities(settings)
+    with Session(activities.engine) as db:
+        db.merge(Borrower(id="bench-borrower", full_name="Bench", phone="+0", email="b@example.invalid", postal_address="x"))
+        db.commit()
+    return settings, activities
+
+
 def _case(index: int, due) -> CaseInput:
     return CaseInput(
         loan_id=f"bench-{uuid.uuid4().hex[:8]}-{index}",
@@ -65,11 +75,7 @@ async def open_rate(cases: int) -> None:
     )
     try:
         with tempfile.TemporaryDirectory() as folder:
-            settings = Settings(temporal_task_queue="bench-cases", database_url=f"sqlite:///{Path(folder) / 'b.db'}")
-            activities = build_activities(settings)
-            with Session(activities.engine) as db:
-                db.merge(Borrower(id="bench-borrower", full_name="Bench", phone="+0", email="b@example.invalid", postal_address="x"))
-                db.commit()
+            settings, activities = _bench_activities(Path(folder), "bench-cases")
             bare_worker = Worker(
                 env.client, task_queue="bench-bare", workflows=[BareWorkflow], activities=[noop],
                 activity_executor=ThreadPoolExecutor(32), max_concurrent_activities=32,
@@ -111,11 +117,7 @@ async def ladder_events() -> None:
     try:
         await _register_search_attributes(env.client)
         with tempfile.TemporaryDirectory() as folder:
-            settings = Settings(temporal_task_queue="bench-ladder", database_url=f"sqlite:///{Path(folder) / 'l.db'}")
-            activities = build_activities(settings)
-            with Session(activities.engine) as db:
-                db.merge(Borrower(id="bench-borrower", full_name="Bench", phone="+0", email="b@example.invalid", postal_address="x"))
-                db.commit()
+            settings, activities = _bench_activities(Path(folder), "bench-ladder")
             async with build_worker(env.client, settings, activities):
                 counts = {}
                 for label, amount in (("legal", 2_000_000), ("agency", 300_000)):

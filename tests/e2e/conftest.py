@@ -14,14 +14,20 @@ from collections_domain.binaries import find_binary
 CANDIDATE_ZONES = ["Asia/Shanghai", "Europe/London", "America/New_York", "America/Los_Angeles", "Pacific/Kiritimati", "Asia/Kolkata"]
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def local_env():
-    """A dev server with the project's search attributes, for the whole session."""
-    env = await WorkflowEnvironment.start_local(
+async def start_dev_server(*extra_args: str) -> WorkflowEnvironment:
+    """Temporal's dev server with the project's search attributes (and any extra CLI args)."""
+    return await WorkflowEnvironment.start_local(
         dev_server_existing_path=find_binary("temporal"),
         data_converter=pydantic_data_converter,
         search_attributes=list(sa.ALL_KEYS),
+        dev_server_extra_args=list(extra_args),
     )
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def local_env():
+    """A dev server for the whole session."""
+    env = await start_dev_server()
     try:
         yield env
     finally:

@@ -7,12 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from collections_domain import calendar
-from collections_domain import search_attributes as sa
-from collections_domain.binaries import find_binary
+from tests.e2e.conftest import start_dev_server
 from tests.helpers import open_case, payment, promise, status
 
 TZ = "Asia/Shanghai"
@@ -20,12 +17,7 @@ TZ = "Asia/Shanghai"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def small_history_env():
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=find_binary("temporal"),
-        data_converter=pydantic_data_converter,
-        search_attributes=list(sa.ALL_KEYS),
-        dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40"],
-    )
+    env = await start_dev_server("--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40")
     try:
         yield env
     finally:

@@ -6,7 +6,6 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from collections_domain import calendar
-from collections_domain import search_attributes as sa
 from tests.e2e.conftest import zone_in_contact_window
 from tests.helpers import contact_rows, open_case, payment, status
 
