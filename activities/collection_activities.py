@@ -24,13 +24,19 @@ from collections_domain.db import session
 from collections_domain.logs import get_logger
 from collections_domain.models import (
     Borrower,
+    CasePause,
     CollectionCase,
     ContactAttempt,
+    ContactOutcomeRecord,
+    HandOffEventRecord,
     LegalReferral,
     Payment,
     Placement,
+    PlanInstalmentRecord,
     PromiseRecord,
     RejectedSignalRecord,
+    RepaymentPlan,
+    WriteOff,
     utcnow,
 )
 from collections_domain.policy import ACTIONS, Channel, PolicyRegistry
@@ -41,7 +47,13 @@ from collections_domain.records import (
     CaseRecords,
     ContactRequest,
     ContactResult,
+    CaseWrittenOff,
+    ContactOutcomeRecorded,
+    HandOffEvent,
+    PauseRecorded,
     PaymentApplied,
+    PlanInstalmentUpdate,
+    PlanRecorded,
     PromiseOpened,
     PromiseResolved,
     SignalRejected,
@@ -208,8 +220,108 @@ class CollectionActivities:
                             signal_id=event.signal_id,
                             reason=event.reason,
                         )
+                elif isinstance(event, PlanRecorded):
+                    written += self._write_plan(db, records, event)
+                elif isinstance(event, ContactOutcomeRecorded):
+                    exists = db.exec(
+                        select(ContactOutcomeRecord).where(ContactOutcomeRecord.record_key == event.key)
+                    ).first()
+                    if exists is None:
+                        db.add(
+                            ContactOutcomeRecord(
+                                record_key=event.key,
+                                workflow_id=records.workflow_id,
+                                loan_id=records.loan_id,
+                                task_key=event.task_key,
+                                action=event.action,
+                                outcome=event.outcome,
+                                agent_id=event.agent_id,
+                                promise_id=event.promise_id,
+                                dispute_id=event.dispute_id,
+                                recorded_at=event.at,
+                            )
+                        )
+                        written += 1
+                elif isinstance(event, PauseRecorded):
+                    pause = db.exec(
+                        select(CasePause).where(
+                            CasePause.workflow_id == records.workflow_id,
+                            CasePause.kind == event.pause_kind,
+                            CasePause.pause_id == event.pause_id,
+                        )
+                    ).first()
+                    if pause is None:
+                        pause = CasePause(
+                            workflow_id=records.workflow_id,
+                            loan_id=records.loan_id,
+                            kind=event.pause_kind,
+                            pause_id=event.pause_id,
+                            started_at=event.started_at,
+                            until=event.until,
+                        )
+                    if event.ended_at is not None:
+                        pause.ended_at = event.ended_at
+                        pause.resolution = event.resolution
+                    db.add(pause)
+                    written += 1
+                elif isinstance(event, CaseWrittenOff):
+                    if db.exec(select(WriteOff).where(WriteOff.record_key == event.key)).first() is None:
+                        db.add(
+                            WriteOff(
+                                record_key=event.key,
+                                workflow_id=records.workflow_id,
+                                loan_id=records.loan_id,
+                                amount_minor=event.amount_minor,
+                                currency=event.currency,
+                                days_past_due=event.days_past_due,
+                                last_payment_at=event.last_payment_at,
+                                policy_version=event.policy_version,
+                                written_off_at=event.at,
+                            )
+                        )
+                        written += 1
             db.commit()
         return written
+
+    @staticmethod
+    def _write_plan(db: Any, records: CaseRecords, event: PlanRecorded) -> int:
+        plan = db.exec(
+            select(RepaymentPlan).where(RepaymentPlan.loan_id == records.loan_id, RepaymentPlan.plan_id == event.plan_id)
+        ).first()
+        if plan is None:
+            plan = RepaymentPlan(
+                plan_id=event.plan_id,
+                workflow_id=records.workflow_id,
+                plan_workflow_id=event.plan_workflow_id,
+                loan_id=records.loan_id,
+                kind=event.plan_kind,
+                total_minor=event.total_minor,
+                waived_minor=event.waived_minor,
+                currency=event.currency,
+                approver_id=event.approver_id,
+                proposed_by=event.proposed_by,
+                accepted_at=event.at,
+            )
+            for instalment in event.instalments:
+                db.add(
+                    PlanInstalmentRecord(
+                        plan_id=event.plan_id,
+                        loan_id=records.loan_id,
+                        seq=instalment.seq,
+                        due_date=instalment.due_date,
+                        amount_minor=instalment.amount_minor,
+                        updated_at=event.at,
+                    )
+                )
+        elif plan.status != "active" or event.status == "active":
+            return 0
+        if event.status != "active":
+            plan.status = event.status
+            plan.reason = event.reason
+            plan.waived_minor = event.waived_minor
+            plan.ended_at = event.at
+        db.add(plan)
+        return 1
 
     # -- contacts: one activity type per channel, so histories read like the process ---------
 
@@ -259,6 +371,86 @@ class CollectionActivities:
                     db.add(failed)
                     db.commit()
         return self._contact(request, internal=True)
+
+    # -- children: plans, placements, legal referrals ---------------------------------------
+
+    @activity.defn(name="record_plan_instalment")
+    def record_plan_instalment(self, update: PlanInstalmentUpdate) -> None:
+        """Mark instalment ``update.seq`` of a plan ``paid`` or ``missed`` (``plan_instalments``)."""
+        with session(self.engine) as db:
+            row = db.exec(
+                select(PlanInstalmentRecord).where(
+                    PlanInstalmentRecord.loan_id == update.loan_id,
+                    PlanInstalmentRecord.plan_id == update.plan_id,
+                    PlanInstalmentRecord.seq == update.seq,
+                )
+            ).first()
+            if row is None:
+                # The parent's record of the plan has not landed yet: retried by Temporal.
+                raise ApplicationError(f"plan {update.plan_id} instalment {update.seq} is not recorded yet")
+            row.status = update.status
+            row.paid_toward_minor = update.paid_toward_minor
+            row.updated_at = utcnow()
+            db.add(row)
+            db.commit()
+
+    @activity.defn(name="record_hand_off_event")
+    def record_hand_off_event(self, event: HandOffEvent) -> None:
+        """Write a placement's or legal referral's state change (``hand_off_events``), once per key."""
+        self._write_hand_off_event(event)
+
+    @activity.defn(name="recall_placement")
+    def recall_placement(self, event: HandOffEvent) -> ContactResult:
+        """Tell the agency the case is recalled (channel ``agency``) and record ``recalled``."""
+        return self._notify_hand_off(event, Channel.AGENCY)
+
+    @activity.defn(name="withdraw_legal_referral")
+    def withdraw_legal_referral(self, event: HandOffEvent) -> ContactResult:
+        """Tell the legal team the referral is withdrawn (channel ``legal``) and record it."""
+        return self._notify_hand_off(event, Channel.LEGAL)
+
+    def _notify_hand_off(self, event: HandOffEvent, channel: Channel) -> ContactResult:
+        receipt = self.delivery.deliver(
+            Delivery(
+                event.key,
+                channel.value,
+                {
+                    "idempotency_key": event.key,
+                    "loan_id": event.loan_id,
+                    "action": f"{event.hand_off}_{event.status}",
+                    "reason": event.reason,
+                    "amount_minor": event.amount_minor,
+                    "currency": event.currency,
+                },
+            )
+        )
+        self._write_hand_off_event(event)
+        log.info("hand_off." + event.status, loan_id=event.loan_id, child_workflow_id=event.child_workflow_id)
+        return ContactResult(
+            idempotency_key=event.key,
+            status=receipt.status,
+            channel=channel.value,
+            backend=self.delivery.name,
+            provider_reference=receipt.provider_reference,
+        )
+
+    def _write_hand_off_event(self, event: HandOffEvent) -> None:
+        with session(self.engine) as db:
+            if db.exec(select(HandOffEventRecord).where(HandOffEventRecord.record_key == event.key)).first() is None:
+                db.add(
+                    HandOffEventRecord(
+                        record_key=event.key,
+                        workflow_id=event.parent_workflow_id,
+                        child_workflow_id=event.child_workflow_id,
+                        loan_id=event.loan_id,
+                        hand_off=event.hand_off,
+                        status=event.status,
+                        reason=event.reason,
+                        occurred_on=event.occurred_on,
+                        recorded_at=utcnow(),
+                    )
+                )
+                self._save(db, None)
 
     def _contact(self, request: ContactRequest, internal: bool = False) -> ContactResult:
         spec = ACTIONS[request.action]
@@ -383,7 +575,8 @@ class CollectionActivities:
 
     @staticmethod
     def _save(db: Any, row: Any) -> None:
-        db.add(row)
+        if row is not None:
+            db.add(row)
         try:
             db.commit()
         except IntegrityError:

@@ -41,8 +41,35 @@ _PATTERN_RULES = {
 Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
 MinorUnits = Annotated[int, Strict()]
 
-Outcome = Literal["cured"]
-SignalKind = Literal["payment_received", "promise_to_pay"]
+#: How a case ends. ``cured``: paid in full; ``settled``: a repayment plan was completed (a
+#: waiver's forgiven part included); ``written_off``: the policy's write-off rule; the ``closed_*``
+#: outcomes come from stops (signals ``bankruptcy``, ``deceased``; a dispute upheld to zero).
+Outcome = Literal["cured", "settled", "written_off", "closed_bankruptcy", "closed_deceased", "closed_dispute_upheld"]
+SignalKind = Literal[
+    "payment_received",
+    "promise_to_pay",
+    "dispute_opened",
+    "dispute_resolved",
+    "cease_contact",
+    "hardship",
+    "bankruptcy",
+    "deceased",
+    "plan_instalment_missed",
+]
+#: The id field each signal carries (the id a rejection is recorded under).
+SIGNAL_ID_FIELD = {
+    "payment_received": "payment_id",
+    "promise_to_pay": "promise_id",
+    "dispute_opened": "dispute_id",
+    "dispute_resolved": "dispute_id",
+    "cease_contact": "request_id",
+    "hardship": "hardship_id",
+    "bankruptcy": "notice_id",
+    "deceased": "notice_id",
+    "plan_instalment_missed": "plan_id",
+}
+ContactOutcomeKind = Literal["reached", "no_answer", "wrong_number", "refused", "promise_made", "dispute_raised"]
+PlanKind = Literal["instalments", "deferral", "waiver"]
 
 
 def workflow_id_for(loan_id: str) -> str:
@@ -168,6 +195,190 @@ class PromiseToPay(BaseModel):
     promised_date: date
 
 
+class DisputeOpened(BaseModel):
+    """Signal ``dispute_opened``: the borrower disputes the debt; no collection contact while open.
+
+    ``reason_code``: ``amount`` (the amount is wrong), ``not_my_debt``, ``already_paid`` or ``other``.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+    dispute_id: Identifier
+    reason_code: Literal["amount", "not_my_debt", "already_paid", "other"] = "other"
+
+
+class DisputeResolved(BaseModel):
+    """Signal ``dispute_resolved``: ``upheld`` (the borrower was right: the outstanding amount is
+    corrected to ``corrected_outstanding_minor``, required, 0 <= it <= the outstanding amount) or
+    ``rejected`` (the ladder resumes where it paused)."""
+
+    model_config = ConfigDict(extra="ignore")
+    dispute_id: Identifier
+    resolution: Literal["upheld", "rejected"]
+    corrected_outstanding_minor: MinorUnits | None = None
+
+
+class CeaseContact(BaseModel):
+    """Signal ``cease_contact``: the borrower asked in writing that contact stop. Permanent: only
+    the actions in the policy's ``pauses.after_cease_contact`` are still taken."""
+
+    model_config = ConfigDict(extra="ignore")
+    request_id: Identifier
+
+
+class Hardship(BaseModel):
+    """Signal ``hardship``: pause the ladder for the policy's ``pauses.hardship_days``."""
+
+    model_config = ConfigDict(extra="ignore")
+    hardship_id: Identifier
+
+
+class CaseStop(BaseModel):
+    """Signals ``bankruptcy`` and ``deceased``: end the case (``closed_bankruptcy`` /
+    ``closed_deceased``), recalling any placement and withdrawing any legal referral."""
+
+    model_config = ConfigDict(extra="ignore")
+    notice_id: Identifier
+
+
+class PlanInstalmentMissed(BaseModel):
+    """Signal ``plan_instalment_missed``, sent by a plan's child workflow: instalment ``seq`` was
+    not paid by its date plus grace, so the plan is broken."""
+
+    model_config = ConfigDict(extra="ignore")
+    plan_id: Identifier
+    seq: int = Field(ge=1)
+
+
+class PlanProposal(BaseModel):
+    """Update ``propose_plan``: a negotiated repayment plan (limits: the policy's ``plans.*``).
+
+    - ``instalments``: ``instalment_dates`` (2..``max_instalments`` strictly increasing local
+      dates, from today to today + ``max_term_days``); the outstanding amount is split equally
+      with the remainder minor units on the last, or ``first_instalment_minor`` first and the
+      rest split equally. The first instalment must be at least ``min_first_payment_bps``.
+    - ``deferral``: ``new_due_date``, after today and at most ``max_deferral_days`` out; the whole
+      outstanding amount is due then.
+    - ``waiver``: forgive ``waive_minor`` of the interest and fees outstanding (never principal),
+      at most ``max_waiver_bps`` of them; above ``auto_approve_waiver_bps`` an ``approver_id`` is
+      required. The rest is due by ``pay_by`` (default today + ``waiver_pay_within_days``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    plan_id: Identifier
+    kind: PlanKind
+    instalment_dates: list[date] | None = None
+    first_instalment_minor: MinorUnits | None = None
+    new_due_date: date | None = None
+    waive_minor: MinorUnits | None = None
+    pay_by: date | None = None
+    approver_id: Identifier | None = None
+    proposed_by: Identifier | None = None
+
+
+class Instalment(BaseModel):
+    """One instalment of a plan: ``amount_minor`` due by the end of local date ``due_date``
+    (plus the policy's grace). ``status``: ``open``, ``paid`` or ``missed``."""
+
+    seq: int
+    due_date: date
+    amount_minor: int
+    status: Literal["open", "paid", "missed"] = "open"
+
+
+class PlanAccepted(BaseModel):
+    """The result of an accepted ``propose_plan``: the schedule the plan's child workflow watches.
+
+    ``total_minor`` is what the borrower pays; ``waived_minor`` is forgiven when it is paid.
+    """
+
+    plan_id: str
+    kind: PlanKind
+    instalments: list[Instalment]
+    total_minor: int
+    waived_minor: int = 0
+    currency: str
+    plan_workflow_id: str
+    approver_id: str | None = None
+
+
+class ActivePlan(PlanAccepted):
+    """The plan a case is on (``status.plan``); ``paid_toward_minor`` counts payments applied since
+    it was accepted."""
+
+    accepted_at: datetime
+    paid_toward_minor: int = 0
+    started: bool = False
+
+
+class EndedPlan(BaseModel):
+    """A plan that ended: ``completed`` (case settled), ``broken`` (an instalment missed) or
+    ``closed`` (the case ended otherwise)."""
+
+    plan_id: str
+    kind: PlanKind
+    status: Literal["completed", "broken", "closed"]
+    ended_at: datetime
+    reason: str
+
+
+class ContactOutcomeReport(BaseModel):
+    """Update ``record_contact_outcome``: what an agent task (``task_key``, the task's
+    idempotency key) achieved. ``promise_made`` needs ``promise``; ``dispute_raised`` needs
+    ``dispute_id``. Free-text notes never go to the workflow: the CLI/API stores them in the
+    database (``contact_notes``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    task_key: str = Field(min_length=1, max_length=200)
+    outcome: ContactOutcomeKind
+    agent_id: Identifier
+    promise: PromiseToPay | None = None
+    dispute_id: Identifier | None = None
+
+
+class AgentTask(BaseModel):
+    """An agent task (call or visit) waiting for its outcome, to be reported by ``report_by`` (UTC)."""
+
+    task_key: str
+    action: str
+    created_at: datetime
+    report_by: datetime
+
+
+class ContactOutcome(BaseModel):
+    """A recorded outcome of an agent task (``missed``: not reported by its deadline)."""
+
+    task_key: str
+    action: str
+    outcome: str
+    recorded_at: datetime
+    agent_id: str | None = None
+    promise_id: str | None = None
+    dispute_id: str | None = None
+
+
+class Pause(BaseModel):
+    """A pause or stop of the ladder: ``dispute``, ``hardship`` (``until``), ``cease_contact``,
+    ``bankruptcy``, ``deceased``. ``ended_at``/``resolution`` once it ended."""
+
+    kind: str
+    id: str
+    started_at: datetime
+    until: datetime | None = None
+    ended_at: datetime | None = None
+    resolution: str | None = None
+
+
+class HandOff(BaseModel):
+    """A placement with an agency or a legal referral, run by its own child workflow."""
+
+    kind: Literal["placement", "legal_referral"]
+    workflow_id: str
+    started_at: datetime
+    status: Literal["active", "recalled", "withdrawn"] = "active"
+    ended_at: datetime | None = None
+    reason: str | None = None
+
+
 class OpenPromise(BaseModel):
     """The promise the case is waiting on (``status.open_promise``)."""
 
@@ -253,6 +464,19 @@ class CaseStatus(BaseModel):
     steps_skipped: list[SkippedStep] = []
     cured_at: datetime | None = None
     cured_days_past_due: int | None = None
+    # Added with plans, pauses, contact outcomes and hand-offs (issue 3).
+    plan: ActivePlan | None = None
+    plans_ended: list[EndedPlan] = []
+    pauses: list[Pause] = []
+    pauses_ended: list[Pause] = []
+    cease_contact: bool = False
+    ladder_shift_days: int = 0
+    open_tasks: list[AgentTask] = []
+    contact_outcomes: list[ContactOutcome] = []
+    hand_offs: list[HandOff] = []
+    waived_minor: int = 0
+    closed_at: datetime | None = None
+    written_off_minor: int | None = None
 
 
 class PendingSignal(BaseModel):
@@ -288,6 +512,25 @@ class CaseState(BaseModel):
     cured_days_past_due: int | None = None
     record_seq: int = 0
     opened_recorded: bool = False
+    # Added with plans, pauses and hand-offs; defaults decode states saved before them.
+    interest_fees_outstanding_minor: int | None = None
+    opened_at: datetime | None = None
+    last_payment_at: datetime | None = None
+    plan: ActivePlan | None = None
+    plans_ended: list[EndedPlan] = []
+    seen_plan_ids: list[str] = []
+    pauses: list[Pause] = []
+    pauses_ended: list[Pause] = []
+    paused_since: datetime | None = None
+    seen_pause_ids: list[str] = []
+    cease_contact: bool = False
+    ladder_shift_days: int = 0
+    open_tasks: list[AgentTask] = []
+    contact_outcomes: list[ContactOutcome] = []
+    hand_offs: list[HandOff] = []
+    waived_minor: int = 0
+    closed_at: datetime | None = None
+    written_off_minor: int | None = None
 
 
 CaseInput.model_rebuild()

@@ -118,6 +118,34 @@ def position(
     )
 
 
+def write_off_instant(
+    policy: CollectionPolicy,
+    *,
+    oldest_due_date: date,
+    tz_name: str,
+    last_activity_at: datetime,
+) -> datetime:
+    """UTC instant a case is written off if nothing changes (policy ``write_off.*``).
+
+    The start (local midnight) of the later of: the local day ``oldest_due_date +
+    write_off.days_past_due``, and the day after ``write_off.no_payment_days`` full local days
+    since ``last_activity_at`` (the last payment, or the case's opening when none came: the
+    product never writes off a case it has not worked for that long).
+    """
+    rules = policy.write_off
+    day = max(
+        oldest_due_date + timedelta(days=rules.days_past_due),
+        calendar.local_date(last_activity_at, tz_name) + timedelta(days=rules.no_payment_days + 1),
+    )
+    return calendar.local_instant(day, time(0, 0), tz_name)
+
+
+def paused_days(started_at: datetime, ended_at: datetime, tz_name: str) -> int:
+    """Local calendar days a pause lasted (0 when it started and ended on the same local day):
+    the ladder's later steps move by this many days."""
+    return max(0, (calendar.local_date(ended_at, tz_name) - calendar.local_date(started_at, tz_name)).days)
+
+
 def promise_deadline(promised_date: date, tz_name: str, policy: CollectionPolicy) -> datetime:
     """UTC instant a promise is judged: the end (local midnight) of ``promised_date + grace_days``."""
     last_day = promised_date + timedelta(days=policy.promises.grace_days)

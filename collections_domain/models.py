@@ -170,3 +170,137 @@ class LegalReferral(SQLModel, table=True):
     days_past_due: int
     jurisdiction: str = Field(max_length=2)
     filed_at: datetime = Field(sa_column=_utc_column())
+
+
+class RepaymentPlan(SQLModel, table=True):
+    """A negotiated repayment plan (``instalments``, ``deferral`` or ``waiver``) and how it ended
+    (``active``, ``completed``, ``broken``, ``closed``). Amounts in minor units."""
+
+    __tablename__ = "repayment_plans"
+    __table_args__ = (UniqueConstraint("loan_id", "plan_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    plan_id: str = Field(max_length=64)
+    workflow_id: str = Field(index=True, max_length=80)
+    plan_workflow_id: str = Field(max_length=200)
+    loan_id: str = Field(index=True, max_length=64)
+    kind: str
+    status: str = "active"
+    total_minor: int
+    waived_minor: int = 0
+    currency: str = Field(max_length=3)
+    approver_id: str | None = None
+    proposed_by: str | None = None
+    reason: str | None = None
+    accepted_at: datetime = Field(sa_column=_utc_column())
+    ended_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class PlanInstalmentRecord(SQLModel, table=True):
+    """One instalment of a plan: ``open``, ``paid`` or ``missed``."""
+
+    __tablename__ = "plan_instalments"
+    __table_args__ = (UniqueConstraint("loan_id", "plan_id", "seq"),)
+    id: int | None = Field(default=None, primary_key=True)
+    plan_id: str = Field(max_length=64)
+    loan_id: str = Field(index=True, max_length=64)
+    seq: int
+    due_date: date
+    amount_minor: int
+    status: str = "open"
+    paid_toward_minor: int = 0
+    updated_at: datetime = Field(sa_column=_utc_column())
+
+
+class ContactOutcomeRecord(SQLModel, table=True):
+    """What an agent task achieved, as reported (or ``missed`` at its deadline)."""
+
+    __tablename__ = "contact_outcomes"
+    id: int | None = Field(default=None, primary_key=True)
+    record_key: str = Field(unique=True, max_length=200)
+    workflow_id: str = Field(index=True, max_length=80)
+    loan_id: str = Field(index=True, max_length=64)
+    task_key: str = Field(index=True, max_length=200)
+    action: str
+    outcome: str
+    agent_id: str | None = None
+    promise_id: str | None = None
+    dispute_id: str | None = None
+    recorded_at: datetime = Field(sa_column=_utc_column())
+
+
+class ContactNote(SQLModel, table=True):
+    """An agent's free-text note on a task. Written by the CLI/API, never sent to the workflow
+    (it may hold personal data, and workflow histories are stored in plaintext)."""
+
+    __tablename__ = "contact_notes"
+    id: int | None = Field(default=None, primary_key=True)
+    loan_id: str = Field(index=True, max_length=64)
+    task_key: str = Field(index=True, max_length=200)
+    agent_id: str = Field(max_length=64)
+    note: str
+    written_at: datetime = Field(sa_column=_utc_column())
+
+
+class CasePause(SQLModel, table=True):
+    """A pause or stop of a case: ``dispute``, ``hardship``, ``cease_contact``, ``bankruptcy``,
+    ``deceased``; ``ended_at`` and ``resolution`` once it ended."""
+
+    __tablename__ = "case_pauses"
+    __table_args__ = (UniqueConstraint("workflow_id", "kind", "pause_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    workflow_id: str = Field(index=True, max_length=80)
+    loan_id: str = Field(index=True, max_length=64)
+    kind: str
+    pause_id: str = Field(max_length=64)
+    started_at: datetime = Field(sa_column=_utc_column())
+    until: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    ended_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    resolution: str | None = None
+
+
+class WriteOff(SQLModel, table=True):
+    """A case written off under the policy's ``write_off`` rule."""
+
+    __tablename__ = "write_offs"
+    id: int | None = Field(default=None, primary_key=True)
+    record_key: str = Field(unique=True, max_length=200)
+    workflow_id: str = Field(index=True, max_length=80)
+    loan_id: str = Field(index=True, max_length=64)
+    amount_minor: int
+    currency: str = Field(max_length=3)
+    days_past_due: int
+    last_payment_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    policy_version: str
+    written_off_at: datetime = Field(sa_column=_utc_column())
+
+
+class HandOffEventRecord(SQLModel, table=True):
+    """A state of a placement or legal referral child workflow (placed, recalled, filed,
+    lawyers_letter_sent, suit_filed, judgment, settled, withdrawn)."""
+
+    __tablename__ = "hand_off_events"
+    id: int | None = Field(default=None, primary_key=True)
+    record_key: str = Field(unique=True, max_length=200)
+    workflow_id: str = Field(index=True, max_length=80)
+    child_workflow_id: str = Field(index=True, max_length=200)
+    loan_id: str = Field(index=True, max_length=64)
+    hand_off: str
+    status: str
+    reason: str | None = None
+    occurred_on: date | None = None
+    recorded_at: datetime = Field(sa_column=_utc_column())
+
+
+class RejectedUpdate(SQLModel, table=True):
+    """An update (``propose_plan``, ``record_contact_outcome``) the workflow's validator refused.
+    Refused updates leave no trace in the workflow history, so the client helper records them."""
+
+    __tablename__ = "rejected_updates"
+    id: int | None = Field(default=None, primary_key=True)
+    workflow_id: str = Field(index=True, max_length=80)
+    loan_id: str = Field(index=True, max_length=64)
+    update_name: str
+    update_ref: str = Field(max_length=200)
+    reason: str
+    payload_json: str
+    rejected_at: datetime = Field(sa_column=_utc_column())

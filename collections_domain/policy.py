@@ -131,6 +131,73 @@ class DeliveryRules(BaseModel):
         return value
 
 
+class PlanRules(BaseModel):
+    """Limits on negotiated repayment plans (``propose_plan``). Shares are in basis points
+    (1/100 of a percent: 1000 = 10 %), so no float ever touches money."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    max_instalments: int = Field(12, ge=2, le=120)
+    max_term_days: int = Field(365, ge=1, le=3650)
+    min_first_payment_bps: int = Field(1000, ge=0, le=10000)
+    instalment_grace_days: int = Field(3, ge=0, le=30)
+    max_deferral_days: int = Field(60, ge=1, le=365)
+    max_waiver_bps: int = Field(5000, ge=0, le=10000)
+    auto_approve_waiver_bps: int = Field(2000, ge=0, le=10000)
+    waiver_pay_within_days: int = Field(14, ge=1, le=365)
+    #: A plan child workflow continues as new after this many instalments (bounded history).
+    instalments_per_run: int = Field(24, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _auto_within_max(self) -> PlanRules:
+        if self.auto_approve_waiver_bps > self.max_waiver_bps:
+            raise ValueError("auto_approve_waiver_bps must be <= max_waiver_bps")
+        return self
+
+
+class ContactOutcomeRules(BaseModel):
+    """How long agents have to report an agent task's outcome (``record_contact_outcome``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    call_report_hours: int = Field(48, ge=1, le=24 * 30)
+    visit_report_hours: int = Field(120, ge=1, le=24 * 60)
+
+
+class PauseRules(BaseModel):
+    """Pauses and stops: the hardship pause, and what may still be sent after ``cease_contact``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    hardship_days: int = Field(30, ge=1, le=365)
+    #: Actions still taken after a cease-contact request. The default keeps the formal written
+    #: notice of an intended remedy (Regulation F, 12 CFR 1006.6(c)(2)) and the hand-off to the
+    #: legal team, which is not a communication with the borrower.
+    after_cease_contact: tuple[str, ...] = ("demand_letter", "legal_referral")
+
+    @field_validator("after_cease_contact")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [a for a in value if a not in ACTIONS]
+        if unknown:
+            raise ValueError(f"unknown action(s) {unknown}; known: {', '.join(sorted(ACTIONS))}")
+        return value
+
+
+class PlacementRules(BaseModel):
+    """Agency placements: how long a placement runs before it is recalled for review."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    term_days: int = Field(90, ge=1, le=3650)
+
+
+class WriteOffRules(BaseModel):
+    """Write-off: at ``days_past_due`` and with no payment for ``no_payment_days``, the case ends
+    as ``written_off`` (the charge-off convention of 180 days, FFIEC Uniform Retail Credit
+    Classification policy; the numbers are the lender's to set)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    days_past_due: int = Field(180, ge=1, le=3650)
+    no_payment_days: int = Field(90, ge=0, le=3650)
+
+
 class CurrencyThresholds(BaseModel):
     """Money thresholds for one currency, in that currency's minor units."""
 
@@ -189,6 +256,11 @@ class CollectionPolicy(BaseModel):
     contact_window: ContactWindow = ContactWindow()
     promises: PromiseRules = PromiseRules()
     delivery: DeliveryRules = DeliveryRules()
+    plans: PlanRules = PlanRules()
+    contact_outcomes: ContactOutcomeRules = ContactOutcomeRules()
+    pauses: PauseRules = PauseRules()
+    placement: PlacementRules = PlacementRules()
+    write_off: WriteOffRules = WriteOffRules()
     currencies: dict[str, CurrencyThresholds] = Field(min_length=1)
     steps: tuple[LadderStep, ...] = Field(min_length=1)
 

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from collections_domain.case import Instalment
 from collections_domain.policy import CollectionPolicy
 
 
@@ -87,8 +88,78 @@ class SignalRejected(BaseModel):
     reason: str
 
 
+class PlanRecorded(BaseModel):
+    """A repayment plan was accepted (``status`` ``active``, with its instalments) or ended
+    (``completed``, ``broken``, ``closed``)."""
+
+    kind: Literal["plan_recorded"] = "plan_recorded"
+    key: str
+    at: datetime
+    plan_id: str
+    plan_kind: str
+    status: Literal["active", "completed", "broken", "closed"]
+    total_minor: int
+    waived_minor: int = 0
+    currency: str
+    approver_id: str | None = None
+    proposed_by: str | None = None
+    plan_workflow_id: str
+    instalments: list[Instalment] = []
+    reason: str | None = None
+
+
+class ContactOutcomeRecorded(BaseModel):
+    """An agent task's outcome (``missed`` when nobody reported it by its deadline)."""
+
+    kind: Literal["contact_outcome"] = "contact_outcome"
+    key: str
+    at: datetime
+    task_key: str
+    action: str
+    outcome: str
+    agent_id: str | None = None
+    promise_id: str | None = None
+    dispute_id: str | None = None
+
+
+class PauseRecorded(BaseModel):
+    """A pause or stop started (``ended_at`` unset) or ended (with its ``resolution``)."""
+
+    kind: Literal["pause_recorded"] = "pause_recorded"
+    key: str
+    at: datetime
+    pause_kind: str
+    pause_id: str
+    started_at: datetime
+    until: datetime | None = None
+    ended_at: datetime | None = None
+    resolution: str | None = None
+
+
+class CaseWrittenOff(BaseModel):
+    """The case was written off: ``amount_minor`` outstanding at ``days_past_due``."""
+
+    kind: Literal["case_written_off"] = "case_written_off"
+    key: str
+    at: datetime
+    amount_minor: int
+    currency: str
+    days_past_due: int
+    last_payment_at: datetime | None = None
+    policy_version: str
+
+
 CaseEvent = Annotated[
-    CaseOpened | CaseProgress | PaymentApplied | PromiseOpened | PromiseResolved | SignalRejected,
+    CaseOpened
+    | CaseProgress
+    | PaymentApplied
+    | PromiseOpened
+    | PromiseResolved
+    | SignalRejected
+    | PlanRecorded
+    | ContactOutcomeRecorded
+    | PauseRecorded
+    | CaseWrittenOff,
     Field(discriminator="kind"),
 ]
 
@@ -142,3 +213,42 @@ class CaseSetup(BaseModel):
 
     policy: CollectionPolicy
     currency_exponent: int
+
+
+class HandOffRequest(BaseModel):
+    """Input of the placement and legal-referral child workflows: the contact request of the
+    DPD step that placed or referred the case, and the case facts the child needs."""
+
+    request: ContactRequest
+    parent_workflow_id: str
+    timezone: str
+    term_days: int | None = None
+
+
+class HandOffEvent(BaseModel):
+    """A state of a placement (``placed``, ``recalled``) or a legal referral (``filed``,
+    ``lawyers_letter_sent``, ``suit_filed``, ``judgment``, ``settled``, ``withdrawn``), written by
+    the child workflow's activities (``hand_off_events``). ``key`` is unique."""
+
+    key: str
+    parent_workflow_id: str
+    child_workflow_id: str
+    loan_id: str
+    hand_off: Literal["placement", "legal_referral"]
+    status: str
+    reason: str | None = None
+    occurred_on: date | None = None
+    jurisdiction: str
+    currency: str
+    amount_minor: int
+
+
+class PlanInstalmentUpdate(BaseModel):
+    """An instalment of a plan was paid or missed (``plan_instalments`` row), from the plan's
+    child workflow."""
+
+    plan_id: str
+    loan_id: str
+    seq: int
+    status: Literal["paid", "missed"]
+    paid_toward_minor: int

@@ -12,7 +12,12 @@ from activities.delivery import backend_from_settings
 from collections_domain.db import make_engine
 from collections_domain.policy import PolicyRegistry
 from collections_domain.settings import Settings
+from workflows.hand_offs import AgencyPlacementWorkflow, LegalReferralWorkflow
 from workflows.loan_collection import LoanCollectionWorkflow
+from workflows.repayment_plan import RepaymentPlanWorkflow
+
+#: Every workflow a collections worker runs: the case and its children.
+WORKFLOWS = [LoanCollectionWorkflow, RepaymentPlanWorkflow, AgencyPlacementWorkflow, LegalReferralWorkflow]
 
 
 def build_activities(settings: Settings) -> CollectionActivities:
@@ -40,6 +45,10 @@ def activity_list(activities: CollectionActivities) -> list:
         activities.place_with_agency,
         activities.file_legal_referral,
         activities.queue_manual_review,
+        activities.record_plan_instalment,
+        activities.record_hand_off_event,
+        activities.recall_placement,
+        activities.withdraw_legal_referral,
     ]
 
 
@@ -60,7 +69,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[LoanCollectionWorkflow],
+        workflows=WORKFLOWS,
         activities=activity_list(activities),
         activity_executor=ThreadPoolExecutor(max_workers=max_activity_threads),
         max_concurrent_activities=max_activity_threads,

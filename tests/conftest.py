@@ -70,14 +70,18 @@ class Harness:
         )
         self.worker = build_worker(self.client, self.settings, self.activities)
         self.handles: list = []
+        #: Child workflow ids (plans, placements, legal referrals) a test may have started.
+        self.child_ids: list[str] = []
 
     async def terminate_open_cases(self) -> None:
-        """End this test's still-running cases, so their timers cannot hold the shared clock."""
-        for handle in self.handles:
+        """End this test's still-running cases and their children, so their timers cannot hold
+        the shared clock."""
+        ids = [handle.id for handle in self.handles] + self.child_ids
+        for workflow_id in ids:
             try:
-                await handle.terminate(reason="test finished")
+                await self.client.get_workflow_handle(workflow_id).terminate(reason="test finished")
             except Exception:
-                pass  # already closed
+                pass  # already closed, or never started
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -11,6 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from collections_domain import calendar
 from collections_domain.case import CaseInput, CaseStatus, PaymentReceived, PromiseToPay
+from collections_domain.children import legal_workflow_id, placement_workflow_id
 from collections_domain.client import start_case
 from collections_domain.db import session
 from collections_domain.models import Borrower, ContactAttempt
@@ -85,6 +86,7 @@ async def open_case(
     )
     handle = await start_case(harness.client, case, task_queue=harness.task_queue, first_payment=first_payment)
     harness.handles.append(handle)
+    harness.child_ids += [placement_workflow_id(case.workflow_id, due), legal_workflow_id(case.workflow_id, due)]
     return case, handle
 
 

@@ -15,29 +15,57 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from activities.collection_activities import CollectionActivities
-    from collections_domain import calendar, ladder
+    from collections_domain import calendar, ladder, plans
     from collections_domain import search_attributes as sa
     from collections_domain.case import (
+        SIGNAL_ID_FIELD,
         WORKFLOW_TYPE,
         ActionResult,
+        ActivePlan,
+        AgentTask,
         CaseInput,
         CaseState,
         CaseStatus,
+        CaseStop,
+        CeaseContact,
+        ContactOutcome,
+        ContactOutcomeReport,
+        DisputeOpened,
+        DisputeResolved,
+        EndedPlan,
+        HandOff,
+        Hardship,
         NextStep,
         OpenPromise,
+        Pause,
         PaymentReceived,
         PendingSignal,
+        PlanAccepted,
+        PlanInstalmentMissed,
+        PlanProposal,
         PromiseToPay,
         RejectedSignal,
         SkippedStep,
         StepRecord,
         describe_errors,
+    )
+    from collections_domain.children import (
+        LEGAL_WORKFLOW_TYPE,
+        PLACEMENT_WORKFLOW_TYPE,
+        PLAN_WORKFLOW_TYPE,
+        ChildClosed,
+        PlanPaymentForwarded,
+        PlanRun,
+        legal_workflow_id,
+        placement_workflow_id,
+        plan_workflow_id,
     )
     from collections_domain.policy import ACTIONS, LadderStep
     from collections_domain.validation import due_date_problem
@@ -45,8 +73,13 @@ with workflow.unsafe.imports_passed_through():
         CaseOpened,
         CaseProgress,
         CaseRecords,
+        CaseWrittenOff,
+        ContactOutcomeRecorded,
         ContactRequest,
+        HandOffRequest,
+        PauseRecorded,
         PaymentApplied,
+        PlanRecorded,
         PromiseOpened,
         PromiseResolved,
         SignalRejected,
@@ -78,16 +111,30 @@ BOOKKEEPING_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_i
 BOOKKEEPING_TIMEOUT = timedelta(seconds=30)
 #: Continue-as-new at this many history events when the server gives no suggestion.
 MAX_HISTORY_EVENTS = 8_000
+#: Patch id of the change that added agent-task deadlines, placement/legal child workflows and
+#: write-off. Histories recorded before it replay the old commands (``workflow.patched``).
+PATCH_CHILDREN_AND_WRITE_OFF = "hand-off-children-task-deadlines-write-off"
+#: Hand-off actions run as child workflows (after the patch above).
+HAND_OFF_WORKFLOWS = {"agency_placement": "placement", "legal_referral": "legal_referral"}
+#: How long a closing case waits for its children to confirm they closed.
+CHILD_CLOSE_WAIT = timedelta(hours=1)
+CHILD_COMPLETION_GRACE = timedelta(seconds=10)
+#: Pauses that stop the ladder (and shift its later steps); ``cease_contact`` filters actions instead.
+LADDER_PAUSES = ("dispute", "hardship")
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
 class LoanCollectionWorkflow:
     """One collections case, from the first missed due date until it ends.
 
-    Input ``CaseInput``; signals ``payment_received`` (``PaymentReceived``) and
-    ``promise_to_pay`` (``PromiseToPay``); query ``status`` (``CaseStatus``), which is also the
-    result. Raises a non-retryable ``ApplicationError`` (type ``InvalidCaseInput``) at once for
-    an input that breaks CONTRACT.md's rules, before anything is sent.
+    Input ``CaseInput``; signals ``payment_received`` (``PaymentReceived``),
+    ``promise_to_pay`` (``PromiseToPay``), ``dispute_opened``/``dispute_resolved``,
+    ``cease_contact``, ``hardship``, ``bankruptcy``, ``deceased`` and (from the plan's child)
+    ``plan_instalment_missed``; updates ``propose_plan`` (``PlanProposal`` -> ``PlanAccepted``)
+    and ``record_contact_outcome`` (``ContactOutcomeReport``); query ``status`` (``CaseStatus``),
+    which is also the result. Raises a non-retryable ``ApplicationError`` (type
+    ``InvalidCaseInput``) at once for an input that breaks CONTRACT.md's rules, before anything
+    is sent.
     """
 
     @workflow.init
@@ -98,6 +145,15 @@ class LoanCollectionWorkflow:
         self._inbox: list[PendingSignal] = list(resume.inbox) if resume else []
         self._pending: list[Any] = []
         self._next_step: NextStep | None = None
+        #: Signals to other workflows (children), sent by the main loop in order.
+        self._outbox: list[tuple[str, str, Any]] = []
+        #: Set by update handlers so the main loop wakes to write what they changed.
+        self._woken = False
+        #: Whether this run records the commands added by PATCH_CHILDREN_AND_WRITE_OFF.
+        self._patched = False
+        #: Children told to end when the case ended, and children that said they closed.
+        self._children_ending: list[str] = []
+        self._children_closed: list[str] = []
 
     # -- signals and query -------------------------------------------------------------------
 
@@ -111,6 +167,98 @@ class LoanCollectionWorkflow:
         """Queue a promise to pay; it is validated and opened (or rejected and recorded) in order."""
         self._inbox.append(PendingSignal(kind="promise_to_pay", payload=promise, received_at=workflow.now()))
 
+    @workflow.signal(name="dispute_opened")
+    def dispute_opened(self, dispute: Any = None) -> None:
+        """Queue a dispute (``DisputeOpened``): no collection contact while it is open."""
+        self._queue("dispute_opened", dispute)
+
+    @workflow.signal(name="dispute_resolved")
+    def dispute_resolved(self, resolution: Any = None) -> None:
+        """Queue a dispute's resolution (``DisputeResolved``): upheld corrects the amount."""
+        self._queue("dispute_resolved", resolution)
+
+    @workflow.signal(name="cease_contact")
+    def cease_contact(self, request: Any = None) -> None:
+        """Queue a cease-contact request (``CeaseContact``)."""
+        self._queue("cease_contact", request)
+
+    @workflow.signal(name="hardship")
+    def hardship(self, hardship: Any = None) -> None:
+        """Queue a hardship pause (``Hardship``) of the policy's ``pauses.hardship_days``."""
+        self._queue("hardship", hardship)
+
+    @workflow.signal(name="bankruptcy")
+    def bankruptcy(self, notice: Any = None) -> None:
+        """Queue a bankruptcy notice (``CaseStop``): the case ends ``closed_bankruptcy``."""
+        self._queue("bankruptcy", notice)
+
+    @workflow.signal(name="deceased")
+    def deceased(self, notice: Any = None) -> None:
+        """Queue a notice of death (``CaseStop``): the case ends ``closed_deceased``."""
+        self._queue("deceased", notice)
+
+    @workflow.signal(name="plan_instalment_missed")
+    def plan_instalment_missed(self, missed: Any = None) -> None:
+        """From the plan's child workflow (``PlanInstalmentMissed``): the plan is broken."""
+        self._queue("plan_instalment_missed", missed)
+
+    @workflow.signal(name="child_closed")
+    def child_closed(self, closed: ChildClosed) -> None:
+        """A child (plan, placement, legal referral) is about to complete."""
+        self._children_closed.append(closed.workflow_id)
+        state = self._state
+        if state is not None:
+            for hand_off in state.hand_offs:
+                if hand_off.workflow_id == closed.workflow_id and hand_off.status == "active":
+                    hand_off.status = "recalled" if hand_off.kind == "placement" else "withdrawn"
+                    hand_off.ended_at = workflow.now()
+                    hand_off.reason = closed.reason
+
+    def _queue(self, kind: str, payload: Any) -> None:
+        self._inbox.append(PendingSignal(kind=kind, payload=payload, received_at=workflow.now()))  # type: ignore[arg-type]
+
+    # -- updates -----------------------------------------------------------------------------
+
+    @workflow.update(name="propose_plan")
+    def propose_plan(self, proposal: Any) -> PlanAccepted:
+        """Accept a repayment plan (``PlanProposal``) and return its schedule (``PlanAccepted``).
+
+        The validator refuses, naming the field and the rule, a proposal that breaks the policy's
+        ``plans.*`` limits or comes while the case is closed, on another plan, waiting on a
+        promise or under dispute; a refused proposal leaves no trace in the history.
+        """
+        self._apply_inbox()  # signals that arrived with the update count first
+        parsed, problem = self._plan_check(proposal)
+        if problem or parsed is None:
+            raise ApplicationError(problem or "invalid proposal", type="PlanRejected", non_retryable=True)
+        return self._accept_plan(parsed)
+
+    @propose_plan.validator
+    def _validate_plan(self, proposal: Any) -> None:
+        _, problem = self._plan_check(proposal)
+        if problem:
+            raise ApplicationError(problem, type="PlanRejected", non_retryable=True)
+
+    @workflow.update(name="record_contact_outcome")
+    def record_contact_outcome(self, report: Any) -> ContactOutcome:
+        """Record what an open agent task achieved (``ContactOutcomeReport``).
+
+        ``promise_made`` opens the promise it carries; ``dispute_raised`` opens a dispute. The
+        validator refuses unknown or already closed tasks, and any free-text ``note`` (notes go
+        to the database through the CLI/API, never into the history).
+        """
+        self._apply_inbox()
+        parsed, problem = self._outcome_check(report)
+        if problem or parsed is None:
+            raise ApplicationError(problem or "invalid report", type="OutcomeRejected", non_retryable=True)
+        return self._apply_outcome(parsed)
+
+    @record_contact_outcome.validator
+    def _validate_outcome(self, report: Any) -> None:
+        _, problem = self._outcome_check(report)
+        if problem:
+            raise ApplicationError(problem, type="OutcomeRejected", non_retryable=True)
+
     @workflow.query(name="status")
     def status(self) -> CaseStatus:
         """The case as CONTRACT.md's ``status`` shape (amounts in minor units)."""
@@ -121,6 +269,7 @@ class LoanCollectionWorkflow:
     @workflow.run
     async def run(self, case: CaseInput) -> CaseStatus:
         """Run the case until it ends; returns the final ``status``."""
+        self._patched = workflow.patched(PATCH_CHILDREN_AND_WRITE_OFF)
         problems = case.input_problems
         if problems:
             raise ApplicationError(
@@ -138,14 +287,23 @@ class LoanCollectionWorkflow:
         self._sync_search_attributes()
 
         while True:
+            self._woken = False
             self._apply_inbox()
             if self._pending:
                 await self._flush_records()
                 continue
+            if self._outbox:
+                await self._send_outbox()
+                continue
             state = self._require_state()
             if state.outcome is not None:
                 break
+            if self._housekeeping():
+                continue
             if self._judge_promise():
+                continue
+            if state.plan is not None and not state.plan.started:
+                await self._start_plan()
                 continue
             if self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -157,6 +315,27 @@ class LoanCollectionWorkflow:
                 continue
             await self._sleep_until(wake_at, summary)
 
+        # The case ended: recall the placement, withdraw the referral, close the plan, and wait
+        # (bounded) until each child says it closed, so none outlives the case unreported.
+        self._close_children(f"case {self._require_state().outcome}")
+        while self._outbox or self._pending:
+            if self._outbox:
+                await self._send_outbox()
+            if self._pending:
+                await self._flush_records()
+        if self._children_ending:
+            try:
+                await workflow.wait_condition(
+                    lambda: all(child in self._children_closed for child in self._children_ending),
+                    timeout=CHILD_CLOSE_WAIT,
+                    timeout_summary="waiting for the children to confirm they closed",
+                )
+            except asyncio.TimeoutError:
+                workflow.logger.warning("children.not_confirmed", extra={"children": self._children_ending})
+            # A child signals just before it completes; give that completion a moment to land
+            # first (Temporal's time-skipping test server stops skipping time when a child
+            # completes after its abandoned parent closed).
+            await workflow.sleep(CHILD_COMPLETION_GRACE, summary="let the children complete")
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._status()
 
@@ -188,6 +367,8 @@ class LoanCollectionWorkflow:
             currency_exponent=setup.currency_exponent,
             opening_overdue_minor=case.overdue_minor,
             outstanding_minor=case.overdue_minor,
+            interest_fees_outstanding_minor=case.interest_due_minor + case.fees_due_minor,
+            opened_at=workflow.now(),
         )
         self._record(
             CaseOpened(
@@ -206,47 +387,95 @@ class LoanCollectionWorkflow:
         workflow.logger.info("case.opened")
 
     def _plan(self) -> tuple[datetime | None, str | None, ladder.LadderPosition | None]:
-        """What to do next: take the due step of a position now, or sleep until an instant
-        (``None``: until a signal) with a summary for the timer."""
+        """What to do next: take the due step of a position now, or sleep until the earliest
+        instant something is due (``None``: until a signal or update) with a summary for the timer.
+
+        The ladder does not move while a plan is active, a promise is open or a dispute or
+        hardship pause holds; agent-task deadlines, the promise's judgement and the hardship's
+        end still wake the case.
+        """
         state = self._require_state()
         case = self._case
         now = workflow.now()
-        if state.open_promise is not None:
-            deadline = state.open_promise.deadline
-            self._next_step = None
-            return deadline, f"promise {state.open_promise.promise_id}: judged at {self._local(deadline)}", None
-        pos = self._position()
-        if pos.due is not None and pos.step is not None:
-            contact_at = ladder.next_contact_instant(now, case.timezone, state.policy)
-            if contact_at <= now:
-                return None, None, pos
-            self._next_step = NextStep(step=pos.step.name, at=contact_at)
-            return contact_at, f"{pos.step.name}: waiting for the contact window, {self._local(contact_at)}", None
-        if pos.upcoming is not None and pos.upcoming_at is not None:
-            step = pos.upcoming.step_for(state.outstanding_minor, state.policy, case.currency)
-            name = step.name if step else pos.upcoming.label
-            self._next_step = NextStep(step=name, at=pos.upcoming_at)
-            return (
-                pos.upcoming_at,
-                f"until DPD {pos.upcoming.days_past_due} {name} at {self._local(pos.upcoming_at)}",
-                None,
-            )
+        wakes: list[tuple[datetime, str]] = []
+        for task in state.open_tasks:
+            wakes.append((task.report_by, f"outcome of {ACTIONS[task.action].label} due by {self._local(task.report_by)}"))
+        for pause in state.pauses:
+            if pause.until is not None:
+                wakes.append((pause.until, f"{pause.kind} {pause.id} ends at {self._local(pause.until)}"))
         self._next_step = None
-        return None, None, None
+        if state.plan is not None:
+            pass  # the plan's child workflow watches the instalments
+        elif state.open_promise is not None:
+            deadline = state.open_promise.deadline
+            if deadline is not None:
+                wakes.append((deadline, f"promise {state.open_promise.promise_id}: judged at {self._local(deadline)}"))
+        elif not self._ladder_paused():
+            pos = self._position()
+            if pos.due is not None and pos.step is not None:
+                contact_at = ladder.next_contact_instant(now, case.timezone, state.policy)
+                if contact_at <= now:
+                    return None, None, pos
+                self._next_step = NextStep(step=pos.step.name, at=contact_at)
+                wakes.append((contact_at, f"{pos.step.name}: waiting for the contact window, {self._local(contact_at)}"))
+            elif pos.upcoming is not None and pos.upcoming_at is not None:
+                step = pos.upcoming.step_for(state.outstanding_minor, state.policy, case.currency)
+                name = step.name if step else pos.upcoming.label
+                self._next_step = NextStep(step=name, at=pos.upcoming_at)
+                wakes.append(
+                    (pos.upcoming_at, f"until DPD {pos.upcoming.days_past_due} {name} at {self._local(pos.upcoming_at)}")
+                )
+            if self._patched:
+                write_off_at = self._write_off_at()
+                if self._next_step is None:
+                    self._next_step = NextStep(step="write_off", at=write_off_at)
+                wakes.append((write_off_at, f"write-off at {self._local(write_off_at)} unless paid"))
+        if not wakes:
+            return None, None, None
+        wake_at, summary = min(wakes, key=lambda wake: wake[0])
+        return wake_at, summary, None
 
     async def _sleep_until(self, wake_at: datetime | None, summary: str | None) -> None:
-        """Wait for a signal, or until ``wake_at`` (a durable timer that any signal cancels)."""
+        """Wait for a signal or update, or until ``wake_at`` (a durable timer either cancels)."""
         self._set_details()
         if wake_at is None:
-            await workflow.wait_condition(lambda: bool(self._inbox))
+            await workflow.wait_condition(self._has_work)
             return
         delay = wake_at - workflow.now()
         if delay <= timedelta(0):
             return
         try:
-            await workflow.wait_condition(lambda: bool(self._inbox), timeout=delay, timeout_summary=summary)
+            await workflow.wait_condition(self._has_work, timeout=delay, timeout_summary=summary)
         except asyncio.TimeoutError:
             pass  # the timer fired: the loop takes whatever is now due
+
+    def _has_work(self) -> bool:
+        return bool(self._inbox) or self._woken or bool(self._pending) or bool(self._outbox)
+
+    def _housekeeping(self) -> bool:
+        """Close what is due without a step: agent tasks past their report deadline (recorded
+        ``missed``), hardship pauses at their end, and the write-off. True when it changed state."""
+        state = self._require_state()
+        now = workflow.now()
+        changed = False
+        for task in [t for t in state.open_tasks if t.report_by <= now]:
+            state.open_tasks.remove(task)
+            self._add_outcome(task, "missed", None)
+            workflow.logger.info("contact_outcome.missed", extra={"task_key": task.task_key})
+            changed = True
+        for pause in [p for p in state.pauses if p.until is not None and p.until <= now]:
+            self._end_pause(pause, "expired")
+            changed = True
+        if (
+            self._patched
+            and state.plan is None
+            and state.open_promise is None
+            and not self._ladder_paused()
+            and self._write_off_at() <= now
+        ):
+            self._write_off()
+            changed = True
+        return changed
 
     # -- ladder steps ------------------------------------------------------------------------
 
@@ -271,11 +500,25 @@ class LoanCollectionWorkflow:
         workflow.logger.info("case.step_taken", extra={"step": step.name, "days_past_due": dpd})
 
     async def _run_action(self, step: LadderStep, action: str, dpd: int) -> ActionResult:
-        """Run one action of a step; on a permanent failure, record it and queue the fallback."""
+        """Run one action of a step; on a permanent failure, record it and queue the fallback.
+
+        After a cease-contact request only the policy's ``pauses.after_cease_contact`` actions
+        run; the others are recorded ``skipped``. Hand-offs (placement, legal referral) start
+        their child workflow; agent calls and visits open a task awaiting its outcome.
+        """
         state = self._require_state()
         request = self._contact_request(step.name, action, dpd)
         label = ACTIONS[action].label
+        if state.cease_contact and action not in state.policy.pauses.after_cease_contact:
+            return ActionResult(
+                action=action,
+                status="skipped",
+                idempotency_key=request.idempotency_key,
+                detail="cease_contact: the borrower asked that contact stop (policy pauses.after_cease_contact)",
+            )
         try:
+            if self._patched and action in HAND_OFF_WORKFLOWS:
+                return await self._start_hand_off(action, request, f"DPD {dpd} {step.name}: {label}")
             result = await workflow.execute_activity_method(
                 ACTIVITY_FOR_ACTION[action],
                 request,
@@ -283,10 +526,14 @@ class LoanCollectionWorkflow:
                 retry_policy=CONTACT_RETRY,
                 summary=f"DPD {dpd} {step.name}: {label}",
             )
+            if self._patched and ACTIONS[action].task_kind in ("call", "visit"):
+                self._open_task(action, request.idempotency_key)
             return ActionResult(action=action, status=result.status, idempotency_key=request.idempotency_key)
-        except ActivityError as err:
+        except (ActivityError, ChildWorkflowError) as err:
             reason = _failure_message(err)
             workflow.logger.warning("contact.failed", extra={"action": action, "reason": reason})
+        except WorkflowAlreadyStartedError:
+            reason = "a hand-off workflow with this id already exists"
         fallback = state.policy.delivery.fallback_action
         fallback_request = request.model_copy(
             update={
@@ -309,6 +556,44 @@ class LoanCollectionWorkflow:
             detail=f"{reason}; fallback {fallback} queued",
         )
 
+    async def _start_hand_off(self, action: str, request: ContactRequest, summary: str) -> ActionResult:
+        """Start the placement or legal-referral child workflow (abandoned on continue-as-new:
+        the case signals it by id when it ends)."""
+        state = self._require_state()
+        case = self._case
+        kind = HAND_OFF_WORKFLOWS[action]
+        if kind == "placement":
+            child_id = placement_workflow_id(case.workflow_id, case.oldest_due_date)
+            child_type = PLACEMENT_WORKFLOW_TYPE
+        else:
+            child_id = legal_workflow_id(case.workflow_id, case.oldest_due_date)
+            child_type = LEGAL_WORKFLOW_TYPE
+        await workflow.start_child_workflow(
+            child_type,
+            HandOffRequest(
+                request=request,
+                parent_workflow_id=case.workflow_id,
+                timezone=case.timezone,
+                term_days=state.policy.placement.term_days if kind == "placement" else None,
+            ),
+            id=child_id,
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            static_summary=f"{summary} · loan {case.loan_id} · {case.currency} {request.outstanding_minor} minor units",
+        )
+        state.hand_offs.append(HandOff(kind=kind, workflow_id=child_id, started_at=workflow.now()))  # type: ignore[arg-type]
+        return ActionResult(
+            action=action, status="started", idempotency_key=request.idempotency_key, detail=f"child workflow {child_id}"
+        )
+
+    def _open_task(self, action: str, task_key: str) -> None:
+        state = self._require_state()
+        rules = state.policy.contact_outcomes
+        hours = rules.visit_report_hours if ACTIONS[action].task_kind == "visit" else rules.call_report_hours
+        now = workflow.now()
+        state.open_tasks.append(
+            AgentTask(task_key=task_key, action=action, created_at=now, report_by=now + timedelta(hours=hours))
+        )
+
     def _contact_request(self, step: str, action: str, dpd: int) -> ContactRequest:
         state = self._require_state()
         case = self._case
@@ -329,13 +614,14 @@ class LoanCollectionWorkflow:
         )
 
     def _position(self) -> ladder.LadderPosition:
-        """Where the case stands on its ladder now (``ladder.position``)."""
+        """Where the case stands on its ladder now (``ladder.position``), its later steps moved by
+        the days the ladder was paused."""
         state = self._require_state()
         case = self._case
         return ladder.position(
             state.policy,
             currency=case.currency,
-            oldest_due_date=case.oldest_due_date,
+            oldest_due_date=case.oldest_due_date + timedelta(days=state.ladder_shift_days),
             tz_name=case.timezone,
             last_rung_days=state.last_rung_days,
             outstanding_minor=state.outstanding_minor,
@@ -358,12 +644,22 @@ class LoanCollectionWorkflow:
     # -- signals, applied in order by the main loop ------------------------------------------
 
     def _apply_inbox(self) -> None:
+        if self._state is None:
+            return  # the case is still opening: the main loop applies them once it is open
+        appliers = {
+            "payment_received": self._apply_payment,
+            "promise_to_pay": self._apply_promise,
+            "dispute_opened": self._apply_dispute_opened,
+            "dispute_resolved": self._apply_dispute_resolved,
+            "cease_contact": self._apply_cease_contact,
+            "hardship": self._apply_hardship,
+            "bankruptcy": self._apply_stop,
+            "deceased": self._apply_stop,
+            "plan_instalment_missed": self._apply_instalment_missed,
+        }
         while self._inbox:
             signal = self._inbox.pop(0)
-            if signal.kind == "payment_received":
-                self._apply_payment(signal)
-            else:
-                self._apply_promise(signal)
+            appliers[signal.kind](signal)
 
     def _parse(self, signal: PendingSignal, model: type[Any], id_field: str, seen: list[str], verb: str) -> Any:
         """The signal's payload as ``model``, or ``None`` after recording why it was rejected
@@ -395,6 +691,9 @@ class LoanCollectionWorkflow:
         state.outstanding_minor -= applied
         state.paid_minor += applied
         state.overpaid_minor += overpaid
+        # Payments go to interest and fees first, then principal (what a waiver may forgive).
+        state.interest_fees_outstanding_minor = max(0, self._interest_fees_outstanding() - applied)
+        state.last_payment_at = workflow.now()
         self._record(
             PaymentApplied(
                 key=self._next_key(),
@@ -413,14 +712,26 @@ class LoanCollectionWorkflow:
             promise.paid_toward_minor += payment.amount_minor
             if promise.paid_toward_minor >= promise.amount_minor:
                 self._resolve_promise("kept")
+        plan = state.plan
+        if plan is not None and applied:
+            plan.paid_toward_minor += applied
+            self._mark_instalments(plan)
+            if plan.started:
+                self._outbox.append(
+                    (
+                        plan.plan_workflow_id,
+                        "payment_applied",
+                        PlanPaymentForwarded(payment_id=payment.payment_id, amount_minor=applied),
+                    )
+                )
+            if plan.paid_toward_minor >= plan.total_minor and state.outcome is None:
+                self._settle()
+                return
         if state.outstanding_minor == 0 and state.outcome is None:
             now = workflow.now()
-            state.outcome = "cured"
             state.cured_at = now
             state.cured_days_past_due = calendar.days_past_due(case.oldest_due_date, now, case.timezone)
-            self._next_step = None
-            self._record_progress()
-            self._sync_search_attributes()
+            self._end_case("cured")
             workflow.logger.info("case.cured", extra={"days_past_due": state.cured_days_past_due})
         elif applied:
             self._record_progress()
@@ -428,33 +739,43 @@ class LoanCollectionWorkflow:
 
     def _apply_promise(self, signal: PendingSignal) -> None:
         state = self._require_state()
-        case = self._case
         promise = self._parse(signal, PromiseToPay, "promise_id", state.seen_promise_ids, "accepted")
         if promise is None:
             return
-        if state.outcome is not None:
-            self._reject(signal, f"promise_id: the case is closed ({state.outcome})")
-            return
-        now = workflow.now()
-        problem = ladder.promise_problem(
-            promise,
-            policy=state.policy,
-            tz_name=case.timezone,
-            outstanding_minor=state.outstanding_minor,
-            open_promise=state.open_promise,
-            promises_broken=state.promises_broken,
-            now=now,
-        )
+        problem = self._promise_problem(promise)
         if problem:
             self._reject(signal, problem)
             return
+        self._open_promise(promise)
+
+    def _promise_problem(self, promise: PromiseToPay) -> str | None:
+        state = self._require_state()
+        if state.outcome is not None:
+            return f"promise_id: the case is closed ({state.outcome})"
+        if promise.promise_id in state.seen_promise_ids:
+            return "promise_id: duplicate, this promise was already accepted"
+        if state.plan is not None:
+            return f"promise_id: plan {state.plan.plan_id} is active; payments count toward its instalments"
+        return ladder.promise_problem(
+            promise,
+            policy=state.policy,
+            tz_name=self._case.timezone,
+            outstanding_minor=state.outstanding_minor,
+            open_promise=state.open_promise,
+            promises_broken=state.promises_broken,
+            now=workflow.now(),
+        )
+
+    def _open_promise(self, promise: PromiseToPay) -> None:
+        state = self._require_state()
+        now = workflow.now()
         state.seen_promise_ids.append(promise.promise_id)
         state.open_promise = OpenPromise(
             promise_id=promise.promise_id,
             amount_minor=promise.amount_minor,
             promised_date=promise.promised_date,
             made_at=now,
-            deadline=ladder.promise_deadline(promise.promised_date, case.timezone, state.policy),
+            deadline=ladder.promise_deadline(promise.promised_date, self._case.timezone, state.policy),
         )
         self._record(
             PromiseOpened(
@@ -466,6 +787,491 @@ class LoanCollectionWorkflow:
             )
         )
         workflow.logger.info("promise.opened", extra={"promise_id": promise.promise_id})
+
+    # -- pauses and stops --------------------------------------------------------------------
+
+    def _closed_problem(self, field: str) -> str | None:
+        state = self._require_state()
+        return f"{field}: the case is closed ({state.outcome})" if state.outcome is not None else None
+
+    def _apply_dispute_opened(self, signal: PendingSignal) -> None:
+        state = self._require_state()
+        dispute = self._parse(signal, DisputeOpened, "dispute_id", self._seen("dispute"), "opened")
+        if dispute is None:
+            return
+        problem = self._closed_problem("dispute_id")
+        if problem:
+            self._reject(signal, problem)
+            return
+        self._start_pause("dispute", dispute.dispute_id, None)
+        workflow.logger.info("dispute.opened", extra={"dispute_id": dispute.dispute_id})
+        del state
+
+    def _apply_dispute_resolved(self, signal: PendingSignal) -> None:
+        state = self._require_state()
+        try:
+            resolved = DisputeResolved.model_validate(signal.payload)
+        except ValidationError as err:
+            self._reject(signal, "; ".join(describe_errors(err)))
+            return
+        open_dispute = next((p for p in state.pauses if p.kind == "dispute" and p.id == resolved.dispute_id), None)
+        if open_dispute is None:
+            open_ids = [p.id for p in state.pauses if p.kind == "dispute"]
+            self._reject(signal, f"dispute_id: no open dispute {resolved.dispute_id!r}; open: {open_ids or 'none'}")
+            return
+        corrected = resolved.corrected_outstanding_minor
+        if resolved.resolution == "upheld":
+            if corrected is None:
+                self._reject(signal, "corrected_outstanding_minor: required when the dispute is upheld")
+                return
+            if not 0 <= corrected <= state.outstanding_minor:
+                self._reject(
+                    signal,
+                    f"corrected_outstanding_minor: must be from 0 to the outstanding amount "
+                    f"{state.outstanding_minor}, got {corrected}",
+                )
+                return
+        elif corrected is not None:
+            self._reject(signal, "corrected_outstanding_minor: only for a dispute that is upheld")
+            return
+        self._end_pause(open_dispute, resolved.resolution)
+        workflow.logger.info("dispute.resolved", extra={"dispute_id": resolved.dispute_id, "resolution": resolved.resolution})
+        if resolved.resolution == "upheld" and corrected is not None and corrected != state.outstanding_minor:
+            state.outstanding_minor = corrected
+            state.interest_fees_outstanding_minor = min(self._interest_fees_outstanding(), corrected)
+            if state.plan is not None:
+                self._end_plan("closed", f"amount corrected by dispute {resolved.dispute_id}")
+            if corrected == 0:
+                self._end_case("closed_dispute_upheld")
+            else:
+                self._record_progress()
+                self._sync_search_attributes()
+
+    def _apply_cease_contact(self, signal: PendingSignal) -> None:
+        state = self._require_state()
+        request = self._parse(signal, CeaseContact, "request_id", self._seen("cease_contact"), "recorded")
+        if request is None:
+            return
+        problem = self._closed_problem("request_id")
+        if not problem and state.cease_contact:
+            first = next(p.id for p in state.pauses if p.kind == "cease_contact")
+            problem = f"request_id: contact already ceased by request {first}"
+        if problem:
+            self._reject(signal, problem)
+            return
+        state.cease_contact = True
+        self._start_pause("cease_contact", request.request_id, None)
+        # An agency is a debt collector too: the placement is recalled.
+        self._close_children("cease_contact", plans_too=False, legal_too=False)
+        workflow.logger.info("contact.ceased", extra={"request_id": request.request_id})
+
+    def _apply_hardship(self, signal: PendingSignal) -> None:
+        state = self._require_state()
+        hardship = self._parse(signal, Hardship, "hardship_id", self._seen("hardship"), "recorded")
+        if hardship is None:
+            return
+        problem = self._closed_problem("hardship_id")
+        active = next((p for p in state.pauses if p.kind == "hardship"), None)
+        if not problem and active is not None:
+            problem = f"hardship_id: hardship {active.id} is already active until {self._local(active.until)}"
+        if problem:
+            self._reject(signal, problem)
+            return
+        until = workflow.now() + timedelta(days=state.policy.pauses.hardship_days)
+        self._start_pause("hardship", hardship.hardship_id, until)
+        workflow.logger.info("hardship.started", extra={"hardship_id": hardship.hardship_id})
+
+    def _apply_stop(self, signal: PendingSignal) -> None:
+        stop = self._parse(signal, CaseStop, "notice_id", self._seen(signal.kind), "recorded")
+        if stop is None:
+            return
+        problem = self._closed_problem("notice_id")
+        if problem:
+            self._reject(signal, problem)
+            return
+        self._start_pause(signal.kind, stop.notice_id, None)
+        self._end_case("closed_bankruptcy" if signal.kind == "bankruptcy" else "closed_deceased")
+        workflow.logger.info("case.stopped", extra={"kind": signal.kind, "notice_id": stop.notice_id})
+
+    def _seen(self, kind: str) -> list[str]:
+        prefix = f"{kind}:"
+        return [key[len(prefix):] for key in self._require_state().seen_pause_ids if key.startswith(prefix)]
+
+    def _ladder_paused(self) -> bool:
+        return any(p.kind in LADDER_PAUSES for p in self._require_state().pauses)
+
+    def _start_pause(self, kind: str, pause_id: str, until: datetime | None) -> None:
+        state = self._require_state()
+        now = workflow.now()
+        if kind in LADDER_PAUSES and not self._ladder_paused():
+            state.paused_since = now
+        pause = Pause(kind=kind, id=pause_id, started_at=now, until=until)
+        state.seen_pause_ids.append(f"{kind}:{pause_id}")
+        state.pauses.append(pause)
+        self._record(
+            PauseRecorded(
+                key=self._next_key(), at=now, pause_kind=kind, pause_id=pause_id, started_at=now, until=until
+            )
+        )
+
+    def _end_pause(self, pause: Pause, resolution: str) -> None:
+        """End ``pause``; when no ladder pause remains, move the ladder's later steps by the
+        local days it was paused (``ladder.paused_days``)."""
+        state = self._require_state()
+        now = workflow.now()
+        state.pauses.remove(pause)
+        pause.ended_at = now
+        pause.resolution = resolution
+        state.pauses_ended.append(pause)
+        if pause.kind in LADDER_PAUSES and not self._ladder_paused() and state.paused_since is not None:
+            state.ladder_shift_days += ladder.paused_days(state.paused_since, now, self._case.timezone)
+            state.paused_since = None
+        self._record(
+            PauseRecorded(
+                key=self._next_key(),
+                at=now,
+                pause_kind=pause.kind,
+                pause_id=pause.id,
+                started_at=pause.started_at,
+                until=pause.until,
+                ended_at=now,
+                resolution=resolution,
+            )
+        )
+
+    # -- endings -----------------------------------------------------------------------------
+
+    def _end_case(self, outcome: str) -> None:
+        """Close the case with ``outcome``; the main loop then recalls its children."""
+        state = self._require_state()
+        state.outcome = outcome  # type: ignore[assignment]
+        state.closed_at = workflow.now()
+        self._next_step = None
+        self._record_progress()
+        self._sync_search_attributes()
+
+    def _write_off_at(self) -> datetime:
+        state = self._require_state()
+        reference = state.last_payment_at or state.opened_at or workflow.info().start_time
+        return ladder.write_off_instant(
+            state.policy,
+            oldest_due_date=self._case.oldest_due_date,
+            tz_name=self._case.timezone,
+            last_activity_at=reference,
+        )
+
+    def _write_off(self) -> None:
+        state = self._require_state()
+        case = self._case
+        now = workflow.now()
+        dpd = calendar.days_past_due(case.oldest_due_date, now, case.timezone)
+        state.written_off_minor = state.outstanding_minor
+        self._record(
+            CaseWrittenOff(
+                key=self._next_key(),
+                at=now,
+                amount_minor=state.outstanding_minor,
+                currency=case.currency,
+                days_past_due=dpd,
+                last_payment_at=state.last_payment_at,
+                policy_version=state.policy.version,
+            )
+        )
+        self._end_case("written_off")
+        workflow.logger.info("case.written_off", extra={"days_past_due": dpd, "amount_minor": state.outstanding_minor})
+
+    def _close_children(self, reason: str, *, plans_too: bool = True, legal_too: bool = True) -> None:
+        """Queue the signals that end the case's children: ``recall`` to an active placement,
+        ``withdraw`` to an active legal referral, ``close_plan`` to an active plan."""
+        state = self._require_state()
+        now = workflow.now()
+        for hand_off in state.hand_offs:
+            if hand_off.status != "active" or (hand_off.kind == "legal_referral" and not legal_too):
+                continue
+            if hand_off.kind == "placement":
+                self._outbox.append((hand_off.workflow_id, "recall", reason))
+                hand_off.status = "recalled"
+            else:
+                self._outbox.append((hand_off.workflow_id, "withdraw", reason))
+                hand_off.status = "withdrawn"
+            hand_off.ended_at = now
+            hand_off.reason = reason
+        if plans_too and state.plan is not None:
+            self._end_plan("closed", reason)
+
+    async def _send_outbox(self) -> None:
+        messages, self._outbox = self._outbox, []
+        for workflow_id, signal_name, argument in messages:
+            ending = signal_name in ("recall", "withdraw", "close_plan")
+            if ending and workflow_id not in self._children_ending:
+                self._children_ending.append(workflow_id)
+            try:
+                await workflow.get_external_workflow_handle(workflow_id).signal(signal_name, argument)
+            except Exception as err:  # the child already ended (a placement's term ran out)
+                self._children_closed.append(workflow_id)
+                workflow.logger.info(
+                    "child.signal_not_delivered", extra={"child": workflow_id, "signal": signal_name, "reason": str(err)}
+                )
+
+    # -- repayment plans ---------------------------------------------------------------------
+
+    def _interest_fees_outstanding(self) -> int:
+        state = self._require_state()
+        if state.interest_fees_outstanding_minor is None:
+            # A state saved before components were tracked: payments went to interest and fees first.
+            case = self._case
+            state.interest_fees_outstanding_minor = max(
+                0, case.interest_due_minor + case.fees_due_minor - state.paid_minor
+            )
+        return min(state.interest_fees_outstanding_minor, state.outstanding_minor)
+
+    def _plan_check(self, payload: Any) -> tuple[PlanProposal | None, str | None]:
+        """The proposal, or the reason it is refused (``"field: rule"``)."""
+        state = self._state
+        if state is None:
+            return None, "plan_id: the case is still opening; try again in a moment"
+        try:
+            proposal = PlanProposal.model_validate(payload)
+        except ValidationError as err:
+            return None, "; ".join(describe_errors(err))
+        if state.outcome is not None:
+            return None, f"plan_id: the case is closed ({state.outcome})"
+        if proposal.plan_id in state.seen_plan_ids:
+            return None, "plan_id: duplicate, a plan with this id was already accepted"
+        if state.plan is not None:
+            return None, f"plan_id: plan {state.plan.plan_id} is active; it must end first"
+        if state.open_promise is not None:
+            return None, f"plan_id: promise {state.open_promise.promise_id} is open; a plan can follow once it is kept or broken"
+        dispute = next((p for p in state.pauses if p.kind == "dispute"), None)
+        if dispute is not None:
+            return None, f"plan_id: dispute {dispute.id} is open; no collection while it is"
+        problem = plans.plan_problem(
+            proposal,
+            policy=state.policy,
+            tz_name=self._case.timezone,
+            now=workflow.now(),
+            outstanding_minor=state.outstanding_minor,
+            interest_fees_outstanding_minor=self._interest_fees_outstanding(),
+        )
+        return (None, problem) if problem else (proposal, None)
+
+    def _accept_plan(self, proposal: PlanProposal) -> PlanAccepted:
+        state = self._require_state()
+        case = self._case
+        now = workflow.now()
+        instalments, waived = plans.build_schedule(
+            proposal, policy=state.policy, tz_name=case.timezone, now=now, outstanding_minor=state.outstanding_minor
+        )
+        plan = ActivePlan(
+            plan_id=proposal.plan_id,
+            kind=proposal.kind,
+            instalments=instalments,
+            total_minor=sum(i.amount_minor for i in instalments),
+            waived_minor=waived,
+            currency=case.currency,
+            plan_workflow_id=plan_workflow_id(case.workflow_id, proposal.plan_id),
+            approver_id=proposal.approver_id,
+            accepted_at=now,
+        )
+        state.plan = plan
+        state.seen_plan_ids.append(plan.plan_id)
+        self._record(
+            PlanRecorded(
+                key=self._next_key(),
+                at=now,
+                plan_id=plan.plan_id,
+                plan_kind=plan.kind,
+                status="active",
+                total_minor=plan.total_minor,
+                waived_minor=plan.waived_minor,
+                currency=plan.currency,
+                approver_id=plan.approver_id,
+                proposed_by=proposal.proposed_by,
+                plan_workflow_id=plan.plan_workflow_id,
+                instalments=plan.instalments,
+            )
+        )
+        self._woken = True
+        workflow.logger.info("plan.accepted", extra={"plan_id": plan.plan_id, "kind": plan.kind})
+        return PlanAccepted.model_validate(plan.model_dump(include=set(PlanAccepted.model_fields)))
+
+    async def _start_plan(self) -> None:
+        state = self._require_state()
+        case = self._case
+        plan = state.plan
+        assert plan is not None
+        plan.started = True
+        await workflow.start_child_workflow(
+            PLAN_WORKFLOW_TYPE,
+            PlanRun(
+                plan_id=plan.plan_id,
+                parent_workflow_id=case.workflow_id,
+                loan_id=case.loan_id,
+                currency=case.currency,
+                timezone=case.timezone,
+                instalments=plan.instalments,
+                deadlines=[plans.instalment_deadline(i.due_date, case.timezone, state.policy) for i in plan.instalments],
+                instalments_per_run=state.policy.plans.instalments_per_run,
+                paid_toward_minor=plan.paid_toward_minor,
+            ),
+            id=plan.plan_workflow_id,
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            static_summary=(
+                f"{plan.kind} plan {plan.plan_id} · loan {case.loan_id} · {len(plan.instalments)} instalment(s), "
+                f"{case.currency} {plan.total_minor} minor units"
+            ),
+        )
+
+    def _mark_instalments(self, plan: ActivePlan) -> None:
+        covered = 0
+        for instalment in plan.instalments:
+            covered += instalment.amount_minor
+            if instalment.status == "open" and plan.paid_toward_minor >= covered:
+                instalment.status = "paid"
+
+    def _apply_instalment_missed(self, signal: PendingSignal) -> None:
+        state = self._require_state()
+        try:
+            missed = PlanInstalmentMissed.model_validate(signal.payload)
+        except ValidationError as err:
+            self._reject(signal, "; ".join(describe_errors(err)))
+            return
+        if state.plan is None or state.plan.plan_id != missed.plan_id:
+            active = state.plan.plan_id if state.plan else "none"
+            self._reject(signal, f"plan_id: {missed.plan_id!r} is not the active plan (active: {active})")
+            return
+        for instalment in state.plan.instalments:
+            if instalment.seq == missed.seq:
+                instalment.status = "missed"
+        self._end_plan("broken", f"instalment {missed.seq} missed")
+        workflow.logger.info("plan.broken", extra={"plan_id": missed.plan_id, "seq": missed.seq})
+
+    def _end_plan(self, status: str, reason: str) -> None:
+        """End the active plan; ``closed`` also tells its child workflow to stop watching."""
+        state = self._require_state()
+        plan = state.plan
+        assert plan is not None
+        now = workflow.now()
+        state.plan = None
+        if status == "closed" and plan.started:
+            self._outbox.append((plan.plan_workflow_id, "close_plan", reason))
+        state.plans_ended.append(
+            EndedPlan(plan_id=plan.plan_id, kind=plan.kind, status=status, ended_at=now, reason=reason)  # type: ignore[arg-type]
+        )
+        self._record(
+            PlanRecorded(
+                key=self._next_key(),
+                at=now,
+                plan_id=plan.plan_id,
+                plan_kind=plan.kind,
+                status=status,  # type: ignore[arg-type]
+                total_minor=plan.total_minor,
+                waived_minor=plan.waived_minor if status == "completed" else 0,
+                currency=plan.currency,
+                approver_id=plan.approver_id,
+                plan_workflow_id=plan.plan_workflow_id,
+                reason=reason,
+            )
+        )
+
+    def _settle(self) -> None:
+        """The plan's payments reached its total: forgive what remains (at most the waiver) and
+        end the case ``settled``."""
+        state = self._require_state()
+        plan = state.plan
+        assert plan is not None
+        waived = state.outstanding_minor
+        plan.waived_minor = waived
+        if plan.started:
+            self._children_ending.append(plan.plan_workflow_id)
+        state.waived_minor += waived
+        state.outstanding_minor = 0
+        state.interest_fees_outstanding_minor = max(0, self._interest_fees_outstanding() - waived)
+        self._end_plan("completed", f"all {len(plan.instalments)} instalment(s) paid")
+        self._end_case("settled")
+        workflow.logger.info("case.settled", extra={"plan_id": plan.plan_id, "waived_minor": waived})
+
+    # -- contact outcomes --------------------------------------------------------------------
+
+    def _outcome_check(self, payload: Any) -> tuple[ContactOutcomeReport | None, str | None]:
+        """The report, or the reason it is refused (``"field: rule"``)."""
+        state = self._state
+        if isinstance(payload, dict) and "note" in payload:
+            return None, (
+                "note: free text never goes to the workflow (its history is stored in plaintext); "
+                "give it to `starter.py record-outcome --note` or the API, which store it in the database"
+            )
+        if state is None:
+            return None, "task_key: the case is still opening; try again in a moment"
+        try:
+            report = ContactOutcomeReport.model_validate(payload)
+        except ValidationError as err:
+            return None, "; ".join(describe_errors(err))
+        if state.outcome is not None:
+            return None, f"task_key: the case is closed ({state.outcome})"
+        task = next((t for t in state.open_tasks if t.task_key == report.task_key), None)
+        if task is None:
+            done = next((o for o in state.contact_outcomes if o.task_key == report.task_key), None)
+            if done is not None:
+                return None, f"task_key: this task's outcome was already recorded ({done.outcome} at {done.recorded_at.isoformat()})"
+            open_keys = [t.task_key for t in state.open_tasks]
+            return None, f"task_key: no open agent task with this key; open tasks: {open_keys or 'none'}"
+        if report.outcome == "promise_made":
+            if report.promise is None:
+                return None, "promise: required when the outcome is promise_made"
+            problem = self._promise_problem(report.promise)
+            if problem:
+                return None, "promise." + problem
+        elif report.promise is not None:
+            return None, "promise: only with the outcome promise_made"
+        if report.outcome == "dispute_raised":
+            if report.dispute_id is None:
+                return None, "dispute_id: required when the outcome is dispute_raised"
+            if report.dispute_id in self._seen("dispute"):
+                return None, "dispute_id: duplicate, this dispute was already opened"
+        elif report.dispute_id is not None:
+            return None, "dispute_id: only with the outcome dispute_raised"
+        return report, None
+
+    def _apply_outcome(self, report: ContactOutcomeReport) -> ContactOutcome:
+        state = self._require_state()
+        task = next(t for t in state.open_tasks if t.task_key == report.task_key)
+        state.open_tasks.remove(task)
+        if report.outcome == "promise_made" and report.promise is not None:
+            self._open_promise(report.promise)
+        if report.outcome == "dispute_raised" and report.dispute_id is not None:
+            self._start_pause("dispute", report.dispute_id, None)
+        outcome = self._add_outcome(task, report.outcome, report)
+        self._woken = True
+        workflow.logger.info("contact_outcome.recorded", extra={"task_key": task.task_key, "outcome": report.outcome})
+        return outcome
+
+    def _add_outcome(self, task: AgentTask, outcome: str, report: ContactOutcomeReport | None) -> ContactOutcome:
+        state = self._require_state()
+        now = workflow.now()
+        recorded = ContactOutcome(
+            task_key=task.task_key,
+            action=task.action,
+            outcome=outcome,
+            recorded_at=now,
+            agent_id=report.agent_id if report else None,
+            promise_id=report.promise.promise_id if report and report.promise else None,
+            dispute_id=report.dispute_id if report else None,
+        )
+        state.contact_outcomes.append(recorded)
+        self._record(
+            ContactOutcomeRecorded(
+                key=self._next_key(),
+                at=now,
+                task_key=task.task_key,
+                action=task.action,
+                outcome=outcome,
+                agent_id=recorded.agent_id,
+                promise_id=recorded.promise_id,
+                dispute_id=recorded.dispute_id,
+            )
+        )
+        return recorded
 
     def _judge_promise(self) -> bool:
         """Break the open promise if its deadline has passed unpaid; True when it did."""
@@ -503,7 +1309,7 @@ class LoanCollectionWorkflow:
     def _reject(self, signal: PendingSignal, reason: str) -> None:
         state = self._require_state()
         raw = signal.payload if isinstance(signal.payload, dict) else {}
-        id_field = "payment_id" if signal.kind == "payment_received" else "promise_id"
+        id_field = SIGNAL_ID_FIELD.get(signal.kind, "id")
         signal_id = str(raw.get(id_field, ""))[:64]
         state.rejected_signals.append(
             RejectedSignal(kind=signal.kind, id=signal_id, reason=reason, received_at=signal.received_at)
@@ -595,6 +1401,21 @@ class LoanCollectionWorkflow:
                 f"**Promise** {p.promise_id}: {self._money(p.amount_minor)} by {p.promised_date}, "
                 f"paid toward {self._money(p.paid_toward_minor)}"
             )
+        if state.plan is not None:
+            plan = state.plan
+            paid = sum(1 for i in plan.instalments if i.status == "paid")
+            lines.append(
+                f"**Plan** {plan.plan_id} ({plan.kind}): {paid}/{len(plan.instalments)} instalments paid, "
+                f"{self._money(plan.paid_toward_minor)} of {self._money(plan.total_minor)}"
+                + (f", {self._money(plan.waived_minor)} waived when paid" if plan.waived_minor else "")
+            )
+        for pause in state.pauses:
+            until = f" until {self._local(pause.until)}" if pause.until else ""
+            lines.append(f"**Paused** {pause.kind} {pause.id}{until}")
+        for hand_off in state.hand_offs:
+            lines.append(f"**{hand_off.kind.replace('_', ' ').capitalize()}** {hand_off.workflow_id}: {hand_off.status}")
+        if state.open_tasks:
+            lines.append(f"**Agent tasks awaiting outcome** {len(state.open_tasks)}")
         if self._next_step is not None and state.outcome is None:
             lines.append(f"**Next** {self._next_step.step} at {self._local(self._next_step.at)}")
         if state.outcome is not None:
@@ -675,10 +1496,22 @@ class LoanCollectionWorkflow:
             steps_skipped=state.steps_skipped,
             cured_at=state.cured_at,
             cured_days_past_due=state.cured_days_past_due,
+            plan=state.plan,
+            plans_ended=state.plans_ended,
+            pauses=state.pauses,
+            pauses_ended=state.pauses_ended,
+            cease_contact=state.cease_contact,
+            ladder_shift_days=state.ladder_shift_days,
+            open_tasks=state.open_tasks,
+            contact_outcomes=state.contact_outcomes,
+            hand_offs=state.hand_offs,
+            waived_minor=state.waived_minor,
+            closed_at=state.closed_at,
+            written_off_minor=state.written_off_minor,
         )
 
 
-def _failure_message(err: ActivityError) -> str:
+def _failure_message(err: BaseException) -> str:
     """The innermost failure's message of an activity error (the rule or the provider's answer)."""
     cause: BaseException | None = err
     message = str(err)

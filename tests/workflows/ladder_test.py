@@ -10,7 +10,15 @@ from collections_domain import calendar
 from collections_domain import search_attributes as sa
 from collections_domain.client import start_case
 from collections_domain.db import session
-from collections_domain.models import CollectionCase, LegalReferral, Payment, Placement
+from collections_domain.models import (
+    CollectionCase,
+    ContactOutcomeRecord,
+    HandOffEventRecord,
+    LegalReferral,
+    Payment,
+    Placement,
+    WriteOff,
+)
 from tests.helpers import advance_to, advance_to_local, contact_rows, open_case, payment, server_now, status
 
 TZ = "Asia/Shanghai"
@@ -68,7 +76,7 @@ async def test_paid_in_full_cures_the_case(time_env, harness_factory, paid_on_dp
 
 
 @pytest.mark.parametrize(("amount", "last_step", "table"), [(2_000_000, "legal", LegalReferral), (300_000, "agency", Placement)])
-async def test_never_paid_climbs_the_whole_ladder(time_env, harness_factory, amount, last_step, table):
+async def test_never_paid_climbs_the_whole_ladder_then_is_written_off(time_env, harness_factory, amount, last_step, table):
     h = harness_factory(time_env)
     async with h.worker:
         due = await due_days_ago(time_env, 1)
@@ -80,19 +88,49 @@ async def test_never_paid_climbs_the_whole_ladder(time_env, harness_factory, amo
         await advance_to(time_env, at_local(due, 31))
         final = await status(handle)
         described = await handle.describe()
+        child_id = final.hand_offs[0].workflow_id
+        child = await h.client.get_workflow_handle(child_id).describe()
+        # DPD 180, local midnight: nothing was ever paid, so the case is written off.
+        await advance_to(time_env, at_local(due, 180, time(0, 1)))
+        ended = await handle.result()
     assert [(s.step, s.days_past_due) for s in final.steps_done] == [("initial", 3), ("deep", 7), (last_step, 30)]
-    assert final.outcome is None and final.next_step is None and final.outstanding_minor == amount
-    assert [r.status for s in final.steps_done for r in s.results] == ["recorded"] * 5
+    assert final.outcome is None and final.outstanding_minor == amount
+    assert final.next_step.step == "write_off" and final.next_step.at == at_local(due, 180, time(0))
+    assert [r.status for s in final.steps_done for r in s.results] == ["recorded"] * 4 + ["started"]
+    # The DPD 7 call was a task nobody reported within 48 hours: recorded as missed.
+    assert [(o.action, o.outcome) for o in final.contact_outcomes] == [("agent_call", "missed")]
+    assert close_to(final.contact_outcomes[0].recorded_at, at_local(due, 7, time(9)) + timedelta(hours=48))
+    # The DPD 30 hand-off runs as its own child workflow.
+    kind = "placement" if last_step == "agency" else "legal_referral"
+    assert [(o.kind, o.status) for o in final.hand_offs] == [(kind, "active")]
+    assert child_id == f"{case.workflow_id}-{'placement' if kind == 'placement' else 'legal'}-{due}"
+    assert child.workflow_type in ("AgencyPlacementWorkflow", "LegalReferralWorkflow")
     rows = contact_rows(h.engine, case.loan_id)
     assert len(rows) == 5 and all(r.status == "recorded" and r.rendered for r in rows)
     with session(h.engine) as db:
         handed = db.exec(select(table).where(table.loan_id == case.loan_id)).all()
+        outcomes = db.exec(select(ContactOutcomeRecord).where(ContactOutcomeRecord.loan_id == case.loan_id)).all()
+        write_offs = db.exec(select(WriteOff).where(WriteOff.loan_id == case.loan_id)).all()
+        hand_off_events = db.exec(
+            select(HandOffEventRecord).where(HandOffEventRecord.loan_id == case.loan_id).order_by(HandOffEventRecord.id)
+        ).all()
     assert len(handed) == 1 and handed[0].amount_minor == amount and handed[0].days_past_due == 30
+    assert [(o.outcome, o.action) for o in outcomes] == [("missed", "agent_call")]
     attrs = described.typed_search_attributes
     assert attrs.get(sa.COLLECTION_STAGE) == last_step
     assert attrs.get(sa.LOAN_ID) == case.loan_id
     assert attrs.get(sa.OVERDUE_SINCE) == calendar.overdue_since(due, TZ)
     assert attrs.get(sa.COLLECTION_OUTCOME) is None
+    # Written off at DPD 180 with the whole amount; the placement (recalled at the end of its
+    # 90-day term) or the referral (withdrawn by the write-off) is closed.
+    assert ended.outcome == "written_off" and ended.written_off_minor == amount and ended.outstanding_minor == amount
+    assert close_to(ended.closed_at, at_local(due, 180, time(0)))
+    assert [(w.amount_minor, w.days_past_due) for w in write_offs] == [(amount, 180)]
+    assert case_row(h.engine, case.workflow_id).outcome == "written_off"
+    if kind == "placement":
+        assert [(e.status, e.reason) for e in hand_off_events] == [("placed", None), ("recalled", "placement term of 90 days ended")]
+    else:
+        assert [(e.status, e.reason) for e in hand_off_events] == [("filed", None), ("withdrawn", "case written_off")]
 
 
 async def test_partial_payment_lowers_the_amount_and_the_dpd_30_choice(time_env, harness_factory):
