@@ -6,16 +6,37 @@ the same with CONTRACT.md's JSON shapes.
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from datetime import UTC, datetime
 from functools import lru_cache
 
-from temporalio.client import Client, WorkflowHandle
+from pydantic import ValidationError
+from sqlmodel import Session, select
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from collections_domain import calendar
 from collections_domain import search_attributes as sa
-from collections_domain.case import WORKFLOW_TYPE, CaseInput, CaseStatus, PaymentReceived, PromiseToPay, workflow_id_for
+from collections_domain.case import (
+    WORKFLOW_TYPE,
+    CaseInput,
+    CaseStatus,
+    CaseStop,
+    CeaseContact,
+    ContactOutcome,
+    ContactOutcomeReport,
+    DisputeOpened,
+    DisputeResolved,
+    Hardship,
+    PaymentReceived,
+    PlanAccepted,
+    PlanProposal,
+    PromiseToPay,
+    describe_errors,
+    workflow_id_for,
+)
+from collections_domain.models import ContactAttempt, ContactNote, ContactOutcomeRecord, HandOffEventRecord, RejectedUpdate
 from collections_domain.policy import PolicyRegistry
 from collections_domain.settings import Settings, get_settings
 from collections_domain.validation import case_input_problems, due_date_problem
@@ -115,3 +136,179 @@ async def send_promise(client: Client, loan_id: str, promise: PromiseToPay | dic
 async def case_status(client: Client, loan_id: str) -> CaseStatus:
     """Query ``status`` of ``loan_id``'s case."""
     return await case_handle(client, loan_id).query("status", result_type=CaseStatus)
+
+
+class UpdateRejected(ValueError):
+    """The case refused an update (``propose_plan``, ``record_contact_outcome``); the message
+    names the field and the rule. The refusal is also written to ``rejected_updates``."""
+
+
+def _update_failure(err: WorkflowUpdateFailedError) -> str:
+    cause: BaseException | None = err.cause
+    message = str(err)
+    while cause is not None:
+        text = getattr(cause, "message", None) or str(cause)
+        if text:
+            message = text
+        cause = cause.__cause__
+    return message
+
+
+def _log_rejected_update(engine, *, loan_id: str, update_name: str, update_ref: str, reason: str, payload: dict) -> None:
+    with Session(engine) as db:
+        db.add(
+            RejectedUpdate(
+                workflow_id=workflow_id_for(loan_id),
+                loan_id=loan_id,
+                update_name=update_name,
+                update_ref=update_ref[:200],
+                reason=reason,
+                payload_json=json.dumps(payload, default=str, sort_keys=True),
+                rejected_at=datetime.now(UTC),
+            )
+        )
+        db.commit()
+
+
+async def propose_plan(client: Client, loan_id: str, proposal: PlanProposal | dict, *, engine=None) -> PlanAccepted:
+    """Send update ``propose_plan`` to ``loan_id``'s case and return the accepted schedule.
+
+    Raises:
+        UpdateRejected: the case's validator refused it (the field and the rule); the refusal is
+            logged in ``rejected_updates`` when ``engine`` (the product database) is given.
+        RPCError: no such case, or no worker answered.
+    """
+    payload = proposal.model_dump(mode="json", exclude_none=True) if isinstance(proposal, PlanProposal) else proposal
+    try:
+        return await case_handle(client, loan_id).execute_update("propose_plan", payload, result_type=PlanAccepted)
+    except WorkflowUpdateFailedError as err:
+        reason = _update_failure(err)
+        if engine is not None:
+            _log_rejected_update(
+                engine,
+                loan_id=loan_id,
+                update_name="propose_plan",
+                update_ref=str(payload.get("plan_id", "")) if isinstance(payload, dict) else "",
+                reason=reason,
+                payload=payload if isinstance(payload, dict) else {"payload": payload},
+            )
+        raise UpdateRejected(reason) from err
+
+
+async def record_contact_outcome(
+    client: Client, loan_id: str, report: ContactOutcomeReport | dict, *, note: str | None = None, engine=None
+) -> ContactOutcome:
+    """Send update ``record_contact_outcome`` for an agent task; store ``note`` (free text, may
+    hold personal data) in ``contact_notes`` only, never in the workflow.
+
+    Raises:
+        UpdateRejected: refused (logged in ``rejected_updates`` when ``engine`` is given).
+        ValueError: a ``note`` without ``engine`` (it would have nowhere to go).
+    """
+    if note and engine is None:
+        raise ValueError("note: needs the product database (engine) to be stored")
+    payload = report.model_dump(mode="json", exclude_none=True) if isinstance(report, ContactOutcomeReport) else report
+    try:
+        recorded = await case_handle(client, loan_id).execute_update(
+            "record_contact_outcome", payload, result_type=ContactOutcome
+        )
+    except WorkflowUpdateFailedError as err:
+        reason = _update_failure(err)
+        if engine is not None:
+            _log_rejected_update(
+                engine,
+                loan_id=loan_id,
+                update_name="record_contact_outcome",
+                update_ref=str(payload.get("task_key", "")) if isinstance(payload, dict) else "",
+                reason=reason,
+                payload=payload if isinstance(payload, dict) else {"payload": payload},
+            )
+        raise UpdateRejected(reason) from err
+    if note:
+        with Session(engine) as db:
+            db.add(
+                ContactNote(
+                    loan_id=loan_id,
+                    task_key=recorded.task_key,
+                    agent_id=recorded.agent_id or "",
+                    note=note,
+                    written_at=datetime.now(UTC),
+                )
+            )
+            db.commit()
+    return recorded
+
+
+#: Signals that pause or stop a case, with the model of their payload.
+CASE_SIGNALS = {
+    "dispute_opened": DisputeOpened,
+    "dispute_resolved": DisputeResolved,
+    "cease_contact": CeaseContact,
+    "hardship": Hardship,
+    "bankruptcy": CaseStop,
+    "deceased": CaseStop,
+}
+
+
+async def send_case_signal(client: Client, loan_id: str, name: str, payload: dict) -> None:
+    """Send one of ``CASE_SIGNALS`` to ``loan_id``'s case after checking its payload here.
+
+    Raises:
+        ValueError: unknown signal, or a payload that breaks its model (field and rule).
+    """
+    model = CASE_SIGNALS.get(name)
+    if model is None:
+        raise ValueError(f"signal: must be one of {', '.join(CASE_SIGNALS)}, got {name!r}")
+    try:
+        checked = model.model_validate(payload)
+    except ValidationError as err:
+        raise ValueError("; ".join(describe_errors(err))) from err
+    await case_handle(client, loan_id).signal(name, checked)
+
+
+def contact_history(engine, loan_id: str) -> list[dict]:
+    """Every contact of a loan from the database, oldest first: attempts (SMS, email, agent
+    tasks, letters, hand-offs), agent task outcomes with their notes, and hand-off states.
+
+    Returns dicts ``{at, kind, what, status, detail}``; instants are UTC.
+    """
+    rows: list[dict] = []
+    with Session(engine) as db:
+        for attempt in db.exec(select(ContactAttempt).where(ContactAttempt.loan_id == loan_id)):
+            rows.append(
+                {
+                    "at": attempt.created_at,
+                    "kind": "contact",
+                    "what": f"{attempt.step}: {attempt.action} ({attempt.channel})",
+                    "status": attempt.status,
+                    "detail": attempt.last_error or attempt.idempotency_key,
+                }
+            )
+        notes: dict[str, list[str]] = {}
+        for note in db.exec(select(ContactNote).where(ContactNote.loan_id == loan_id)):
+            notes.setdefault(note.task_key, []).append(f"{note.agent_id}: {note.note}")
+        for outcome in db.exec(select(ContactOutcomeRecord).where(ContactOutcomeRecord.loan_id == loan_id)):
+            extra = [f"promise {outcome.promise_id}" if outcome.promise_id else "", f"dispute {outcome.dispute_id}" if outcome.dispute_id else ""]
+            rows.append(
+                {
+                    "at": outcome.recorded_at,
+                    "kind": "outcome",
+                    "what": f"{outcome.action} outcome" + (f" by {outcome.agent_id}" if outcome.agent_id else ""),
+                    "status": outcome.outcome,
+                    "detail": "; ".join([e for e in extra if e] + notes.get(outcome.task_key, [])) or outcome.task_key,
+                }
+            )
+        for event in db.exec(select(HandOffEventRecord).where(HandOffEventRecord.loan_id == loan_id)):
+            rows.append(
+                {
+                    "at": event.recorded_at,
+                    "kind": event.hand_off,
+                    "what": event.child_workflow_id,
+                    "status": event.status,
+                    "detail": event.reason or (str(event.occurred_on) if event.occurred_on else ""),
+                }
+            )
+    for row in rows:
+        if row["at"].tzinfo is None:  # SQLite returns naive UTC
+            row["at"] = row["at"].replace(tzinfo=UTC)
+    return sorted(rows, key=lambda row: row["at"])

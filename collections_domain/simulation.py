@@ -3,8 +3,11 @@
 Convention: every case is replayed from its own first day past due. All cases share one
 virtual due date ``day0`` (a local calendar date in each borrower's own zone); a case opens at
 local midnight starting DPD 1 and each late payment arrives as ``payment_received`` at 12:00
-local on its DPD (``home_credit.py``). The run ends after every case has passed its last
-ladder rung and its last payment. The outcome table counts where each case ended.
+local on its DPD (``home_credit.py``). A case still owing is written off at the start of the
+local day ``ladder.write_off_instant`` gives (policy ``[write_off]``); a payment that arrives
+after its case ended hits a closed workflow: the run counts it (``payments_after_close``)
+instead of failing. The run ends a day after every case has passed its last ladder rung, its
+write-off day and its last payment. The outcome table counts where each case ended.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import tempfile
 import time as wallclock
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from sqlmodel import Session
@@ -22,7 +25,7 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -39,6 +42,8 @@ from collections_domain.settings import Settings
 from collections_domain.wiring import build_activities, build_worker
 
 PAYMENT_WALL_TIME = time(12, 0)
+#: How long past the last event the run goes on, so every case that ends then has closed.
+HORIZON_MARGIN = timedelta(days=1)
 SKIP_DEADLINE = timedelta(minutes=20)
 INDEXED_TYPES = {
     "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
@@ -49,16 +54,19 @@ INDEXED_TYPES = {
 
 @dataclass
 class OutcomeTable:
-    """Cases by where they ended, with how many are still unpaid at the end of the data.
+    """Cases by where they got on the ladder, with how many are still unpaid (an amount still
+    outstanding) and how many were written off at the end of the data.
 
     Rows come from the policy's ladder: "cured before DPD 3", "cured at DPD 3-6", "cured at
     DPD 7-29" (between rungs), then one "reached DPD 30: <step>" row per step of the last rung
-    and "reached DPD 30 under the minimum (reminders only)".
+    and "reached DPD 30 under the minimum (reminders only)". A written-off case keeps its
+    outstanding amount, so it counts as still unpaid too.
     """
 
     rows: list[str]
     cases: dict[str, int] = field(default_factory=dict)
     still_unpaid: dict[str, int] = field(default_factory=dict)
+    written_off: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def for_policy(cls, policy: CollectionPolicy) -> OutcomeTable:
@@ -70,28 +78,37 @@ class OutcomeTable:
         last = rungs[-1].days_past_due
         rows += [f"reached DPD {last}: {step.name}" for step in rungs[-1].steps]
         rows.append(f"reached DPD {last} under the minimum (reminders only)")
-        return cls(rows=rows, cases=dict.fromkeys(rows, 0), still_unpaid=dict.fromkeys(rows, 0))
+        return cls(
+            rows=rows,
+            cases=dict.fromkeys(rows, 0),
+            still_unpaid=dict.fromkeys(rows, 0),
+            written_off=dict.fromkeys(rows, 0),
+        )
 
-    def add(self, row: str, unpaid: bool) -> None:
+    def add(self, row: str, unpaid: bool, written_off: bool = False) -> None:
         """Count one case in ``row``."""
         self.cases[row] += 1
         self.still_unpaid[row] += int(unpaid)
+        self.written_off[row] += int(written_off)
 
     @property
     def total(self) -> int:
         """All cases."""
         return sum(self.cases.values())
 
-    def as_rows(self) -> list[tuple[str, int, int]]:
-        """``(outcome, cases, still unpaid)`` per row, then the total."""
-        body = [(row, self.cases[row], self.still_unpaid[row]) for row in self.rows]
-        return body + [("total", self.total, sum(self.still_unpaid.values()))]
+    def as_rows(self) -> list[tuple[str, int, int, int]]:
+        """``(outcome, cases, still unpaid, written off)`` per row, then the total."""
+        body = [(row, self.cases[row], self.still_unpaid[row], self.written_off[row]) for row in self.rows]
+        return body + [("total", self.total, sum(self.still_unpaid.values()), sum(self.written_off.values()))]
 
     def render(self) -> str:
         """A plain-text table."""
         width = max(len(r) for r in self.rows) + 2
-        lines = [f"{'outcome':<{width}}{'cases':>8}{'still unpaid':>14}"]
-        lines += [f"{row:<{width}}{count:>8}{unpaid:>14}" for row, count, unpaid in self.as_rows()]
+        lines = [f"{'outcome':<{width}}{'cases':>8}{'still unpaid':>14}{'written off':>13}"]
+        lines += [
+            f"{row:<{width}}{count:>8}{unpaid:>14}{written_off:>13}"
+            for row, count, unpaid, written_off in self.as_rows()
+        ]
         return "\n".join(lines)
 
 
@@ -121,12 +138,14 @@ def _quiet_runtime() -> Runtime:
 
 @dataclass
 class SimulationResult:
-    """The table, every case's final status, and the run's wall time in seconds."""
+    """The table, every case's final status, the run's wall time in seconds, and how many
+    payments arrived after their case had ended (signals to a closed workflow, not applied)."""
 
     table: OutcomeTable
     statuses: dict[str, CaseStatus]
     wall_seconds: float
     day0: str
+    payments_after_close: int = 0
 
 
 async def skip_to(env: WorkflowEnvironment, instant: datetime) -> None:
@@ -190,7 +209,7 @@ async def simulate(
                 env.client, settings, activities, max_activity_threads=64, max_cached_workflows=len(cases) + 100
             )
             async with worker:
-                statuses, day0 = await _replay(env, cases, settings, policy, report, concurrency)
+                statuses, day0, after_close = await _replay(env, cases, settings, policy, report, concurrency)
             activities.delivery.close()
             activities.engine.dispose()
     finally:
@@ -198,8 +217,30 @@ async def simulate(
     table = OutcomeTable.for_policy(policy)
     for case in cases:
         status = statuses[case.loan_id]
-        table.add(classify(status, policy), unpaid=status.outcome is None)
-    return SimulationResult(table, statuses, wallclock.perf_counter() - started, day0)
+        table.add(
+            classify(status, policy),
+            unpaid=status.outstanding_minor > 0,
+            written_off=status.outcome == "written_off",
+        )
+    return SimulationResult(table, statuses, wallclock.perf_counter() - started, day0, after_close)
+
+
+def _last_instant(case: HomeCreditCase, day0: date, opened_at: datetime, policy: CollectionPolicy) -> datetime:
+    """The latest instant ``case`` can still change: its last payment's arrival, or its write-off
+    (``ladder.write_off_instant``, from the last payment that arrives before it), if later.
+
+    Cures are ignored: a cured case ends earlier, so this bounds every case from above.
+    """
+    tz = case.market.timezone
+    write_off_at = ladder.write_off_instant(policy, oldest_due_date=day0, tz_name=tz, last_activity_at=opened_at)
+    latest = write_off_at
+    for payment in case.late_payments:
+        at = calendar.local_instant(day0 + timedelta(days=payment.days_after_due), PAYMENT_WALL_TIME, tz)
+        latest = max(latest, at)
+        if at < write_off_at:
+            write_off_at = ladder.write_off_instant(policy, oldest_due_date=day0, tz_name=tz, last_activity_at=at)
+            latest = max(latest, write_off_at)
+    return latest
 
 
 async def _replay(env, cases, settings, policy, report, concurrency):
@@ -211,20 +252,24 @@ async def _replay(env, cases, settings, policy, report, concurrency):
     horizon = now
     for case in cases:
         tz = case.market.timezone
-        events.append((calendar.local_instant(day0 + timedelta(days=1), time(0, 0), tz), 0, case, None))
+        opened_at = calendar.local_instant(day0 + timedelta(days=1), time(0, 0), tz)
+        events.append((opened_at, 0, case, None))
         for payment in case.late_payments:
             at = calendar.local_instant(day0 + timedelta(days=payment.days_after_due), PAYMENT_WALL_TIME, tz)
             events.append((at, 1, case, payment))
-            horizon = max(horizon, at)
-        horizon = max(horizon, ladder.rung_instant(last_rung, day0, tz, policy))
+        horizon = max(
+            horizon, ladder.rung_instant(last_rung, day0, tz, policy), _last_instant(case, day0, opened_at, policy)
+        )
     events.sort(key=lambda e: (e[0], e[1], e[2].loan_id))
     gate = asyncio.Semaphore(concurrency)
+    after_close = 0
 
     async def start(case: HomeCreditCase) -> None:
         async with gate:
             await start_case(client, case.case_input(day0), task_queue=settings.temporal_task_queue)
 
     async def pay(case: HomeCreditCase, payment, at: datetime) -> None:
+        nonlocal after_close
         async with gate:
             signal = PaymentReceived(
                 payment_id=payment.payment_id,
@@ -232,7 +277,14 @@ async def _replay(env, cases, settings, policy, report, concurrency):
                 currency=case.market.currency,
                 paid_at=at,
             )
-            await client.get_workflow_handle(case.case_input(day0).workflow_id).signal("payment_received", signal)
+            try:
+                await client.get_workflow_handle(case.case_input(day0).workflow_id).signal("payment_received", signal)
+            except RPCError as err:
+                # The case already ended (cured or written off): Temporal refuses signals to a
+                # closed workflow. Counted, not applied.
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                after_close += 1
 
     done = 0
     index = 0
@@ -248,7 +300,7 @@ async def _replay(env, cases, settings, policy, report, concurrency):
         )
         done += len(batch)
         report("replaying events", done, len(events))
-    await skip_to(env, horizon + timedelta(hours=1))
+    await skip_to(env, horizon + HORIZON_MARGIN)
 
     statuses: dict[str, CaseStatus] = {}
 
@@ -270,4 +322,4 @@ async def _replay(env, cases, settings, policy, report, concurrency):
             report("reading statuses", len(statuses), len(cases))
 
     await asyncio.gather(*(read(case) for case in cases))
-    return statuses, day0.isoformat()
+    return statuses, day0.isoformat(), after_close
