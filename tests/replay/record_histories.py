@@ -20,6 +20,8 @@ from collections_domain import calendar
 from collections_domain.binaries import find_binary
 from collections_domain.simulation import _register_search_attributes
 from tests.conftest import Harness
+from collections_domain.case import CaseStatus
+from collections_domain.client import propose_plan, record_contact_outcome
 from tests.helpers import advance_to, open_case, payment, promise, server_now
 
 TZ = "Asia/Shanghai"
@@ -52,6 +54,13 @@ async def main(version: str) -> None:
                 h, due=today - timedelta(days=12), amount_minor=400_000,
                 first_payment=payment(100_000, await server_now(env), payment_id="sws-1"),
             )
+            if version != "v1":
+                for name, amount in (("plan_settled", 100_001), ("plan_broken", 300_000), ("dispute_and_hardship", 300_000),
+                                     ("cease_contact", 300_000), ("bankruptcy_after_placement", 300_000),
+                                     ("call_promise", 300_000), ("written_off", 300_000)):
+                    _, handles[name] = await open_case(
+                        h, due=due, amount_minor=amount, interest_due_minor=10_000 if name == "plan_settled" else 0
+                    )
             await handles["rejected_signals"].signal("payment_received", {"payment_id": "bad", "amount_minor": -1, "currency": "CNY", "paid_at": local(1).isoformat()})
             await handles["rejected_signals"].signal("promise_to_pay", {"promise_id": "far", "amount_minor": 1, "promised_date": (today + timedelta(days=90)).isoformat()})
             await advance_to(env, local(4))
@@ -61,7 +70,21 @@ async def main(version: str) -> None:
             await handles["cured_dpd_5"].signal("payment_received", payment(300_000, local(5), payment_id="c5"))
             await advance_to(env, local(8))
             await handles["promise_kept"].signal("payment_received", payment(100_000, local(8), payment_id="k1-pay"))
+            if version != "v1":
+                await _issue_3_scenarios(env, h, handles, due, local)
             await advance_to(env, local(31))
+            if version != "v1":
+                # The hand-off children of the DPD 30 step, and a written-off case.
+                for name in ("never_paid_legal", "bankruptcy_after_placement"):
+                    st = await handles[name].query("status", result_type=CaseStatus)
+                    handles[f"{name}_child"] = env.client.get_workflow_handle(st.hand_offs[0].workflow_id)
+                legal = handles["never_paid_legal_child"]
+                await legal.signal("legal_status", {"event_id": "E1", "status": "lawyers_letter_sent"})
+                await legal.signal("legal_status", {"event_id": "E2", "status": "lawyers_letter_sent"})
+                await handles["bankruptcy_after_placement"].signal("bankruptcy", {"notice_id": "BK-1"})
+                await advance_to(env, local(33))
+                handles["plan_broken_child"] = env.client.get_workflow_handle(f"{handles['plan_broken'].id}-plan-PB")
+                await advance_to(env, local(181))
             for name, handle in handles.items():
                 history = await handle.fetch_history()
                 path = folder / f"{name}--{handle.id}.json"
@@ -73,6 +96,29 @@ async def main(version: str) -> None:
                 except Exception:
                     pass
     await env.shutdown()
+
+
+async def _issue_3_scenarios(env, h, handles, due, local) -> None:
+    """Plans, contact outcomes, pauses and stops (recorded from v2 on)."""
+    day = lambda n: str(due + timedelta(days=n))  # noqa: E731
+    # The v1 scenarios already moved the clock to DPD 8, 12:00.
+    st = await handles["call_promise"].query("status", result_type=CaseStatus)
+    await record_contact_outcome(env.client, handles["call_promise"].id.removeprefix("collection-"), {
+        "task_key": st.open_tasks[0].task_key, "outcome": "promise_made", "agent_id": "A1",
+        "promise": {"promise_id": "P1", "amount_minor": 300_000, "promised_date": day(12)}})
+    settled = await propose_plan(env.client, handles["plan_settled"].id.removeprefix("collection-"),
+                                 {"plan_id": "PS", "kind": "instalments", "instalment_dates": [day(9), day(12)]})
+    await propose_plan(env.client, handles["plan_broken"].id.removeprefix("collection-"),
+                       {"plan_id": "PB", "kind": "deferral", "new_due_date": day(13)})
+    await handles["dispute_and_hardship"].signal("dispute_opened", {"dispute_id": "D1"})
+    await handles["cease_contact"].signal("cease_contact", {"request_id": "C1"})
+    await advance_to(env, local(9))
+    await handles["plan_settled"].signal("payment_received", payment(settled.instalments[0].amount_minor, local(9), payment_id="ps-1"))
+    await handles["dispute_and_hardship"].signal("dispute_resolved", {"dispute_id": "D1", "resolution": "rejected"})
+    await handles["dispute_and_hardship"].signal("hardship", {"hardship_id": "H1"})
+    await advance_to(env, local(12))
+    await handles["plan_settled"].signal("payment_received", payment(settled.instalments[1].amount_minor, local(12), payment_id="ps-2"))
+    handles["plan_settled_child"] = env.client.get_workflow_handle(settled.plan_workflow_id)
 
 
 if __name__ == "__main__":
