@@ -29,7 +29,19 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from collections_domain import devserver, home_credit
 from collections_domain.case import WORKFLOW_ID_PREFIX, CaseInput, CaseStatus, PaymentReceived, PromiseToPay
-from collections_domain.client import case_handle, case_status, connect, send_payment, send_promise, start_case
+from collections_domain.client import (
+    UpdateRejected,
+    case_handle,
+    case_status,
+    connect,
+    contact_history,
+    propose_plan,
+    record_contact_outcome,
+    send_case_signal,
+    send_payment,
+    send_promise,
+    start_case,
+)
 from collections_domain.db import make_engine
 from collections_domain.logs import configure_logging
 from collections_domain.models import Borrower, Loan
@@ -406,6 +418,22 @@ def _print_status(st: CaseStatus) -> None:
         summary.add_row("open promise", f"{p.promise_id}: {p.amount_minor} by {p.promised_date}, paid toward {p.paid_toward_minor}")
     summary.add_row("promises kept / broken", f"{st.promises_kept} / {st.promises_broken}")
     summary.add_row("next step", f"{st.next_step.step} at {st.next_step.at:%Y-%m-%d %H:%M} UTC" if st.next_step else "-")
+    if st.plan:
+        paid = sum(1 for i in st.plan.instalments if i.status == "paid")
+        summary.add_row("plan", f"{st.plan.plan_id} ({st.plan.kind}): {paid}/{len(st.plan.instalments)} paid, "
+                        f"{st.plan.paid_toward_minor} of {st.plan.total_minor}")
+    for pause in st.pauses:
+        summary.add_row("paused", f"{pause.kind} {pause.id}" + (f" until {pause.until:%Y-%m-%d %H:%M} UTC" if pause.until else ""))
+    if st.ladder_shift_days:
+        summary.add_row("ladder moved by", f"{st.ladder_shift_days} paused days")
+    for task in st.open_tasks:
+        summary.add_row("agent task", f"{task.task_key} (report by {task.report_by:%Y-%m-%d %H:%M} UTC)")
+    for hand_off in st.hand_offs:
+        summary.add_row(hand_off.kind.replace("_", " "), f"{hand_off.workflow_id}: {hand_off.status}")
+    if st.waived_minor:
+        summary.add_row("waived", str(st.waived_minor))
+    if st.written_off_minor is not None:
+        summary.add_row("written off", str(st.written_off_minor))
     summary.add_row("policy", st.policy_version)
     console.print(summary)
     if st.steps_done:
@@ -432,6 +460,216 @@ def _print_status(st: CaseStatus) -> None:
         for record in st.rejected_signals:
             rejected.add_row(record.kind, record.id, record.reason)
         console.print(rejected)
+
+
+# -- negotiation, contact outcomes, pauses and stops -------------------------------------------
+
+
+def _engine():
+    return make_engine(get_settings().resolved_database_url)
+
+
+def _dates(value: str, field: str) -> list[date]:
+    return [_parse_date(part.strip(), field) for part in value.split(",") if part.strip()]
+
+
+@app.command("propose-plan")
+def propose_plan_command(
+    loan_id: LoanId,
+    kind: Annotated[str, typer.Option(help="instalments, deferral or waiver.")],
+    plan_id: Annotated[str | None, typer.Option(help="The plan's id (default: a new one).")] = None,
+    dates: Annotated[str | None, typer.Option(help="instalments: the due dates, YYYY-MM-DD,YYYY-MM-DD,... (borrower's calendar).")] = None,
+    first_minor: Annotated[int | None, typer.Option(help="instalments: the first instalment, minor units (default: an equal share).")] = None,
+    new_due_date: Annotated[str | None, typer.Option(help="deferral: the new due date, YYYY-MM-DD.")] = None,
+    waive_minor: Annotated[int | None, typer.Option(help="waiver: interest and fees to forgive, minor units.")] = None,
+    pay_by: Annotated[str | None, typer.Option(help="waiver: the rest is due by this date (default: policy plans.waiver_pay_within_days).")] = None,
+    approver: Annotated[str | None, typer.Option(help="waiver: approver id, needed above policy plans.auto_approve_waiver_bps.")] = None,
+    proposed_by: Annotated[str | None, typer.Option(help="The agent's id.")] = None,
+) -> None:
+    """Propose a repayment plan (update propose_plan); prints the schedule or the rule it broke."""
+    loan_id = _loan_id(loan_id)
+    proposal: dict = {"plan_id": plan_id or f"plan-{uuid.uuid4().hex[:8]}", "kind": kind}
+    if dates:
+        proposal["instalment_dates"] = [str(d) for d in _dates(dates, "instalment_dates")]
+    if new_due_date:
+        proposal["new_due_date"] = str(_parse_date(new_due_date, "new_due_date"))
+    if pay_by:
+        proposal["pay_by"] = str(_parse_date(pay_by, "pay_by"))
+    for key, value in (("first_instalment_minor", first_minor), ("waive_minor", waive_minor),
+                       ("approver_id", approver), ("proposed_by", proposed_by)):
+        if value is not None:
+            proposal[key] = value
+
+    async def run() -> None:
+        client = await _client()
+        try:
+            accepted = await propose_plan(client, loan_id, proposal, engine=_engine())
+        except UpdateRejected as err:
+            _fail(f"plan refused: {err}")
+        except RPCError as err:
+            _fail(_rpc_message(err, loan_id))
+        table = Table(title=f"Plan {accepted.plan_id} ({accepted.kind}) accepted for {loan_id}")
+        for column in ("#", "due date", f"amount ({accepted.currency} minor units)"):
+            table.add_column(column)
+        for instalment in accepted.instalments:
+            table.add_row(str(instalment.seq), str(instalment.due_date), str(instalment.amount_minor))
+        console.print(table)
+        console.print(f"Total {accepted.total_minor}" + (f"; {accepted.waived_minor} forgiven when it is paid" if accepted.waived_minor else ""))
+        console.print(f"Watched by child workflow {accepted.plan_workflow_id}.")
+
+    asyncio.run(run())
+
+
+@app.command("record-outcome")
+def record_outcome_command(
+    loan_id: LoanId,
+    task_key: Annotated[str, typer.Option(help="The agent task's key (`status` lists open tasks).")],
+    outcome: Annotated[str, typer.Option(help="reached, no_answer, wrong_number, refused, promise_made or dispute_raised.")],
+    agent: Annotated[str, typer.Option(help="The agent's id.")],
+    note: Annotated[str | None, typer.Option(help="Free text; stored in the database only, never in the workflow.")] = None,
+    promise_amount_minor: Annotated[int | None, typer.Option(help="promise_made: the promised amount, minor units.")] = None,
+    promise_date: Annotated[str | None, typer.Option(help="promise_made: the promised date, YYYY-MM-DD.")] = None,
+    promise_id: Annotated[str | None, typer.Option(help="promise_made: the promise's id (default: a new one).")] = None,
+    dispute_id: Annotated[str | None, typer.Option(help="dispute_raised: the dispute's id.")] = None,
+) -> None:
+    """Record what an agent call or visit achieved (update record_contact_outcome)."""
+    loan_id = _loan_id(loan_id)
+    report: dict = {"task_key": task_key, "outcome": outcome, "agent_id": agent}
+    if promise_amount_minor is not None or promise_date is not None:
+        report["promise"] = {
+            "promise_id": promise_id or f"ptp-{uuid.uuid4().hex[:12]}",
+            "amount_minor": promise_amount_minor,
+            "promised_date": str(_parse_date(promise_date, "promise.promised_date")) if promise_date else None,
+        }
+    if dispute_id:
+        report["dispute_id"] = dispute_id
+
+    async def run() -> None:
+        client = await _client()
+        try:
+            recorded = await record_contact_outcome(client, loan_id, report, note=note, engine=_engine())
+        except UpdateRejected as err:
+            _fail(f"outcome refused: {err}")
+        except RPCError as err:
+            _fail(_rpc_message(err, loan_id))
+        console.print(f"Recorded {recorded.outcome} for {recorded.task_key}" + (" (note stored in the database)" if note else "") + ".")
+        console.print(f"Contact history:  {_me()} contacts {loan_id}")
+
+    asyncio.run(run())
+
+
+def _signal_command(name: str, loan_id: str, payload: dict) -> None:
+    loan_id = _loan_id(loan_id)
+
+    async def run() -> None:
+        client = await _client()
+        try:
+            await send_case_signal(client, loan_id, name, payload)
+        except ValueError as err:
+            _fail(str(err))
+        except RPCError as err:
+            _fail(_rpc_message(err, loan_id))
+        console.print(f"Sent {name} to {loan_id}. Check it was applied:  {_me()} status {loan_id}")
+
+    asyncio.run(run())
+
+
+@app.command("dispute")
+def dispute_command(
+    loan_id: LoanId,
+    dispute_id: Annotated[str, typer.Option(help="The dispute's id.")],
+    reason_code: Annotated[str, typer.Option(help="amount, not_my_debt, already_paid or other.")] = "other",
+) -> None:
+    """Open a dispute (signal dispute_opened): no collection contact while it is open."""
+    _signal_command("dispute_opened", loan_id, {"dispute_id": dispute_id, "reason_code": reason_code})
+
+
+@app.command("resolve-dispute")
+def resolve_dispute_command(
+    loan_id: LoanId,
+    dispute_id: Annotated[str, typer.Option(help="The open dispute's id.")],
+    resolution: Annotated[str, typer.Option(help="upheld or rejected.")],
+    corrected_outstanding_minor: Annotated[int | None, typer.Option(help="upheld: the corrected outstanding amount, minor units.")] = None,
+) -> None:
+    """Resolve a dispute (signal dispute_resolved): upheld corrects the amount, rejected resumes."""
+    payload: dict = {"dispute_id": dispute_id, "resolution": resolution}
+    if corrected_outstanding_minor is not None:
+        payload["corrected_outstanding_minor"] = corrected_outstanding_minor
+    _signal_command("dispute_resolved", loan_id, payload)
+
+
+@app.command("cease-contact")
+def cease_contact_command(loan_id: LoanId, request_id: Annotated[str, typer.Option(help="The written request's id.")]) -> None:
+    """Record a cease-contact request (signal cease_contact): only the permitted notices continue."""
+    _signal_command("cease_contact", loan_id, {"request_id": request_id})
+
+
+@app.command("hardship")
+def hardship_command(loan_id: LoanId, hardship_id: Annotated[str, typer.Option(help="The hardship case's id.")]) -> None:
+    """Pause the ladder for the policy's pauses.hardship_days (signal hardship)."""
+    _signal_command("hardship", loan_id, {"hardship_id": hardship_id})
+
+
+@app.command("bankruptcy")
+def bankruptcy_command(loan_id: LoanId, notice_id: Annotated[str, typer.Option(help="The bankruptcy notice's id.")]) -> None:
+    """End the case as closed_bankruptcy (signal bankruptcy); recalls any placement."""
+    _signal_command("bankruptcy", loan_id, {"notice_id": notice_id})
+
+
+@app.command("deceased")
+def deceased_command(loan_id: LoanId, notice_id: Annotated[str, typer.Option(help="The notice of death's id.")]) -> None:
+    """End the case as closed_deceased (signal deceased); recalls any placement."""
+    _signal_command("deceased", loan_id, {"notice_id": notice_id})
+
+
+@app.command("legal-status")
+def legal_status_command(
+    loan_id: LoanId,
+    status_name: Annotated[str, typer.Option("--status", help="lawyers_letter_sent, suit_filed, judgment or settled.")],
+    event_id: Annotated[str | None, typer.Option(help="The event's id (default: a new one).")] = None,
+    occurred_on: Annotated[str | None, typer.Option(help="The local date it happened, YYYY-MM-DD.")] = None,
+) -> None:
+    """Record a state of the case's legal referral (signal legal_status to its child workflow)."""
+    loan_id = _loan_id(loan_id)
+    payload: dict = {"event_id": event_id or f"legal-{uuid.uuid4().hex[:8]}", "status": status_name}
+    if occurred_on:
+        payload["occurred_on"] = str(_parse_date(occurred_on, "occurred_on"))
+
+    async def run() -> None:
+        client = await _client()
+        try:
+            st = await case_status(client, loan_id)
+            legal = [h for h in st.hand_offs if h.kind == "legal_referral"]
+            if not legal:
+                _fail(f"loan {loan_id} has no legal referral (stage {st.stage})")
+            await client.get_workflow_handle(legal[-1].workflow_id).signal("legal_status", payload)
+        except RPCError as err:
+            _fail(_rpc_message(err, loan_id))
+        console.print(f"Sent legal_status {status_name} to {legal[-1].workflow_id}.")
+
+    asyncio.run(run())
+
+
+@app.command("contacts")
+def contacts_command(
+    loan_id: LoanId,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """List a loan's whole contact history from the database: contacts, outcomes with notes, hand-offs."""
+    loan_id = _loan_id(loan_id)
+    history = contact_history(_engine(), loan_id)
+    if as_json:
+        for row in history:
+            print(json.dumps(row, default=str))
+        return
+    if not history:
+        _fail(f"no contacts recorded for loan {loan_id} in {get_settings().resolved_database_url}", code=1)
+    table = Table(title=f"Contact history of {loan_id}")
+    for column in ("at (UTC)", "kind", "what", "status", "detail"):
+        table.add_column(column)
+    for row in history:
+        table.add_row(f"{row['at']:%Y-%m-%d %H:%M}", row["kind"], row["what"], row["status"], row["detail"])
+    console.print(table)
 
 
 # -- simulation --------------------------------------------------------------------------------

@@ -126,3 +126,42 @@ async def test_bad_input_is_refused_before_anything_starts(cli_env):
     assert code == 2 and "no open case for loan 'no-such-loan'" in out
     code, out = await starter(cli_env, "promise", "no-such-loan", "100", "20261205")
     assert code == 2 and "promised_date: must be a date YYYY-MM-DD" in out
+
+
+async def test_plans_outcomes_and_contact_history_from_the_command_line(cli_env):
+    """A DPD 8 case: the agent reports the call with a note, proposes a plan (refused, then
+    accepted), and the contact history lists it all from the database."""
+    tz = zone_in_contact_window()
+    today = calendar.local_date(datetime.now(UTC), tz)
+    loan = f"L-{uuid.uuid4().hex[:8]}"
+    code, out = await starter(
+        cli_env, "start-case", "--loan-id", loan, "--borrower-id", "B-cli", "--principal-due-minor", "100001",
+        "--oldest-due-date", (today - timedelta(days=8)).isoformat(), "--timezone", tz,
+    )
+    assert code == 0, out
+    for _ in range(40):
+        st = await status_json(cli_env, loan)
+        if st["open_tasks"]:
+            break
+        await asyncio.sleep(0.5)
+    task_key = st["open_tasks"][0]["task_key"]
+    code, out = await starter(cli_env, "record-outcome", loan, "--task-key", task_key, "--outcome", "reached",
+                              "--agent", "A-7", "--note", "Asked to call back after payday.")
+    assert code == 0 and "note stored in the database" in out, out
+    dates = ",".join((today + timedelta(days=d)).isoformat() for d in (1, 15, 29))
+    code, out = await starter(cli_env, "propose-plan", loan, "--kind", "instalments", "--dates", dates, "--first-minor", "5")
+    assert code == 2 and "plan refused: first_instalment_minor: the first instalment (5) must be at least 10001" in out, out
+    code, out = await starter(cli_env, "propose-plan", loan, "--kind", "instalments", "--dates", dates, "--plan-id", "PL-CLI")
+    assert code == 0 and "33335" in out and "PL-CLI" in out, out
+    code, out = await starter(cli_env, "contacts", loan)
+    assert code == 0 and "Asked to call back after payday." in out and "reached" in out and "agent_call" in out, out
+    code, out = await starter(cli_env, "dispute", loan, "--dispute-id", "D 1")
+    assert code == 2 and "dispute_id: must be 1-64 characters" in out, out
+    code, out = await starter(cli_env, "bankruptcy", loan, "--notice-id", "BK-CLI")
+    assert code == 0, out
+    for _ in range(40):
+        st = await status_json(cli_env, loan)
+        if st["outcome"]:
+            break
+        await asyncio.sleep(0.5)
+    assert st["outcome"] == "closed_bankruptcy" and st["plans_ended"][0]["status"] == "closed"
