@@ -170,6 +170,25 @@ def _log_rejected_update(engine, *, loan_id: str, update_name: str, update_ref: 
         db.commit()
 
 
+async def _execute_update(client: Client, loan_id: str, name: str, payload, result_type, ref_field: str, engine):
+    """Run update ``name``; on refusal log it (with ``engine``) and raise ``UpdateRejected``."""
+    try:
+        return await case_handle(client, loan_id).execute_update(name, payload, result_type=result_type)
+    except WorkflowUpdateFailedError as err:
+        reason = _update_failure(err)
+        if engine is not None:
+            as_dict = payload if isinstance(payload, dict) else {"payload": payload}
+            _log_rejected_update(
+                engine,
+                loan_id=loan_id,
+                update_name=name,
+                update_ref=str(as_dict.get(ref_field, "")),
+                reason=reason,
+                payload=as_dict,
+            )
+        raise UpdateRejected(reason) from err
+
+
 async def propose_plan(client: Client, loan_id: str, proposal: PlanProposal | dict, *, engine=None) -> PlanAccepted:
     """Send update ``propose_plan`` to ``loan_id``'s case and return the accepted schedule.
 
@@ -179,20 +198,7 @@ async def propose_plan(client: Client, loan_id: str, proposal: PlanProposal | di
         RPCError: no such case, or no worker answered.
     """
     payload = proposal.model_dump(mode="json", exclude_none=True) if isinstance(proposal, PlanProposal) else proposal
-    try:
-        return await case_handle(client, loan_id).execute_update("propose_plan", payload, result_type=PlanAccepted)
-    except WorkflowUpdateFailedError as err:
-        reason = _update_failure(err)
-        if engine is not None:
-            _log_rejected_update(
-                engine,
-                loan_id=loan_id,
-                update_name="propose_plan",
-                update_ref=str(payload.get("plan_id", "")) if isinstance(payload, dict) else "",
-                reason=reason,
-                payload=payload if isinstance(payload, dict) else {"payload": payload},
-            )
-        raise UpdateRejected(reason) from err
+    return await _execute_update(client, loan_id, "propose_plan", payload, PlanAccepted, "plan_id", engine)
 
 
 async def record_contact_outcome(
@@ -208,22 +214,9 @@ async def record_contact_outcome(
     if note and engine is None:
         raise ValueError("note: needs the product database (engine) to be stored")
     payload = report.model_dump(mode="json", exclude_none=True) if isinstance(report, ContactOutcomeReport) else report
-    try:
-        recorded = await case_handle(client, loan_id).execute_update(
-            "record_contact_outcome", payload, result_type=ContactOutcome
-        )
-    except WorkflowUpdateFailedError as err:
-        reason = _update_failure(err)
-        if engine is not None:
-            _log_rejected_update(
-                engine,
-                loan_id=loan_id,
-                update_name="record_contact_outcome",
-                update_ref=str(payload.get("task_key", "")) if isinstance(payload, dict) else "",
-                reason=reason,
-                payload=payload if isinstance(payload, dict) else {"payload": payload},
-            )
-        raise UpdateRejected(reason) from err
+    recorded = await _execute_update(
+        client, loan_id, "record_contact_outcome", payload, ContactOutcome, "task_key", engine
+    )
     if note:
         with Session(engine) as db:
             db.add(

@@ -73,7 +73,7 @@ def plan_problem(
         return "plan_id: nothing is outstanding"
     extra = _fields_of_other_kinds(proposal)
     if extra:
-        return f"{extra[0]}: not used by a {proposal.kind} plan"
+        return f"{extra[0]}: not used by {'an' if proposal.kind[0] in 'aeiou' else 'a'} {proposal.kind} plan"
     if proposal.kind == "instalments":
         dates = proposal.instalment_dates
         if not dates or len(dates) < 2:

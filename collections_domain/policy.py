@@ -151,6 +151,8 @@ class PlanRules(BaseModel):
     def _auto_within_max(self) -> PlanRules:
         if self.auto_approve_waiver_bps > self.max_waiver_bps:
             raise ValueError("auto_approve_waiver_bps must be <= max_waiver_bps")
+        if self.waiver_pay_within_days > self.max_deferral_days:
+            raise ValueError("waiver_pay_within_days must be <= max_deferral_days (a waiver's pay_by limit)")
         return self
 
 

@@ -220,13 +220,14 @@ class LoanCollectionWorkflow:
     # -- updates -----------------------------------------------------------------------------
 
     @workflow.update(name="propose_plan")
-    def propose_plan(self, proposal: Any) -> PlanAccepted:
+    async def propose_plan(self, proposal: Any) -> PlanAccepted:
         """Accept a repayment plan (``PlanProposal``) and return its schedule (``PlanAccepted``).
 
         The validator refuses, naming the field and the rule, a proposal that breaks the policy's
         ``plans.*`` limits or comes while the case is closed, on another plan, waiting on a
         promise or under dispute; a refused proposal leaves no trace in the history.
         """
+        await workflow.wait_condition(lambda: self._state is not None)  # a case still opening
         self._apply_inbox()  # signals that arrived with the update count first
         parsed, problem = self._plan_check(proposal)
         if problem or parsed is None:
@@ -240,13 +241,14 @@ class LoanCollectionWorkflow:
             raise ApplicationError(problem, type="PlanRejected", non_retryable=True)
 
     @workflow.update(name="record_contact_outcome")
-    def record_contact_outcome(self, report: Any) -> ContactOutcome:
+    async def record_contact_outcome(self, report: Any) -> ContactOutcome:
         """Record what an open agent task achieved (``ContactOutcomeReport``).
 
         ``promise_made`` opens the promise it carries; ``dispute_raised`` opens a dispute. The
         validator refuses unknown or already closed tasks, and any free-text ``note`` (notes go
         to the database through the CLI/API, never into the history).
         """
+        await workflow.wait_condition(lambda: self._state is not None)
         self._apply_inbox()
         parsed, problem = self._outcome_check(report)
         if problem or parsed is None:
@@ -1016,24 +1018,25 @@ class LoanCollectionWorkflow:
     # -- repayment plans ---------------------------------------------------------------------
 
     def _interest_fees_outstanding(self) -> int:
+        """Interest and fees still outstanding (what a waiver may forgive). Pure: update
+        validators call it, and validators must not change state."""
         state = self._require_state()
-        if state.interest_fees_outstanding_minor is None:
+        tracked = state.interest_fees_outstanding_minor
+        if tracked is None:
             # A state saved before components were tracked: payments went to interest and fees first.
             case = self._case
-            state.interest_fees_outstanding_minor = max(
-                0, case.interest_due_minor + case.fees_due_minor - state.paid_minor
-            )
-        return min(state.interest_fees_outstanding_minor, state.outstanding_minor)
+            tracked = max(0, case.interest_due_minor + case.fees_due_minor - state.paid_minor)
+        return min(tracked, state.outstanding_minor)
 
     def _plan_check(self, payload: Any) -> tuple[PlanProposal | None, str | None]:
         """The proposal, or the reason it is refused (``"field: rule"``)."""
         state = self._state
-        if state is None:
-            return None, "plan_id: the case is still opening; try again in a moment"
         try:
             proposal = PlanProposal.model_validate(payload)
         except ValidationError as err:
             return None, "; ".join(describe_errors(err))
+        if state is None:
+            return proposal, None  # the case is still opening: the handler waits and checks again
         if state.outcome is not None:
             return None, f"plan_id: the case is closed ({state.outcome})"
         if proposal.plan_id in state.seen_plan_ids:
@@ -1201,12 +1204,12 @@ class LoanCollectionWorkflow:
                 "note: free text never goes to the workflow (its history is stored in plaintext); "
                 "give it to `starter.py record-outcome --note` or the API, which store it in the database"
             )
-        if state is None:
-            return None, "task_key: the case is still opening; try again in a moment"
         try:
             report = ContactOutcomeReport.model_validate(payload)
         except ValidationError as err:
             return None, "; ".join(describe_errors(err))
+        if state is None:
+            return report, None  # the case is still opening: the handler waits and checks again
         if state.outcome is not None:
             return None, f"task_key: the case is closed ({state.outcome})"
         task = next((t for t in state.open_tasks if t.task_key == report.task_key), None)
