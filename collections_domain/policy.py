@@ -169,18 +169,30 @@ class PauseRules(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     hardship_days: int = Field(30, ge=1, le=365)
-    #: Actions still taken after a cease-contact request. The default keeps the formal written
-    #: notice of an intended remedy (Regulation F, 12 CFR 1006.6(c)(2)) and the hand-off to the
-    #: legal team, which is not a communication with the borrower.
-    after_cease_contact: tuple[str, ...] = ("demand_letter", "legal_referral")
+    #: Actions still taken after a cease-contact request, by jurisdiction (``*``: any other).
+    #: The defaults keep the formal written notice of an intended remedy where the law lets it
+    #: through (US: Regulation F, 12 CFR 1006.6(c)(2); UK: notices the Consumer Credit Act 1974
+    #: requires, such as the default notice of s.87) and the hand-off to the legal team, which is
+    #: not a communication with the borrower.
+    after_cease_contact: dict[str, tuple[str, ...]] = {
+        "US": ("demand_letter", "legal_referral"),
+        "UK": ("demand_letter", "legal_referral"),
+        "*": ("legal_referral",),
+    }
 
     @field_validator("after_cease_contact")
     @classmethod
-    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [a for a in value if a not in ACTIONS]
+    def _known(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        unknown = sorted({a for actions in value.values() for a in actions if a not in ACTIONS})
         if unknown:
             raise ValueError(f"unknown action(s) {unknown}; known: {', '.join(sorted(ACTIONS))}")
+        if "*" not in value:
+            raise ValueError("needs a '*' entry for the jurisdictions not listed")
         return value
+
+    def permitted_after_cease(self, jurisdiction: str) -> tuple[str, ...]:
+        """The actions still taken after ``cease_contact`` in ``jurisdiction``."""
+        return self.after_cease_contact.get(jurisdiction, self.after_cease_contact["*"])
 
 
 class PlacementRules(BaseModel):

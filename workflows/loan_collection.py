@@ -511,12 +511,15 @@ class LoanCollectionWorkflow:
         state = self._require_state()
         request = self._contact_request(step.name, action, dpd)
         label = ACTIONS[action].label
-        if state.cease_contact and action not in state.policy.pauses.after_cease_contact:
+        if state.cease_contact and action not in state.policy.pauses.permitted_after_cease(self._case.jurisdiction):
             return ActionResult(
                 action=action,
                 status="skipped",
                 idempotency_key=request.idempotency_key,
-                detail="cease_contact: the borrower asked that contact stop (policy pauses.after_cease_contact)",
+                detail=(
+                    "cease_contact: the borrower asked that contact stop "
+                    f"(policy pauses.after_cease_contact.{self._case.jurisdiction})"
+                ),
             )
         try:
             if self._patched and action in HAND_OFF_WORKFLOWS:

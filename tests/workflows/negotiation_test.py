@@ -215,23 +215,28 @@ async def test_upheld_dispute_corrects_the_amount_and_the_dpd_30_choice(time_env
     assert [s.step for s in st.steps_done] == ["initial", "deep", "agency"]
 
 
-async def test_cease_contact_keeps_only_the_permitted_notices(time_env, harness_factory):
+@pytest.mark.parametrize(("jurisdiction", "tz", "currency", "deep_results"), [
+    ("US", "America/New_York", "USD", [("agent_call", "skipped"), ("demand_letter", "recorded")]),
+    ("CN", "Asia/Shanghai", "CNY", [("agent_call", "skipped"), ("demand_letter", "skipped")]),
+])
+async def test_cease_contact_keeps_only_the_notices_the_jurisdiction_permits(time_env, harness_factory, jurisdiction, tz, currency, deep_results):
     h = harness_factory(time_env)
     async with h.worker:
-        due = await due_days_ago(time_env, 1)
-        case, handle = await open_case(h, due=due, amount_minor=300_000)
-        await advance_to(time_env, at_local(due, 5))
+        due = await due_days_ago(time_env, 1, tz)
+        case, handle = await open_case(h, due=due, amount_minor=300_000, tz=tz, currency=currency, jurisdiction=jurisdiction, locale="en")
+        await advance_to(time_env, at_local(due, 5, tz=tz))
         await handle.signal("cease_contact", {"request_id": "CC-1"})
         await handle.signal("cease_contact", {"request_id": "CC-2"})
-        await advance_to(time_env, at_local(due, 8))
+        await advance_to(time_env, at_local(due, 8, tz=tz))
         st = await status(handle)
     deep = st.steps_done[-1]
     assert deep.step == "deep" and st.cease_contact
-    assert [(r.action, r.status) for r in deep.results] == [("agent_call", "skipped"), ("demand_letter", "recorded")]
-    assert "cease_contact" in deep.results[0].detail
+    assert [(r.action, r.status) for r in deep.results] == deep_results
+    assert f"pauses.after_cease_contact.{jurisdiction}" in deep.results[0].detail
     assert st.rejected_signals[0].reason == "request_id: contact already ceased by request CC-1"
     sent = [r.action for r in contact_rows(h.engine, case.loan_id)]
-    assert "agent_call" not in sent and "demand_letter" in sent
+    kept = [action for action, result in deep_results if result == "recorded"]
+    assert sorted(sent) == sorted(["sms_reminder", "email_overdue_notice", *kept])
 
 
 async def test_hardship_pauses_for_the_policy_days_then_resumes_where_it_was(time_env, harness_factory):
