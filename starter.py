@@ -704,7 +704,11 @@ def simulate(
         print(
             json.dumps(
                 {
-                    "rows": [{"outcome": r, "cases": n, "still_unpaid": u} for r, n, u in result.table.as_rows()],
+                    "rows": [
+                        {"outcome": r, "cases": n, "still_unpaid": u, "written_off": w}
+                        for r, n, u, w in result.table.as_rows()
+                    ],
+                    "payments_after_close": result.payments_after_close,
                     "wall_seconds": round(result.wall_seconds, 1),
                 }
             )
@@ -714,9 +718,15 @@ def simulate(
     table.add_column("outcome")
     table.add_column("cases", justify="right")
     table.add_column("still unpaid at the end", justify="right")
-    for row, count, unpaid in result.table.as_rows():
-        table.add_row(row, str(count), str(unpaid))
+    table.add_column("written off", justify="right")
+    for row, count, unpaid, written_off in result.table.as_rows():
+        table.add_row(row, str(count), str(unpaid), str(written_off))
     console.print(table)
+    if result.payments_after_close:
+        console.print(
+            f"{result.payments_after_close} payment(s) arrived after their case had ended (written off): "
+            "not applied, counted here for reconciliation."
+        )
     console.print(f"Wall time: {result.wall_seconds:.1f} s")
 
 

@@ -180,6 +180,13 @@ class PauseRules(BaseModel):
         "*": ("legal_referral",),
     }
 
+    @field_validator("after_cease_contact", mode="before")
+    @classmethod
+    def _one_list_for_all(cls, value: object) -> object:
+        # A single list (the shape before jurisdictions) applies everywhere; states saved with it
+        # in running cases' histories still decode.
+        return {"*": value} if isinstance(value, (list, tuple)) else value
+
     @field_validator("after_cease_contact")
     @classmethod
     def _known(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:

@@ -95,7 +95,7 @@ def test_expected_table_counts_every_case():
     assert sum(cases for cases, _, _ in expected.values()) == len(read_cases()) == 2601
 
 
-@pytest.mark.timeout(2700)  # about 8 minutes on a 2-core machine; room for a slower one
+@pytest.mark.timeout(2700)  # about 17 minutes on a 2-core machine; room for a slower one
 async def test_simulation_of_the_whole_file_equals_the_csv():
     result = await simulate(read_cases())
     got = {

@@ -949,6 +949,10 @@ class LoanCollectionWorkflow:
     def _end_case(self, outcome: str) -> None:
         """Close the case with ``outcome``; the main loop then recalls its children."""
         state = self._require_state()
+        # Agent tasks still waiting for an outcome are closed with the case (same database write).
+        for task in list(state.open_tasks):
+            state.open_tasks.remove(task)
+            self._add_outcome(task, "cancelled", None)
         state.outcome = outcome  # type: ignore[assignment]
         state.closed_at = workflow.now()
         self._next_step = None

@@ -386,7 +386,7 @@ def instalment_proposals(draw):
     first = draw(
         st.one_of(
             st.none(),
-            st.integers(max(1, low), max(1, high)),  # mostly a valid first instalment
+            st.integers(max(1, low), max(1, low, high)),  # mostly a valid first instalment
             st.integers(-5, outstanding + 5),  # anything, valid or not
         ),
         label="first_minor",
