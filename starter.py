@@ -28,7 +28,9 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from collections_domain import devserver, home_credit
-from collections_domain.case import WORKFLOW_ID_PREFIX, CaseInput, CaseStatus, PaymentReceived, PromiseToPay
+from collections_domain.calendar import daytime_zone
+from collections_domain.children import LegalStatusUpdate
+from collections_domain.case import WORKFLOW_ID_PREFIX, CaseInput, CaseStatus, PaymentReceived, PromiseToPay, describe_errors
 from collections_domain.client import (
     UpdateRejected,
     case_handle,
@@ -634,6 +636,10 @@ def legal_status_command(
     payload: dict = {"event_id": event_id or f"legal-{uuid.uuid4().hex[:8]}", "status": status_name}
     if occurred_on:
         payload["occurred_on"] = str(_parse_date(occurred_on, "occurred_on"))
+    try:
+        LegalStatusUpdate.model_validate(payload)
+    except ValueError as err:
+        _fail("; ".join(describe_errors(err)) if hasattr(err, "errors") else str(err))
 
     async def run() -> None:
         client = await _client()
@@ -646,8 +652,16 @@ def legal_status_command(
         except RPCError as err:
             _fail(_rpc_message(err, loan_id))
         console.print(f"Sent legal_status {status_name} to {legal[-1].workflow_id}.")
+        console.print(f"Check it was recorded:  temporal workflow query --workflow-id {legal[-1].workflow_id} --type status")
 
     asyncio.run(run())
+
+
+@app.command("daytime-zone")
+def daytime_zone_command() -> None:
+    """Print a time zone where it is now between 09:00 and 20:00 (for trying cases whose due
+    steps should run at once: the ladder only contacts inside the policy's window)."""
+    print(daytime_zone(datetime.now(UTC)))
 
 
 @app.command("contacts")

@@ -78,3 +78,20 @@ def utc_offset_hours(instant: datetime, tz_name: str) -> float:
     """The zone's UTC offset at ``instant``, in hours (for display only)."""
     offset = instant.astimezone(zone(tz_name)).utcoffset()
     return (offset or timedelta(0)).total_seconds() / 3600
+
+
+#: Zones spread around the globe, for ``daytime_zone``.
+DAYTIME_CANDIDATES = (
+    "Asia/Shanghai", "Europe/London", "America/New_York", "America/Los_Angeles",
+    "Pacific/Kiritimati", "Asia/Kolkata", "Australia/Sydney", "Pacific/Honolulu",
+)
+
+
+def daytime_zone(now: datetime, opens: time = time(9), closes: time = time(20)) -> str:
+    """A zone whose local clock at ``now`` (UTC) is in ``[opens, closes)``: for demos and tests
+    that want a case's due steps to run at once. Raises ``LookupError`` if none is (never with
+    the default hours: the candidates cover the globe)."""
+    for tz in DAYTIME_CANDIDATES:
+        if opens <= local_wall_time(now, tz) < closes:
+            return tz
+    raise LookupError(f"no candidate zone has local time in [{opens}, {closes})")

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from activities.collection_activities import CollectionActivities
+    from collections_domain import calendar
     from collections_domain.case import describe_errors
     from collections_domain.children import (
         ChildClosed,
@@ -177,6 +178,7 @@ class LegalReferralWorkflow:
         self._states: list[str] = []
         self._seen_event_ids: list[str] = []
         self._rejected: list[str] = []
+        self._last_date: Any = None
 
     @workflow.signal(name="legal_status")
     def legal_status(self, update: Any = None) -> None:
@@ -251,6 +253,17 @@ class LegalReferralWorkflow:
                 payload, f"status: the legal track is at {self._states[-1]}; {update.status} cannot follow it"
             )
             return
+        if update.occurred_on is not None:
+            today = calendar.local_date(workflow.now(), self._hand_off.timezone)
+            if update.occurred_on > today:
+                await self._reject(payload, f"occurred_on: must not be after today ({today}, borrower's calendar)")
+                return
+            if self._last_date is not None and update.occurred_on < self._last_date:
+                await self._reject(
+                    payload, f"occurred_on: must not be before the previous state's date ({self._last_date})"
+                )
+                return
+            self._last_date = update.occurred_on
         self._seen_event_ids.append(update.event_id)
         await self._record(update.status, None, update.occurred_on)
 

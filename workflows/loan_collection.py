@@ -229,6 +229,9 @@ class LoanCollectionWorkflow:
         """
         await workflow.wait_condition(lambda: self._state is not None)  # a case still opening
         self._apply_inbox()  # signals that arrived with the update count first
+        retried = self._retried_plan(proposal)
+        if retried is not None:
+            return retried
         parsed, problem = self._plan_check(proposal)
         if problem or parsed is None:
             raise ApplicationError(problem or "invalid proposal", type="PlanRejected", non_retryable=True)
@@ -236,6 +239,8 @@ class LoanCollectionWorkflow:
 
     @propose_plan.validator
     def _validate_plan(self, proposal: Any) -> None:
+        if self._retried_plan(proposal) is not None:
+            return  # a retry of the accepted proposal: answered with the same schedule
         _, problem = self._plan_check(proposal)
         if problem:
             raise ApplicationError(problem, type="PlanRejected", non_retryable=True)
@@ -250,6 +255,9 @@ class LoanCollectionWorkflow:
         """
         await workflow.wait_condition(lambda: self._state is not None)
         self._apply_inbox()
+        retried = self._retried_outcome(report)
+        if retried is not None:
+            return retried
         parsed, problem = self._outcome_check(report)
         if problem or parsed is None:
             raise ApplicationError(problem or "invalid report", type="OutcomeRejected", non_retryable=True)
@@ -257,6 +265,8 @@ class LoanCollectionWorkflow:
 
     @record_contact_outcome.validator
     def _validate_outcome(self, report: Any) -> None:
+        if self._retried_outcome(report) is not None:
+            return  # a retry of a recorded report: answered with the same record
         _, problem = self._outcome_check(report)
         if problem:
             raise ApplicationError(problem, type="OutcomeRejected", non_retryable=True)
@@ -1034,6 +1044,26 @@ class LoanCollectionWorkflow:
             case = self._case
             tracked = max(0, case.interest_due_minor + case.fees_due_minor - state.paid_minor)
         return min(tracked, state.outstanding_minor)
+
+    def _retried_plan(self, payload: Any) -> PlanAccepted | None:
+        """The active plan when ``payload`` proposes it again (same ``plan_id``): a client retry."""
+        state = self._state
+        plan_id = payload.get("plan_id") if isinstance(payload, dict) else getattr(payload, "plan_id", None)
+        if state is None or state.plan is None or plan_id != state.plan.plan_id:
+            return None
+        return PlanAccepted.model_validate(state.plan.model_dump(include=set(PlanAccepted.model_fields)))
+
+    def _retried_outcome(self, payload: Any) -> ContactOutcome | None:
+        """The recorded outcome when ``payload`` reports the same task, outcome and agent again."""
+        state = self._state
+        if state is None or not isinstance(payload, dict) or "note" in payload:
+            return None
+        for recorded in state.contact_outcomes:
+            if (recorded.task_key, recorded.outcome, recorded.agent_id) == (
+                payload.get("task_key"), payload.get("outcome"), payload.get("agent_id")
+            ):
+                return recorded
+        return None
 
     def _plan_check(self, payload: Any) -> tuple[PlanProposal | None, str | None]:
         """The proposal, or the reason it is refused (``"field: rule"``)."""

@@ -153,6 +153,13 @@ async def test_plans_outcomes_and_contact_history_from_the_command_line(cli_env)
     assert code == 2 and "plan refused: first_instalment_minor: the first instalment (5) must be at least 10001" in out, out
     code, out = await starter(cli_env, "propose-plan", loan, "--kind", "instalments", "--dates", dates, "--plan-id", "PL-CLI")
     assert code == 0 and "33335" in out and "PL-CLI" in out, out
+    # A retry answers with the accepted schedule instead of refusing a duplicate.
+    code, again = await starter(cli_env, "propose-plan", loan, "--kind", "instalments", "--dates", dates, "--plan-id", "PL-CLI")
+    assert code == 0 and "33335" in again, again
+    code, out = await starter(cli_env, "record-outcome", loan, "--task-key", task_key, "--outcome", "reached", "--agent", "A-7")
+    assert code == 0 and "Recorded reached" in out, out
+    code, out = await starter(cli_env, "legal-status", loan, "--status", "won")
+    assert code == 2 and "status: Input should be" in out, out
     code, out = await starter(cli_env, "contacts", loan)
     assert code == 0 and "Asked to call back after payday." in out and "reached" in out and "agent_call" in out, out
     code, out = await starter(cli_env, "dispute", loan, "--dispute-id", "D 1")
@@ -165,3 +172,4 @@ async def test_plans_outcomes_and_contact_history_from_the_command_line(cli_env)
             break
         await asyncio.sleep(0.5)
     assert st["outcome"] == "closed_bankruptcy" and st["plans_ended"][0]["status"] == "closed"
+    assert st["open_tasks"] == []

@@ -18,7 +18,7 @@ from collections_domain.models import (
     RejectedUpdate,
     RepaymentPlan,
 )
-from tests.helpers import advance_to, contact_rows, open_case, payment, status
+from tests.helpers import advance_to, contact_rows, open_case, payment, server_now, status
 from tests.workflows.ladder_test import TZ, at_local, close_to, due_days_ago
 
 
@@ -48,6 +48,8 @@ async def test_instalment_plan_splits_odd_amounts_and_settles_the_case(time_env,
             (3, dates[2], 33_335),
         ]
         assert accepted.total_minor == 100_001 and accepted.plan_workflow_id == f"{case.workflow_id}-plan-PL-1"
+        retried = await propose_plan(h.client, case.loan_id, {"plan_id": "PL-1", "kind": "instalments", "instalment_dates": [str(d) for d in dates]})
+        assert retried == accepted
         for day, amount in ((6, 33_333), (19, 33_333), (34, 33_335)):
             at = at_local(due, day)
             await advance_to(time_env, at)
@@ -286,13 +288,18 @@ async def test_legal_track_records_its_states_and_rejects_going_backwards(time_e
         await advance_to(time_env, at_local(due, 31))
         st = await status(handle)
         legal = h.client.get_workflow_handle(st.hand_offs[0].workflow_id)
-        for event_id, state in (("E1", "lawyers_letter_sent"), ("E2", "suit_filed"), ("E3", "lawyers_letter_sent"), ("E2", "judgment"), ("E4", "judgment"), ("E5", "settled")):
-            await legal.signal("legal_status", {"event_id": event_id, "status": state})
+        today = calendar.local_date(await server_now(time_env), TZ)
+        for event_id, state, on in (("E1", "lawyers_letter_sent", today), ("E2", "suit_filed", None), ("E3", "lawyers_letter_sent", None),
+                                    ("E2", "judgment", None), ("E6", "judgment", today + timedelta(days=1)),
+                                    ("E7", "judgment", today - timedelta(days=1)), ("E4", "judgment", None), ("E5", "settled", None)):
+            await legal.signal("legal_status", {"event_id": event_id, "status": state, **({"occurred_on": str(on)} if on else {})})
         result = await legal.result()
     assert result["states"] == ["filed", "lawyers_letter_sent", "suit_filed", "judgment", "settled"]
     assert result["rejected"] == [
         "E3: status: the legal track is at suit_filed; lawyers_letter_sent cannot follow it",
         "E2: event_id: duplicate, this legal status was already recorded",
+        f"E6: occurred_on: must not be after today ({today}, borrower's calendar)",
+        f"E7: occurred_on: must not be before the previous state's date ({today})",
     ]
     events = rows(h.engine, HandOffEventRecord, case.loan_id)
     assert [e.status for e in events] == ["filed", "lawyers_letter_sent", "suit_filed", "judgment", "settled"]
