@@ -154,6 +154,8 @@ class LoanCollectionWorkflow:
         #: Children told to end when the case ended, and children that said they closed.
         self._children_ending: list[str] = []
         self._children_closed: list[str] = []
+        #: Handles of the children this run started (awaited when the case ends).
+        self._child_handles: dict[str, Any] = {}
 
     # -- signals and query -------------------------------------------------------------------
 
@@ -336,18 +338,17 @@ class LoanCollectionWorkflow:
             if self._pending:
                 await self._flush_records()
         if self._children_ending:
+            # Wait (bounded) until each child has ended: a child this run started is awaited to
+            # completion; one started before a continue-as-new confirms with `child_closed`, and
+            # then gets a moment to complete. (Temporal's time-skipping test server stops skipping
+            # time when a child completes after its abandoned parent closed.)
             try:
-                await workflow.wait_condition(
-                    lambda: all(child in self._children_closed for child in self._children_ending),
-                    timeout=CHILD_CLOSE_WAIT,
-                    timeout_summary="waiting for the children to confirm they closed",
-                )
+                await workflow.wait_condition(self._children_ended, timeout=CHILD_CLOSE_WAIT,
+                                              timeout_summary="waiting for the children to close")
             except asyncio.TimeoutError:
                 workflow.logger.warning("children.not_confirmed", extra={"children": self._children_ending})
-            # A child signals just before it completes; give that completion a moment to land
-            # first (Temporal's time-skipping test server stops skipping time when a child
-            # completes after its abandoned parent closed).
-            await workflow.sleep(CHILD_COMPLETION_GRACE, summary="let the children complete")
+            if any(child not in self._child_handles for child in self._children_ending):
+                await workflow.sleep(CHILD_COMPLETION_GRACE, summary="let the children complete")
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._status()
 
@@ -583,7 +584,7 @@ class LoanCollectionWorkflow:
         else:
             child_id = legal_workflow_id(case.workflow_id, case.oldest_due_date)
             child_type = LEGAL_WORKFLOW_TYPE
-        await workflow.start_child_workflow(
+        self._child_handles[child_id] = await workflow.start_child_workflow(
             child_type,
             HandOffRequest(
                 request=request,
@@ -1018,6 +1019,16 @@ class LoanCollectionWorkflow:
         if plans_too and state.plan is not None:
             self._end_plan("closed", reason)
 
+    def _children_ended(self) -> bool:
+        for child in self._children_ending:
+            handle = self._child_handles.get(child)
+            if handle is not None:
+                if not handle.done():
+                    return False
+            elif child not in self._children_closed:
+                return False
+        return True
+
     async def _send_outbox(self) -> None:
         messages, self._outbox = self._outbox, []
         for workflow_id, signal_name, argument in messages:
@@ -1141,7 +1152,7 @@ class LoanCollectionWorkflow:
         plan = state.plan
         assert plan is not None
         plan.started = True
-        await workflow.start_child_workflow(
+        self._child_handles[plan.plan_workflow_id] = await workflow.start_child_workflow(
             PLAN_WORKFLOW_TYPE,
             PlanRun(
                 plan_id=plan.plan_id,
