@@ -76,7 +76,9 @@ class Harness:
     async def terminate_open_cases(self) -> None:
         """End this test's still-running cases and their children, so their timers cannot hold
         the shared clock."""
-        ids = [handle.id for handle in self.handles] + self.child_ids
+        # Children first: a child ending after its (abandoned) parent closed stops the
+        # time-skipping server from skipping time for the rest of the session.
+        ids = self.child_ids + [handle.id for handle in self.handles]
         for workflow_id in ids:
             try:
                 await self.client.get_workflow_handle(workflow_id).terminate(reason="test finished")
