@@ -22,8 +22,19 @@ from activities.delivery import Delivery, DeliveryBackend, RecordDelivery
 from collections_domain.case import CaseInput
 from collections_domain.db import session
 from collections_domain.logs import get_logger
+from collections_domain.compliance import (
+    CALL_LOOKBACK,
+    CONNECTED_OUTCOMES,
+    CallAttempt,
+    ContactPreferences,
+    ContactProfile,
+)
 from collections_domain.models import (
+    Attorney,
     Borrower,
+    CallAttemptRecord,
+    ContactDecisionRecord,
+    ContactPreferencesRecord,
     CasePause,
     CollectionCase,
     ContactAttempt,
@@ -48,8 +59,10 @@ from collections_domain.records import (
     ContactRequest,
     ContactResult,
     CaseWrittenOff,
+    ContactDecisionRecorded,
     ContactOutcomeRecorded,
     HandOffEvent,
+    ProfileRequest,
     PauseRecorded,
     PaymentApplied,
     PlanInstalmentUpdate,
@@ -67,6 +80,31 @@ log = get_logger("activities")
 DESTINATION_FIELD = {Channel.SMS: "phone", Channel.EMAIL: "email", Channel.LETTER: "postal_address"}
 DEFAULT_AGENCY = "default-agency"
 _RECORD = RecordDelivery()
+
+
+def _aware(instant: datetime) -> datetime:
+    """SQLite returns naive datetimes for UTC columns; make them aware again."""
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
+
+
+def preferences_from_row(row: ContactPreferencesRecord) -> ContactPreferences:
+    """The gate's ``ContactPreferences`` from a ``contact_preferences`` row."""
+
+    def items(text: str) -> tuple[str, ...]:
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+
+    return ContactPreferences(
+        preferred_opens=row.preferred_opens,
+        preferred_closes=row.preferred_closes,
+        agreed_opens=row.agreed_opens,
+        agreed_closes=row.agreed_closes,
+        opted_out_media=items(row.opted_out_media),  # type: ignore[arg-type]
+        preferred_media=items(row.preferred_media),  # type: ignore[arg-type]
+        sms_consent=row.sms_consent,
+        attorney_id=row.attorney_id,
+        extra_time_zones=items(row.extra_time_zones),
+        ombudsman_complaint_open=row.ombudsman_complaint_open,
+    )
 
 
 def _attempt(db: Any, idempotency_key: str) -> ContactAttempt | None:
@@ -242,6 +280,45 @@ class CollectionActivities:
                             )
                         )
                         written += 1
+                        if event.action == "agent_call" and event.outcome not in ("missed", "cancelled") and case:
+                            # The agent's call is a call attempt the compliance gate counts.
+                            db.add(
+                                CallAttemptRecord(
+                                    attempt_key=event.key,
+                                    borrower_id=case.borrower_id,
+                                    loan_id=records.loan_id,
+                                    attempted_at=event.at,
+                                    connected=event.outcome in CONNECTED_OUTCOMES,
+                                    source="agent",
+                                    task_key=event.task_key,
+                                )
+                            )
+                elif isinstance(event, ContactDecisionRecorded):
+                    exists = db.exec(
+                        select(ContactDecisionRecord).where(ContactDecisionRecord.record_key == event.key)
+                    ).first()
+                    if exists is None:
+                        db.add(
+                            ContactDecisionRecord(
+                                record_key=event.key,
+                                workflow_id=records.workflow_id,
+                                loan_id=records.loan_id,
+                                jurisdiction=event.jurisdiction,
+                                step=event.step,
+                                action=event.action,
+                                decision=event.decision,
+                                rule_id=event.rule_id,
+                                reason=event.reason,
+                                days_past_due=event.days_past_due,
+                                run_action=event.run_action,
+                                run_key=event.run_key,
+                                deferred_until=event.deferred_until,
+                                send_by=event.send_by,
+                                requirements=",".join(event.requirements),
+                                decided_at=event.at,
+                            )
+                        )
+                        written += 1
                 elif isinstance(event, PauseRecorded):
                     pause = db.exec(
                         select(CasePause).where(
@@ -323,6 +400,55 @@ class CollectionActivities:
         db.add(plan)
         return 1
 
+    # -- compliance ----------------------------------------------------------------------------
+
+    @activity.defn(name="load_contact_profile")
+    def load_contact_profile(self, request: ProfileRequest) -> ContactProfile:
+        """The borrower's contact preferences and call log as of ``request.as_of`` (UTC), for the
+        compliance gate. Ids and flags only (``ContactProfile``); no personal data.
+
+        The call log covers ``CALL_LOOKBACK`` before ``as_of`` over every loan of the borrower:
+        logged attempts (``call_attempts``: agents, agencies, the dialer) and agent call tasks the
+        gate allowed that have no logged attempt yet (counted as planned calls).
+        """
+        since = request.as_of - CALL_LOOKBACK
+        with session(self.engine) as db:
+            row = db.get(ContactPreferencesRecord, request.borrower_id)
+            preferences = ContactPreferences() if row is None else preferences_from_row(row)
+            logged = db.exec(
+                select(CallAttemptRecord).where(
+                    CallAttemptRecord.borrower_id == request.borrower_id,
+                    CallAttemptRecord.attempted_at > since,
+                    CallAttemptRecord.attempted_at <= request.as_of,
+                )
+            ).all()
+            loans = set(
+                db.exec(select(CollectionCase.loan_id).where(CollectionCase.borrower_id == request.borrower_id)).all()
+            ) | {request.loan_id}
+            tasks = db.exec(
+                select(ContactDecisionRecord).where(
+                    ContactDecisionRecord.loan_id.in_(sorted(loans)),  # type: ignore[attr-defined]
+                    ContactDecisionRecord.run_action == "agent_call",
+                    ContactDecisionRecord.decided_at > since,
+                    ContactDecisionRecord.decided_at <= request.as_of,
+                )
+            ).all()
+        reported = {a.task_key for a in logged if a.task_key}
+        attempts = [
+            CallAttempt(at=_aware(a.attempted_at), loan_id=a.loan_id, connected=a.connected, phone_number_id=a.phone_number_id)
+            for a in logged
+        ] + [
+            CallAttempt(at=_aware(t.decided_at), loan_id=t.loan_id, planned=True)
+            for t in tasks
+            if t.run_key not in reported
+        ]
+        return ContactProfile(
+            borrower_id=request.borrower_id,
+            as_of=request.as_of,
+            preferences=preferences,
+            call_attempts=sorted(attempts, key=lambda a: a.at),
+        )
+
     # -- contacts: one activity type per channel, so histories read like the process ---------
 
     @activity.defn(name="send_sms")
@@ -343,6 +469,12 @@ class CollectionActivities:
     @activity.defn(name="issue_demand_letter")
     def issue_demand_letter(self, request: ContactRequest) -> ContactResult:
         """Issue a formal demand letter to the borrower's postal address."""
+        return self._contact(request)
+
+    @activity.defn(name="issue_notice_letter")
+    def issue_notice_letter(self, request: ContactRequest) -> ContactResult:
+        """Post a notice the compliance gate adds: the validation notice (US, 12 CFR 1006.34) to the
+        borrower, or a letter to the attorney of a represented borrower (``attorney_notice``)."""
         return self._contact(request)
 
     @activity.defn(name="place_with_agency")
@@ -469,10 +601,15 @@ class CollectionActivities:
             borrower = db.get(Borrower, request.borrower_id)
             # Without a borrower row, write in the jurisdiction's language.
             locale = borrower.locale if borrower else ("zh-CN" if request.jurisdiction == "CN" else "en")
+            recipient: Any = borrower
+            if request.action == "attorney_notice":
+                preferences = db.get(ContactPreferencesRecord, request.borrower_id)
+                attorney_id = preferences.attorney_id if preferences else None
+                recipient = db.get(Attorney, attorney_id) if attorney_id else None
             message = render(
                 spec.template,
                 locale=locale,
-                name=borrower.full_name if borrower else request.borrower_id,
+                name=(recipient.full_name if recipient else request.borrower_id),
                 loan_id=request.loan_id,
                 outstanding_minor=request.outstanding_minor,
                 paid_minor=request.paid_minor,
@@ -503,12 +640,19 @@ class CollectionActivities:
             attempt.rendered = message.body if message.subject is None else f"{message.subject}\n\n{message.body}"
             attempt.updated_at = now
             destination_field = DESTINATION_FIELD.get(spec.channel)
-            destination = getattr(borrower, destination_field, None) if (borrower and destination_field) else None
+            destination = getattr(recipient, destination_field, None) if (recipient and destination_field) else None
             if destination_field and not destination and not internal:
                 attempt.status = "failed"
-                attempt.last_error = f"borrower {request.borrower_id} has no {destination_field} on file"
+                who = "the attorney of borrower" if request.action == "attorney_notice" else "borrower"
+                attempt.last_error = f"{who} {request.borrower_id} has no {destination_field} on file"
                 self._save(db, attempt)
                 raise ApplicationError(attempt.last_error, type="NoContactDetails", non_retryable=True)
+            if request.send_by is not None and now > request.send_by and not internal:
+                # Retries ran past the permitted hours: never deliver late; the workflow falls back.
+                attempt.status = "failed"
+                attempt.last_error = f"send_by: the permitted contact hours closed at {request.send_by.isoformat()}"
+                self._save(db, attempt)
+                raise ApplicationError(attempt.last_error, type="ContactWindowClosed", non_retryable=True)
             self._save(db, attempt)
 
         payload: dict[str, Any] = {
@@ -525,6 +669,8 @@ class CollectionActivities:
         }
         if spec.task_kind:
             payload["task_kind"] = spec.task_kind
+        if request.requirements:
+            payload["requirements"] = list(request.requirements)
         if destination_field:
             payload["to"] = destination
         backend = _RECORD if internal else self.delivery

@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from collections_domain.policy import CollectionPolicy
+from collections_domain.compliance import ContactDecision
+from collections_domain.policy import SUPPORTED_JURISDICTIONS, CollectionPolicy
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -25,7 +26,7 @@ from pydantic import (
 WORKFLOW_TYPE = "LoanCollectionWorkflow"
 WORKFLOW_ID_PREFIX = "collection-"
 DEFAULT_TASK_QUEUE = "collections"
-JURISDICTIONS = ("CN", "US", "UK")
+JURISDICTIONS = SUPPORTED_JURISDICTIONS
 
 #: Loan, borrower, payment and promise ids: 1-64 letters, digits, ``-``, ``_``, ``.``.
 ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
@@ -55,6 +56,7 @@ SignalKind = Literal[
     "bankruptcy",
     "deceased",
     "plan_instalment_missed",
+    "breathing_space",
 ]
 #: The id field each signal carries (the id a rejection is recorded under).
 SIGNAL_ID_FIELD = {
@@ -67,6 +69,7 @@ SIGNAL_ID_FIELD = {
     "bankruptcy": "notice_id",
     "deceased": "notice_id",
     "plan_instalment_missed": "plan_id",
+    "breathing_space": "breathing_space_id",
 }
 ContactOutcomeKind = Literal["reached", "no_answer", "wrong_number", "refused", "promise_made", "dispute_raised"]
 PlanKind = Literal["instalments", "deferral", "waiver"]
@@ -230,6 +233,23 @@ class Hardship(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     hardship_id: Identifier
+
+
+class BreathingSpace(BaseModel):
+    """Signal ``breathing_space`` (UK: the Debt Respite Scheme): pause the ladder for the policy's
+    ``compliance.UK.breathing_space_days``; rejected where the jurisdiction has no such scheme."""
+
+    model_config = ConfigDict(extra="ignore")
+    breathing_space_id: Identifier
+
+
+class DeferredStep(BaseModel):
+    """A due step the compliance gate deferred: ``step`` waits until ``until`` (UTC) for
+    ``rule_id`` (the permitted hours, or a notice period)."""
+
+    step: str
+    until: datetime
+    rule_id: str
 
 
 class CaseStop(BaseModel):
@@ -477,6 +497,9 @@ class CaseStatus(BaseModel):
     waived_minor: int = 0
     closed_at: datetime | None = None
     written_off_minor: int | None = None
+    #: Every compliance gate decision, in order (``collections_domain.compliance``).
+    contact_decisions: list[ContactDecision] = []
+    deferred_step: DeferredStep | None = None
 
 
 class PendingSignal(BaseModel):
@@ -531,6 +554,9 @@ class CaseState(BaseModel):
     waived_minor: int = 0
     closed_at: datetime | None = None
     written_off_minor: int | None = None
+    #: Every compliance gate decision, in order (``collections_domain.compliance``).
+    contact_decisions: list[ContactDecision] = []
+    deferred_step: DeferredStep | None = None
 
 
 CaseInput.model_rebuild()

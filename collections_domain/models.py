@@ -304,3 +304,80 @@ class RejectedUpdate(SQLModel, table=True):
     reason: str
     payload_json: str
     rejected_at: datetime = Field(sa_column=_utc_column())
+
+
+class Attorney(SQLModel, table=True):
+    """An attorney who represents borrowers: their professional contact details (letters to a
+    represented borrower go here instead, Regulation F 12 CFR 1006.6(b)(2))."""
+
+    __tablename__ = "attorneys"
+    id: str = Field(primary_key=True, max_length=64)
+    full_name: str
+    firm: str | None = None
+    postal_address: str | None = None
+    email: str | None = None
+
+
+class ContactPreferencesRecord(SQLModel, table=True):
+    """A borrower's contact preferences and consents, read by the compliance gate before each step.
+
+    Hours are local ``HH:MM``; media lists are comma-separated (``sms,email,call,visit,letter``);
+    ``extra_time_zones`` are comma-separated IANA names of other places the borrower may be.
+    """
+
+    __tablename__ = "contact_preferences"
+    borrower_id: str = Field(primary_key=True, max_length=64)
+    preferred_opens: str | None = Field(default=None, max_length=5)
+    preferred_closes: str | None = Field(default=None, max_length=5)
+    agreed_opens: str | None = Field(default=None, max_length=5)
+    agreed_closes: str | None = Field(default=None, max_length=5)
+    opted_out_media: str = ""
+    preferred_media: str = ""
+    sms_consent: bool = False
+    attorney_id: str | None = Field(default=None, max_length=64)
+    extra_time_zones: str = ""
+    ombudsman_complaint_open: bool = False
+    updated_at: datetime = Field(sa_column=_utc_column())
+
+
+class CallAttemptRecord(SQLModel, table=True):
+    """One phone call attempt to a borrower by anyone: an agent (from ``record_contact_outcome``),
+    an agency or the dialer. The compliance gate counts these for the call caps."""
+
+    __tablename__ = "call_attempts"
+    id: int | None = Field(default=None, primary_key=True)
+    attempt_key: str = Field(unique=True, max_length=200)
+    borrower_id: str = Field(index=True, max_length=64)
+    loan_id: str = Field(index=True, max_length=64)
+    attempted_at: datetime = Field(sa_column=_utc_column())
+    connected: bool = False
+    phone_number_id: str | None = Field(default=None, max_length=64)
+    source: str = "agent"  # agent | agency | dialer
+    task_key: str | None = Field(default=None, max_length=200)
+
+
+class ContactDecisionRecord(SQLModel, table=True):
+    """What the compliance gate decided for one action of a step, with its rule (the audit trail).
+
+    ``decision``: allowed | deferred | rerouted | skipped; ``run_action`` and ``run_key`` (the
+    contact's idempotency key in ``contact_attempts``) are set when something ran.
+    """
+
+    __tablename__ = "contact_decisions"
+    id: int | None = Field(default=None, primary_key=True)
+    record_key: str = Field(unique=True, max_length=200)
+    workflow_id: str = Field(index=True, max_length=80)
+    loan_id: str = Field(index=True, max_length=64)
+    jurisdiction: str = Field(max_length=2)
+    step: str
+    action: str
+    decision: str
+    rule_id: str
+    reason: str
+    days_past_due: int
+    run_action: str | None = None
+    run_key: str | None = Field(default=None, max_length=200)
+    deferred_until: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    send_by: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    requirements: str = ""
+    decided_at: datetime = Field(sa_column=_utc_column())

@@ -39,21 +39,34 @@ class ActionSpec(BaseModel):
     template: str
     label: str
     task_kind: str | None = None
+    #: The medium by which the action reaches a person (``sms``, ``email``, ``call``, ``visit``,
+    #: ``letter``), or ``None`` when it is not a communication with the borrower (placement,
+    #: legal referral, manual review). The compliance gate rules by medium.
+    medium: str | None = None
 
 
 #: Every action a policy may name. ``manual_review`` is the fallback when a delivery fails for good.
 ACTIONS: dict[str, ActionSpec] = {
-    "sms_reminder": ActionSpec(channel=Channel.SMS, template="sms_reminder", label="SMS reminder"),
+    "sms_reminder": ActionSpec(channel=Channel.SMS, template="sms_reminder", label="SMS reminder", medium="sms"),
     "email_overdue_notice": ActionSpec(
-        channel=Channel.EMAIL, template="email_overdue_notice", label="email with overdue details"
+        channel=Channel.EMAIL, template="email_overdue_notice", label="email with overdue details", medium="email"
     ),
     "agent_call": ActionSpec(
-        channel=Channel.AGENT_TASK, template="agent_call", label="agent phone call", task_kind="call"
+        channel=Channel.AGENT_TASK, template="agent_call", label="agent phone call", task_kind="call", medium="call"
     ),
     "field_visit": ActionSpec(
-        channel=Channel.AGENT_TASK, template="field_visit", label="field visit", task_kind="visit"
+        channel=Channel.AGENT_TASK, template="field_visit", label="field visit", task_kind="visit", medium="visit"
     ),
-    "demand_letter": ActionSpec(channel=Channel.LETTER, template="demand_letter", label="demand letter"),
+    "demand_letter": ActionSpec(
+        channel=Channel.LETTER, template="demand_letter", label="demand letter", medium="letter"
+    ),
+    # Added by the compliance gate, not named in ladders (collections_domain/compliance.py):
+    "validation_notice": ActionSpec(
+        channel=Channel.LETTER, template="validation_notice", label="validation notice", medium="letter"
+    ),
+    "attorney_notice": ActionSpec(
+        channel=Channel.LETTER, template="attorney_notice", label="letter to the borrower's attorney", medium="letter"
+    ),
     "agency_placement": ActionSpec(
         channel=Channel.AGENCY, template="agency_placement", label="placement with agency"
     ),
@@ -219,6 +232,70 @@ class WriteOffRules(BaseModel):
     no_payment_days: int = Field(90, ge=0, le=3650)
 
 
+Medium = Literal["sms", "email", "call", "visit", "letter"]
+
+#: The jurisdictions the product supports; a policy file needs ``[compliance.<CODE>]`` for each.
+SUPPORTED_JURISDICTIONS = ("CN", "US", "UK")
+
+
+class ComplianceRules(BaseModel):
+    """One jurisdiction's contact rules (policy table ``[compliance.<CODE>]``), which the gate
+    (``collections_domain.compliance``) applies before every contact. The policy file names the
+    source of each number; ``None`` switches a rule off.
+
+    Hours are local wall-clock hours at the borrower's location (``opens`` <= t < ``closes``);
+    counts are per local day (CN) or per rolling 7 x 24 hours (US).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    contact_hours: ContactWindow = ContactWindow(opens="08:00", closes="21:00")
+    #: Media that may only be used inside ``contact_hours`` (letters are not sent "at" an hour).
+    hour_restricted_media: tuple[Medium, ...] = ("sms", "email", "call", "visit")
+    #: Check the hours in every time zone the borrower may be in (the case's and the profile's).
+    all_plausible_time_zones: bool = False
+    #: Narrow the hours to the borrower's stated preferred hours.
+    honour_preferred_hours: bool = True
+    #: Use only the borrower's preferred media when they named any.
+    honour_preferred_channels: bool = False
+    #: A stored borrower agreement may widen ``contact_hours``.
+    agreement_may_widen_hours: bool = False
+    #: A borrower represented by an attorney is reached only through the attorney.
+    attorney_only: bool = True
+    #: SMS needs the borrower's recorded consent.
+    sms_needs_consent: bool = False
+    max_connected_calls_per_day: int | None = Field(None, ge=0, le=100)
+    max_unanswered_calls_per_number_per_day: int | None = Field(None, ge=0, le=100)
+    max_call_attempts_per_7_days: int | None = Field(None, ge=0, le=100)
+    no_calls_days_after_conversation: int | None = Field(None, ge=0, le=60)
+    #: A field visit needs this many collectors.
+    visit_collectors: int | None = Field(None, ge=1, le=10)
+    #: Send a validation notice with the first communication (within ``validation_notice_within_days``).
+    validation_notice: bool = False
+    validation_notice_within_days: int = Field(5, ge=0, le=60)
+    #: Days after ``oldest_due_date`` after which the debt is time-barred and the legal step is off.
+    legal_time_bar_days: int | None = Field(None, ge=1, le=36500)
+    #: The legal step waits until this many full days after the default notice (a demand letter).
+    legal_after_default_notice_days: int | None = Field(None, ge=0, le=365)
+    #: No legal step while the borrower's complaint is with the ombudsman.
+    legal_blocked_by_ombudsman_complaint: bool = False
+    #: Signal ``breathing_space`` pauses the ladder this many days (``None``: not available here).
+    breathing_space_days: int | None = Field(None, ge=1, le=365)
+    #: When an action's medium is not permitted, the alternatives tried in order.
+    reroute: dict[str, tuple[str, ...]] = {}
+
+    @field_validator("reroute")
+    @classmethod
+    def _known_alternatives(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        named = set(value) | {a for alternatives in value.values() for a in alternatives}
+        unknown = sorted(a for a in named if a not in ACTIONS)
+        if unknown:
+            raise ValueError(f"unknown action(s) {unknown}; known: {', '.join(sorted(ACTIONS))}")
+        not_contacts = sorted(a for a in named if ACTIONS[a].medium is None)
+        if not_contacts:
+            raise ValueError(f"only communications can be rerouted, not {not_contacts}")
+        return value
+
+
 class CurrencyThresholds(BaseModel):
     """Money thresholds for one currency, in that currency's minor units."""
 
@@ -282,6 +359,8 @@ class CollectionPolicy(BaseModel):
     pauses: PauseRules = PauseRules()
     placement: PlacementRules = PlacementRules()
     write_off: WriteOffRules = WriteOffRules()
+    #: Contact rules by jurisdiction (policies saved before the compliance gate have none).
+    compliance: dict[str, ComplianceRules] = {}
     currencies: dict[str, CurrencyThresholds] = Field(min_length=1)
     steps: tuple[LadderStep, ...] = Field(min_length=1)
 
@@ -315,6 +394,10 @@ class CollectionPolicy(BaseModel):
                 )
         return self
 
+    def compliance_rules(self, jurisdiction: str) -> ComplianceRules:
+        """The contact rules of ``jurisdiction``; raises ``KeyError`` when the policy has none."""
+        return self.compliance[jurisdiction]
+
     def thresholds(self, currency: str) -> CurrencyThresholds:
         """Thresholds for ``currency``; raises ``KeyError`` when the policy has none."""
         return self.currencies[currency]
@@ -346,6 +429,14 @@ def parse_policy(text: str, source: str = "<string>") -> CollectionPolicy:
     not_iso = [code for code in policy.currencies if not is_currency(code)]
     if not_iso:
         raise PolicyError(f"{source}: currencies: not ISO 4217 currency codes: {not_iso}")
+    missing = [code for code in SUPPORTED_JURISDICTIONS if code not in policy.compliance]
+    if missing:
+        raise PolicyError(f"{source}: compliance: needs a [compliance.<CODE>] table for {missing}")
+    unknown = sorted(set(policy.compliance) - set(SUPPORTED_JURISDICTIONS))
+    if unknown:
+        raise PolicyError(
+            f"{source}: compliance: unknown jurisdiction(s) {unknown}; known: {', '.join(SUPPORTED_JURISDICTIONS)}"
+        )
     return policy
 
 

@@ -149,6 +149,27 @@ class CaseWrittenOff(BaseModel):
     policy_version: str
 
 
+class ContactDecisionRecorded(BaseModel):
+    """A compliance gate decision (``collections_domain.compliance.ContactDecision``) and the
+    idempotency key of the contact it ran, if any."""
+
+    kind: Literal["contact_decision"] = "contact_decision"
+    key: str
+    at: datetime
+    jurisdiction: str
+    step: str
+    action: str
+    decision: str
+    rule_id: str
+    reason: str
+    days_past_due: int
+    run_action: str | None = None
+    run_key: str | None = None
+    deferred_until: datetime | None = None
+    send_by: datetime | None = None
+    requirements: list[str] = []
+
+
 CaseEvent = Annotated[
     CaseOpened
     | CaseProgress
@@ -159,7 +180,8 @@ CaseEvent = Annotated[
     | PlanRecorded
     | ContactOutcomeRecorded
     | PauseRecorded
-    | CaseWrittenOff,
+    | CaseWrittenOff
+    | ContactDecisionRecorded,
     Field(discriminator="kind"),
 ]
 
@@ -194,6 +216,10 @@ class ContactRequest(BaseModel):
     jurisdiction: str
     policy_version: str
     failed_key: str | None = None
+    #: What the compliance gate requires of the contact (``collectors:2`` for a CN field visit).
+    requirements: list[str] = []
+    #: The instant the permitted hours close (UTC): the activity refuses to deliver after it.
+    send_by: datetime | None = None
 
 
 class ContactResult(BaseModel):
@@ -205,6 +231,15 @@ class ContactResult(BaseModel):
     channel: str
     backend: str
     provider_reference: str | None = None
+
+
+class ProfileRequest(BaseModel):
+    """Ask for a borrower's contact profile (``compliance.ContactProfile``) as of ``as_of``
+    (the workflow's clock, UTC); ``loan_id`` is the asking case's loan."""
+
+    borrower_id: str
+    loan_id: str
+    as_of: datetime
 
 
 class CaseSetup(BaseModel):

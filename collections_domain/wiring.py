@@ -49,6 +49,8 @@ def activity_list(activities: CollectionActivities) -> list:
         activities.record_hand_off_event,
         activities.recall_placement,
         activities.withdraw_legal_referral,
+        activities.load_contact_profile,
+        activities.issue_notice_letter,
     ]
 
 

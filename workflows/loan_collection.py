@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from activities.collection_activities import CollectionActivities
-    from collections_domain import calendar, ladder, plans
+    from collections_domain import calendar, compliance, ladder, plans
     from collections_domain import search_attributes as sa
     from collections_domain.case import (
         SIGNAL_ID_FIELD,
@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         ActionResult,
         ActivePlan,
         AgentTask,
+        BreathingSpace,
         CaseInput,
         CaseState,
         CaseStatus,
@@ -37,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         CeaseContact,
         ContactOutcome,
         ContactOutcomeReport,
+        DeferredStep,
         DisputeOpened,
         DisputeResolved,
         EndedPlan,
@@ -74,12 +76,14 @@ with workflow.unsafe.imports_passed_through():
         CaseProgress,
         CaseRecords,
         CaseWrittenOff,
+        ContactDecisionRecorded,
         ContactOutcomeRecorded,
         ContactRequest,
         HandOffRequest,
         PauseRecorded,
         PaymentApplied,
         PlanRecorded,
+        ProfileRequest,
         PromiseOpened,
         PromiseResolved,
         SignalRejected,
@@ -95,6 +99,8 @@ ACTIVITY_FOR_ACTION = {
     "agency_placement": CollectionActivities.place_with_agency,
     "legal_referral": CollectionActivities.file_legal_referral,
     "manual_review": CollectionActivities.queue_manual_review,
+    "validation_notice": CollectionActivities.issue_notice_letter,
+    "attorney_notice": CollectionActivities.issue_notice_letter,
 }
 
 #: Contacts: 5xx and timeouts retried with backoff for about an hour, then the fallback.
@@ -114,13 +120,17 @@ MAX_HISTORY_EVENTS = 8_000
 #: Patch id of the change that added agent-task deadlines, placement/legal child workflows and
 #: write-off. Histories recorded before it replay the old commands (``workflow.patched``).
 PATCH_CHILDREN_AND_WRITE_OFF = "hand-off-children-task-deadlines-write-off"
+#: Patch id of the compliance gate: before each step the case loads the borrower's contact
+#: profile, asks ``compliance.decide_step`` and records every decision; steps wait for the
+#: jurisdiction's hours instead of the ladder's contact window.
+PATCH_COMPLIANCE_GATE = "compliance-gate"
 #: Hand-off actions run as child workflows (after the patch above).
 HAND_OFF_WORKFLOWS = {"agency_placement": "placement", "legal_referral": "legal_referral"}
 #: How long a closing case waits for its children to confirm they closed.
 CHILD_CLOSE_WAIT = timedelta(hours=1)
 CHILD_COMPLETION_GRACE = timedelta(seconds=10)
 #: Pauses that stop the ladder (and shift its later steps); ``cease_contact`` filters actions instead.
-LADDER_PAUSES = ("dispute", "hardship")
+LADDER_PAUSES = ("dispute", "hardship", "breathing_space")
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -151,6 +161,8 @@ class LoanCollectionWorkflow:
         self._woken = False
         #: Whether this run records the commands added by PATCH_CHILDREN_AND_WRITE_OFF.
         self._patched = False
+        #: Whether this run asks the compliance gate before each step (PATCH_COMPLIANCE_GATE).
+        self._gated = False
         #: Children told to end when the case ended, and children that said they closed.
         self._children_ending: list[str] = []
         self._children_closed: list[str] = []
@@ -198,6 +210,12 @@ class LoanCollectionWorkflow:
     def deceased(self, notice: Any = None) -> None:
         """Queue a notice of death (``CaseStop``): the case ends ``closed_deceased``."""
         self._queue("deceased", notice)
+
+    @workflow.signal(name="breathing_space")
+    def breathing_space(self, breathing_space: Any = None) -> None:
+        """Queue a breathing space (``BreathingSpace``, UK): the ladder pauses for the policy's
+        ``compliance.UK.breathing_space_days``."""
+        self._queue("breathing_space", breathing_space)
 
     @workflow.signal(name="plan_instalment_missed")
     def plan_instalment_missed(self, missed: Any = None) -> None:
@@ -284,6 +302,7 @@ class LoanCollectionWorkflow:
     async def run(self, case: CaseInput) -> CaseStatus:
         """Run the case until it ends; returns the final ``status``."""
         self._patched = workflow.patched(PATCH_CHILDREN_AND_WRITE_OFF)
+        self._gated = workflow.patched(PATCH_COMPLIANCE_GATE)
         problems = case.input_problems
         if problems:
             raise ApplicationError(
@@ -298,6 +317,9 @@ class LoanCollectionWorkflow:
             )
         if self._state is None:
             await self._open_case()
+        # A case whose policy predates the compliance rules (carried through continue-as-new)
+        # keeps the ladder's contact window: its policy has no rules to gate with.
+        self._gated = self._gated and case.jurisdiction in self._require_state().policy.compliance
         self._sync_search_attributes()
 
         while True:
@@ -325,7 +347,12 @@ class LoanCollectionWorkflow:
                 workflow.continue_as_new(self._case.model_copy(update={"resume": state}))
             wake_at, summary, due = self._plan()
             if due is not None:
-                await self._take_step(due)
+                if not self._gated:
+                    await self._take_step(due)
+                    continue
+                gate = await self._ask_gate(due)
+                if gate is not None and not self._inbox:
+                    await self._take_step(due, gate)
                 continue
             await self._sleep_until(wake_at, summary)
 
@@ -425,7 +452,14 @@ class LoanCollectionWorkflow:
                 wakes.append((deadline, f"promise {state.open_promise.promise_id}: judged at {self._local(deadline)}"))
         elif not self._ladder_paused():
             pos = self._position()
-            if pos.due is not None and pos.step is not None:
+            deferred = state.deferred_step
+            if pos.due is not None and pos.step is not None and self._gated:
+                # The compliance gate decides when contact is lawful; a deferred step waits.
+                if deferred is None or deferred.step != pos.step.name or deferred.until <= now:
+                    return None, None, pos
+                self._next_step = NextStep(step=pos.step.name, at=deferred.until)
+                wakes.append((deferred.until, f"{pos.step.name}: deferred ({deferred.rule_id}) until {self._local(deferred.until)}"))
+            elif pos.due is not None and pos.step is not None:
                 contact_at = ladder.next_contact_instant(now, case.timezone, state.policy)
                 if contact_at <= now:
                     return None, None, pos
@@ -492,8 +526,94 @@ class LoanCollectionWorkflow:
 
     # -- ladder steps ------------------------------------------------------------------------
 
-    async def _take_step(self, pos: ladder.LadderPosition) -> None:
-        """Take ``pos``'s due step now, recording the stale rungs before it as skipped."""
+    async def _ask_gate(self, pos: ladder.LadderPosition) -> list[compliance.ContactDecision] | None:
+        """Ask the compliance gate about ``pos``'s due step: load the borrower's contact profile
+        (an activity: preferences, consents, the call log), decide every action, and return the
+        decisions; or, when the step must wait (the hour, a notice period), record the deferral,
+        keep it in ``state.deferred_step`` and return ``None``."""
+        state = self._require_state()
+        case = self._case
+        step = pos.step
+        assert step is not None
+        now = workflow.now()
+        dpd = calendar.days_past_due(case.oldest_due_date, now, case.timezone)
+        profile = await workflow.execute_activity_method(
+            CollectionActivities.load_contact_profile,
+            ProfileRequest(borrower_id=case.borrower_id, loan_id=case.loan_id, as_of=now),
+            start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+            retry_policy=BOOKKEEPING_RETRY,
+            summary=f"DPD {dpd} {step.name}: load the borrower's contact preferences and call log",
+        )
+        answer = compliance.decide_step(
+            step=step.name,
+            actions=step.actions,
+            rules=state.policy.compliance_rules(case.jurisdiction),
+            facts=self._case_facts(),
+            profile=profile,
+            now=workflow.now(),
+            days_past_due=dpd,
+        )
+        if answer.deferred_until is None:
+            state.deferred_step = None
+            return answer.decisions
+        first = answer.decisions[0]
+        again = state.deferred_step
+        state.deferred_step = DeferredStep(step=step.name, until=answer.deferred_until, rule_id=first.rule_id)
+        if again is None or again.step != step.name or again.until != answer.deferred_until:
+            for decision in answer.decisions:
+                self._record_decision(decision, None)
+            workflow.logger.info(
+                "contact.deferred", extra={"step": step.name, "rule_id": first.rule_id, "until": answer.deferred_until.isoformat()}
+            )
+        return None
+
+    def _case_facts(self) -> compliance.CaseFacts:
+        state = self._require_state()
+        case = self._case
+        notices = [
+            record.at
+            for record in state.steps_done
+            for result in record.results
+            if result.action == compliance.DEFAULT_NOTICE_ACTION and result.status in ("sent", "recorded", "already_done")
+        ]
+        return compliance.CaseFacts(
+            jurisdiction=case.jurisdiction,
+            timezone=case.timezone,
+            loan_id=case.loan_id,
+            oldest_due_date=case.oldest_due_date,
+            cease_contact=state.cease_contact,
+            permitted_after_cease=state.policy.pauses.permitted_after_cease(case.jurisdiction),
+            default_notice_at=max(notices) if notices else None,
+            validation_notice_sent=any(
+                d.run_action == compliance.VALIDATION_ACTION for d in state.contact_decisions
+            ),
+        )
+
+    def _record_decision(self, decision: compliance.ContactDecision, run_key: str | None) -> None:
+        state = self._require_state()
+        state.contact_decisions.append(decision)
+        self._record(
+            ContactDecisionRecorded(
+                key=self._next_key(),
+                at=decision.decided_at,
+                jurisdiction=self._case.jurisdiction,
+                step=decision.step,
+                action=decision.action,
+                decision=decision.decision,
+                rule_id=decision.rule_id,
+                reason=decision.reason,
+                days_past_due=decision.days_past_due,
+                run_action=decision.run_action,
+                run_key=run_key,
+                deferred_until=decision.deferred_until,
+                send_by=decision.send_by,
+                requirements=list(decision.requirements),
+            )
+        )
+
+    async def _take_step(self, pos: ladder.LadderPosition, gate: list[compliance.ContactDecision] | None = None) -> None:
+        """Take ``pos``'s due step now, recording the stale rungs before it as skipped. With the
+        compliance gate's ``gate`` decisions, run what they allow or reroute to, and record each."""
         state = self._require_state()
         case = self._case
         rung, step = pos.due, pos.step
@@ -503,7 +623,13 @@ class LoanCollectionWorkflow:
         for stale in pos.stale:
             self._skip(stale, f"superseded: at DPD {dpd} the case went straight to {step.name}")
         state.last_rung_days = rung.days_past_due
-        results = await asyncio.gather(*(self._run_action(step, action, dpd) for action in step.actions))
+        if gate is None:
+            results = await asyncio.gather(*(self._run_action(step, action, dpd) for action in step.actions))
+        else:
+            for decision in gate:
+                run_key = self._contact_request(step.name, decision.run_action, dpd).idempotency_key if decision.run_action else None
+                self._record_decision(decision, run_key)
+            results = await asyncio.gather(*(self._run_decision(step, decision, dpd) for decision in gate))
         state.steps_done.append(
             StepRecord(step=step.name, days_past_due=dpd, at=now, actions=list(step.actions), results=list(results))
         )
@@ -512,7 +638,24 @@ class LoanCollectionWorkflow:
         self._sync_search_attributes()
         workflow.logger.info("case.step_taken", extra={"step": step.name, "days_past_due": dpd})
 
-    async def _run_action(self, step: LadderStep, action: str, dpd: int) -> ActionResult:
+    async def _run_decision(self, step: LadderStep, decision: compliance.ContactDecision, dpd: int) -> ActionResult:
+        """Run what the gate's ``decision`` allows (the action, or its reroute), or record why not."""
+        if decision.run_action is None:
+            return ActionResult(
+                action=decision.action,
+                status=decision.decision,
+                idempotency_key="",
+                detail=f"{decision.rule_id}: {decision.reason}",
+            )
+        result = await self._run_action(step, decision.run_action, dpd, decision)
+        if decision.decision == "rerouted":
+            note = f"rerouted from {decision.action} ({decision.rule_id})"
+            result.detail = f"{note}; {result.detail}" if result.detail else note
+        return result
+
+    async def _run_action(
+        self, step: LadderStep, action: str, dpd: int, decision: compliance.ContactDecision | None = None
+    ) -> ActionResult:
         """Run one action of a step; on a permanent failure, record it and queue the fallback.
 
         After a cease-contact request only the policy's ``pauses.after_cease_contact`` actions
@@ -521,8 +664,10 @@ class LoanCollectionWorkflow:
         """
         state = self._require_state()
         request = self._contact_request(step.name, action, dpd)
+        if decision is not None:
+            request = request.model_copy(update={"requirements": list(decision.requirements), "send_by": decision.send_by})
         label = ACTIONS[action].label
-        if state.cease_contact and action not in state.policy.pauses.permitted_after_cease(self._case.jurisdiction):
+        if decision is None and state.cease_contact and action not in state.policy.pauses.permitted_after_cease(self._case.jurisdiction):
             return ActionResult(
                 action=action,
                 status="skipped",
@@ -672,6 +817,7 @@ class LoanCollectionWorkflow:
             "bankruptcy": self._apply_stop,
             "deceased": self._apply_stop,
             "plan_instalment_missed": self._apply_instalment_missed,
+            "breathing_space": self._apply_breathing_space,
         }
         while self._inbox:
             signal = self._inbox.pop(0)
@@ -896,6 +1042,30 @@ class LoanCollectionWorkflow:
         until = workflow.now() + timedelta(days=state.policy.pauses.hardship_days)
         self._start_pause("hardship", hardship.hardship_id, until)
         workflow.logger.info("hardship.started", extra={"hardship_id": hardship.hardship_id})
+
+    def _apply_breathing_space(self, signal: PendingSignal) -> None:
+        state = self._require_state()
+        case = self._case
+        space = self._parse(signal, BreathingSpace, "breathing_space_id", self._seen("breathing_space"), "recorded")
+        if space is None:
+            return
+        problem = self._closed_problem("breathing_space_id")
+        rules = state.policy.compliance.get(case.jurisdiction)
+        days = rules.breathing_space_days if rules is not None else None
+        if not problem and days is None:
+            problem = (
+                f"breathing_space_id: no breathing space scheme in jurisdiction {case.jurisdiction} "
+                f"(policy compliance.{case.jurisdiction}.breathing_space_days is not set)"
+            )
+        active = next((p for p in state.pauses if p.kind == "breathing_space"), None)
+        if not problem and active is not None:
+            problem = f"breathing_space_id: breathing space {active.id} is already active until {self._local(active.until)}"
+        if problem:
+            self._reject(signal, problem)
+            return
+        assert days is not None
+        self._start_pause("breathing_space", space.breathing_space_id, workflow.now() + timedelta(days=days))
+        workflow.logger.info("breathing_space.started", extra={"breathing_space_id": space.breathing_space_id})
 
     def _apply_stop(self, signal: PendingSignal) -> None:
         stop = self._parse(signal, CaseStop, "notice_id", self._seen(signal.kind), "recorded")
@@ -1467,6 +1637,12 @@ class LoanCollectionWorkflow:
             lines.append(f"**{hand_off.kind.replace('_', ' ').capitalize()}** {hand_off.workflow_id}: {hand_off.status}")
         if state.open_tasks:
             lines.append(f"**Agent tasks awaiting outcome** {len(state.open_tasks)}")
+        if state.deferred_step is not None and state.outcome is None:
+            d = state.deferred_step
+            lines.append(f"**Deferred** {d.step} until {self._local(d.until)} ({d.rule_id})")
+        if state.contact_decisions:
+            last = state.contact_decisions[-1]
+            lines.append(f"**Last compliance decision** {last.step}/{last.action}: {last.decision} ({last.rule_id})")
         if self._next_step is not None and state.outcome is None:
             lines.append(f"**Next** {self._next_step.step} at {self._local(self._next_step.at)}")
         if state.outcome is not None:
@@ -1559,6 +1735,8 @@ class LoanCollectionWorkflow:
             waived_minor=state.waived_minor,
             closed_at=state.closed_at,
             written_off_minor=state.written_off_minor,
+            contact_decisions=state.contact_decisions,
+            deferred_step=state.deferred_step if state.outcome is None else None,
         )
 
 

@@ -45,7 +45,7 @@ def request(action: str = "sms_reminder", step: str = "initial") -> ContactReque
         currency="CNY",
         oldest_due_date=date(2026, 12, 1),
         jurisdiction="CN",
-        policy_version="2026.12-default",
+        policy_version="2026.12-compliance",
     )
 
 

@@ -27,7 +27,7 @@ def test_default_policy_has_the_3_7_30_ladder():
         ('outstanding = "below_legal_threshold"', 'outstanding = "any"', "overlap"),
         ("[currencies.EUR]", "[currencies.XXZ]", "ISO 4217"),
         ("legal_threshold_minor = 150000      # 1,500.00 GBP", "legal_threshold_minor = 10", "legal_threshold_minor must be >="),
-        ('version = "2026.12-default"', 'version = "has space"', "version"),
+        ('version = "2026.12-compliance"', 'version = "has space"', "version"),
         ('name = "deep"', 'name = "initial"', "names must be unique"),
     ],
 )
@@ -46,10 +46,10 @@ def test_not_toml_and_missing_file():
 
 def test_changing_a_number_in_the_file_changes_the_ladder(tmp_path):
     custom = tmp_path / "custom.toml"
-    custom.write_text(BASE.replace('version = "2026.12-default"', 'version = "custom-1"').replace("days_past_due = 7", "days_past_due = 10"))
+    custom.write_text(BASE.replace('version = "2026.12-compliance"', 'version = "custom-1"').replace("days_past_due = 7", "days_past_due = 10"))
     registry = PolicyRegistry.from_settings(str(custom))
     assert registry.current.version == "custom-1"
     assert [s.days_past_due for s in registry.current.steps] == [3, 10, 30, 30]
-    assert registry.get("2026.12-default").version == "2026.12-default"
+    assert registry.get("2026.12-compliance").version == "2026.12-compliance"
     with pytest.raises(KeyError):
         registry.get("nope")

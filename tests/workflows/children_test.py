@@ -41,7 +41,8 @@ async def test_missed_deferral_breaks_the_plan_and_resumes_at_the_step_now_due(t
         h.child_ids.append(accepted.plan_workflow_id)
         await advance_to(time_env, at_local(due, 12))
         during = await status(handle)
-        # Grace 3 days: missed at the end of DPD 23; the ladder takes `deep` at 09:00 on DPD 24.
+        # Grace 3 days: missed at the end of DPD 23; the ladder takes `deep` at 08:00 on DPD 24
+        # (the CN permitted hours open at 08:00, policy compliance.CN.contact_hours).
         await advance_to(time_env, at_local(due, 24, time(10)))
         after = await status(handle)
     assert [(i.due_date, i.amount_minor) for i in accepted.instalments] == [(due + timedelta(days=20), 300_000)]
@@ -49,7 +50,7 @@ async def test_missed_deferral_breaks_the_plan_and_resumes_at_the_step_now_due(t
     assert during.next_step is None  # the ladder waits while the plan runs
     assert [(p.status, p.reason) for p in after.plans_ended] == [("broken", "instalment 1 missed")]
     assert [(s.step, s.days_past_due) for s in after.steps_done] == [("initial", 3), ("deep", 24)]
-    assert close_to(after.steps_done[-1].at, calendar.local_instant(due + timedelta(days=24), time(9), TZ))
+    assert close_to(after.steps_done[-1].at, calendar.local_instant(due + timedelta(days=24), time(8), TZ))
     assert sorted(r.action for r in contact_rows(h.engine, case.loan_id)) == [
         "agent_call", "demand_letter", "email_overdue_notice", "sms_reminder"
     ]

@@ -190,15 +190,18 @@ async def test_late_started_case_takes_only_the_step_now_due(time_env, harness_f
     assert st.next_step.step == "agency" and st.next_step.at == at_local(case.oldest_due_date, 30, time(9))
 
 
-async def test_late_start_outside_the_contact_window_waits_for_it(time_env, harness_factory):
+async def test_late_start_outside_the_permitted_hours_waits_for_them(time_env, harness_factory):
     h = harness_factory(time_env)
     async with h.worker:
         case, handle = await _open_in_window(h, time_env, dpd=10, wall=time(23, 30), amount_minor=300_000)
         await advance_to(time_env, (await server_now(time_env)) + timedelta(hours=2))
         waiting = await status(handle)
         assert waiting.steps_done == [] and waiting.next_step.step == "deep"
-        morning = at_local(case.oldest_due_date, 11, time(9))
+        # CN permits contact from 08:00 (policy compliance.CN.contact_hours); the deferral is recorded.
+        morning = at_local(case.oldest_due_date, 11, time(8))
         assert waiting.next_step.at == morning
+        assert waiting.deferred_step.rule_id == "CN.contact_hours"
+        assert {d.decision for d in waiting.contact_decisions} == {"deferred"}
         await advance_to(time_env, morning + timedelta(minutes=5))
         st = await status(handle)
     assert [(s.step, s.days_past_due) for s in st.steps_done] == [("deep", 11)]

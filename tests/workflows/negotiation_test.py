@@ -84,9 +84,9 @@ async def test_missed_instalment_breaks_the_plan_and_the_ladder_takes_the_step_n
         st = await status(handle)
     assert [(p.plan_id, p.status, p.reason) for p in st.plans_ended] == [("PL-2", "broken", "instalment 2 missed")]
     assert st.plan is None and st.outstanding_minor == 100_000
-    # DPD 7 was passed during the plan: the ladder takes `deep` at the next window opening.
+    # DPD 7 was passed during the plan: the ladder takes `deep` when the CN hours open (08:00).
     assert [(s.step, s.days_past_due) for s in st.steps_done] == [("initial", 3), ("deep", 16)]
-    assert close_to(st.steps_done[-1].at, calendar.local_instant(due + timedelta(days=16), time(9), TZ))
+    assert close_to(st.steps_done[-1].at, calendar.local_instant(due + timedelta(days=16), time(8), TZ))
     instalments = rows(h.engine, PlanInstalmentRecord, case.loan_id)
     assert [(i.seq, i.status) for i in instalments] == [(1, "paid"), (2, "missed")]
     assert rows(h.engine, RepaymentPlan, case.loan_id)[0].status == "broken"
@@ -217,11 +217,17 @@ async def test_upheld_dispute_corrects_the_amount_and_the_dpd_30_choice(time_env
     assert [s.step for s in st.steps_done] == ["initial", "deep", "agency"]
 
 
-@pytest.mark.parametrize(("jurisdiction", "tz", "currency", "deep_results"), [
-    ("US", "America/New_York", "USD", [("agent_call", "skipped"), ("demand_letter", "recorded")]),
-    ("CN", "Asia/Shanghai", "CNY", [("agent_call", "skipped"), ("demand_letter", "skipped")]),
+@pytest.mark.parametrize(("jurisdiction", "tz", "currency", "initial_sent", "deep_results"), [
+    # US: no SMS without consent (its alternative, email, is already in the step), and the
+    # validation notice goes with the first communication (policy compliance.US).
+    ("US", "America/New_York", "USD", ["email_overdue_notice", "validation_notice"],
+     [("agent_call", "skipped"), ("demand_letter", "recorded")]),
+    ("CN", "Asia/Shanghai", "CNY", ["sms_reminder", "email_overdue_notice"],
+     [("agent_call", "skipped"), ("demand_letter", "skipped")]),
 ])
-async def test_cease_contact_keeps_only_the_notices_the_jurisdiction_permits(time_env, harness_factory, jurisdiction, tz, currency, deep_results):
+async def test_cease_contact_keeps_only_the_notices_the_jurisdiction_permits(
+    time_env, harness_factory, jurisdiction, tz, currency, initial_sent, deep_results
+):
     h = harness_factory(time_env)
     async with h.worker:
         due = await due_days_ago(time_env, 1, tz)
@@ -235,10 +241,11 @@ async def test_cease_contact_keeps_only_the_notices_the_jurisdiction_permits(tim
     assert deep.step == "deep" and st.cease_contact
     assert [(r.action, r.status) for r in deep.results] == deep_results
     assert f"pauses.after_cease_contact.{jurisdiction}" in deep.results[0].detail
+    assert [d.rule_id for d in st.contact_decisions if d.step == "deep"][0] == "cease_contact"
     assert st.rejected_signals[0].reason == "request_id: contact already ceased by request CC-1"
     sent = [r.action for r in contact_rows(h.engine, case.loan_id)]
     kept = [action for action, result in deep_results if result == "recorded"]
-    assert sorted(sent) == sorted(["sms_reminder", "email_overdue_notice", *kept])
+    assert sorted(sent) == sorted([*initial_sent, *kept])
 
 
 async def test_hardship_pauses_for_the_policy_days_then_resumes_where_it_was(time_env, harness_factory):

@@ -73,10 +73,10 @@ async def test_broken_promise_resumes_the_ladder_with_the_step_now_due(time_env,
         await advance_to(time_env, at_local(due, 8, time(10)))
         st = await status(handle)
     # Grace ends at the end of DPD 7 (promised DPD 5 + 2 days); the deep step is taken at the
-    # next opening of the contact window, 09:00 on DPD 8.
+    # next opening of the permitted hours, 08:00 on DPD 8 (policy compliance.CN.contact_hours).
     assert st.promises_broken == 1 and st.open_promise is None
     assert [(s.step, s.days_past_due) for s in st.steps_done] == [("initial", 3), ("deep", 8)]
-    assert abs(st.steps_done[1].at - at_local(due, 8, time(9))) < timedelta(seconds=2)
+    assert abs(st.steps_done[1].at - at_local(due, 8, time(8))) < timedelta(seconds=2)
     [row] = promise_rows(h.engine, case.loan_id)
     assert row.status == "broken" and row.resolved_at is not None
 
@@ -164,7 +164,7 @@ INVALID_INPUTS = [
     ({"principal_due_minor": -100}, "principal_due_minor: Input should be greater than or equal to 0"),
     ({"principal_due_minor": 0}, "the sum must be > 0"),
     ({"currency": "XYZ"}, "currency: 'XYZ' is not an ISO 4217 currency code"),
-    ({"currency": "JPY"}, "currency: policy 2026.12-default has no thresholds for JPY"),
+    ({"currency": "JPY"}, "currency: policy 2026.12-compliance has no thresholds for JPY"),
     ({"timezone": "Mars/Olympus"}, "timezone: 'Mars/Olympus' is not an IANA time zone name"),
     ({"jurisdiction": "FR"}, "jurisdiction: must be one of CN, US, UK"),
     ({"policy_version": "1999-old"}, "policy_version: unknown policy '1999-old'"),
