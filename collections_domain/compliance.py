@@ -311,6 +311,11 @@ def medium_block(
             return blocked
     if medium in rules.hour_restricted_media and hours.opens is None:
         return hours.rule_id, f"no hour is permitted: {hours.source} leave no window"
+    if medium in rules.hour_restricted_media and hours.next_opening(now) is None:
+        return (
+            f"{code}.no_common_hours",
+            f"no hour in the next 3 days is permitted in every zone the borrower may be in ({', '.join(hours.zones)})",
+        )
     return None
 
 
@@ -456,8 +461,7 @@ def decide_step(
     waits = [until for _, _, until in wait_for_notice]
     if restricted and not hours.open_at(now):
         opening = hours.next_opening(now)
-        if opening is None:  # pragma: no cover - contact_hours with no window are blocked above
-            opening = now + timedelta(days=1)
+        assert opening is not None  # medium_block skipped or rerouted anything with no opening
         waits.append(opening)
         deferred = [
             decision(d.action, "deferred", hours.rule_id,
