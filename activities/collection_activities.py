@@ -26,7 +26,6 @@ from collections_domain.compliance import (
     CALL_LOOKBACK,
     CONNECTED_OUTCOMES,
     CallAttempt,
-    ContactPreferences,
     ContactProfile,
 )
 from collections_domain.models import (
@@ -51,6 +50,7 @@ from collections_domain.models import (
     utcnow,
 )
 from collections_domain.policy import ACTIONS, Channel, PolicyRegistry
+from collections_domain.preferences import preferences_of
 from collections_domain.records import (
     CaseSetup,
     CaseOpened,
@@ -85,26 +85,6 @@ _RECORD = RecordDelivery()
 def _aware(instant: datetime) -> datetime:
     """SQLite returns naive datetimes for UTC columns; make them aware again."""
     return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
-
-
-def preferences_from_row(row: ContactPreferencesRecord) -> ContactPreferences:
-    """The gate's ``ContactPreferences`` from a ``contact_preferences`` row."""
-
-    def items(text: str) -> tuple[str, ...]:
-        return tuple(part.strip() for part in text.split(",") if part.strip())
-
-    return ContactPreferences(
-        preferred_opens=row.preferred_opens,
-        preferred_closes=row.preferred_closes,
-        agreed_opens=row.agreed_opens,
-        agreed_closes=row.agreed_closes,
-        opted_out_media=items(row.opted_out_media),  # type: ignore[arg-type]
-        preferred_media=items(row.preferred_media),  # type: ignore[arg-type]
-        sms_consent=row.sms_consent,
-        attorney_id=row.attorney_id,
-        extra_time_zones=items(row.extra_time_zones),
-        ombudsman_complaint_open=row.ombudsman_complaint_open,
-    )
 
 
 def _attempt(db: Any, idempotency_key: str) -> ContactAttempt | None:
@@ -414,7 +394,7 @@ class CollectionActivities:
         since = request.as_of - CALL_LOOKBACK
         with session(self.engine) as db:
             row = db.get(ContactPreferencesRecord, request.borrower_id)
-            preferences = ContactPreferences() if row is None else preferences_from_row(row)
+            preferences = preferences_of(row)
             logged = db.exec(
                 select(CallAttemptRecord).where(
                     CallAttemptRecord.borrower_id == request.borrower_id,
