@@ -455,6 +455,16 @@ def _print_status(st: CaseStatus) -> None:
         for record in st.steps_skipped:
             skipped.add_row(record.step, str(record.days_past_due), record.reason)
         console.print(skipped)
+    if st.deferred_step:
+        d = st.deferred_step
+        console.print(f"Deferred: {d.step} waits until {d.until:%Y-%m-%d %H:%M} UTC ({d.rule_id}).")
+    if st.contact_decisions:
+        gate = Table(title="Compliance decisions")
+        for column in ("at (UTC)", "step", "action", "decision", "rule", "ran"):
+            gate.add_column(column)
+        for d in st.contact_decisions:
+            gate.add_row(f"{d.decided_at:%Y-%m-%d %H:%M}", d.step, d.action, d.decision, d.rule_id, d.run_action or "-")
+        console.print(gate)
     if st.rejected_signals:
         rejected = Table(title="Rejected signals")
         for column in ("kind", "id", "reason"):
@@ -684,6 +694,125 @@ def contacts_command(
     for row in history:
         table.add_row(f"{row['at']:%Y-%m-%d %H:%M}", row["kind"], row["what"], row["status"], row["detail"])
     console.print(table)
+
+
+# -- compliance: preferences, the call log, breathing space, the audit ----------------------------
+
+
+@app.command("preferences")
+def preferences_command(
+    borrower_id: Annotated[str, typer.Argument(help="The borrower's id.")],
+    preferred_hours: Annotated[str | None, typer.Option(help="Local HH:MM-HH:MM the borrower prefers ('' clears).")] = None,
+    agreed_hours: Annotated[str | None, typer.Option(help="CN: local HH:MM-HH:MM of a stored agreement that widens the hours ('' clears).")] = None,
+    opt_out: Annotated[list[str] | None, typer.Option(help="A medium the borrower opted out of: sms, email, call, visit, letter (repeatable).")] = None,
+    opt_in: Annotated[list[str] | None, typer.Option(help="Withdraw an opt-out (repeatable).")] = None,
+    preferred_medium: Annotated[list[str] | None, typer.Option(help="UK: a medium the borrower prefers (repeatable; replaces the list).")] = None,
+    sms_consent: Annotated[bool | None, typer.Option("--sms-consent/--no-sms-consent", help="US: recorded consent to SMS.")] = None,
+    attorney_id: Annotated[str | None, typer.Option(help="The attorney who represents the borrower ('' removes).")] = None,
+    attorney_name: Annotated[str | None, typer.Option(help="The attorney's name (a new attorney).")] = None,
+    attorney_address: Annotated[str | None, typer.Option(help="The attorney's postal address (letters go there).")] = None,
+    time_zone: Annotated[list[str] | None, typer.Option(help="US: another IANA zone the borrower may be in (repeatable; replaces the list).")] = None,
+    ombudsman_complaint: Annotated[bool | None, typer.Option("--ombudsman-complaint/--no-ombudsman-complaint", help="UK: a complaint is with the ombudsman.")] = None,
+) -> None:
+    """Show or change a borrower's contact preferences and consents (read by the compliance gate
+    before every step). Without options, shows them."""
+    from collections_domain.preferences import get_contact_preferences, set_contact_preferences
+
+    engine = _engine()
+    changes = dict(
+        preferred_hours=preferred_hours, agreed_hours=agreed_hours, opt_out=opt_out, opt_in=opt_in,
+        preferred_media=preferred_medium, sms_consent=sms_consent, attorney_id=attorney_id,
+        attorney_name=attorney_name, attorney_address=attorney_address,
+        extra_time_zones=time_zone, ombudsman_complaint_open=ombudsman_complaint,
+    )
+    try:
+        if any(value is not None for value in changes.values()):
+            prefs = set_contact_preferences(engine, borrower_id, **changes)
+        else:
+            prefs = get_contact_preferences(engine, borrower_id)
+    except ValueError as err:
+        _fail(str(err))
+    table = Table(title=f"Contact preferences of {borrower_id}", show_header=False)
+    hours = lambda a, b: f"{a}-{b}" if a else "-"  # noqa: E731
+    table.add_row("preferred hours", hours(prefs.preferred_opens, prefs.preferred_closes))
+    table.add_row("agreed hours (CN)", hours(prefs.agreed_opens, prefs.agreed_closes))
+    table.add_row("opted out of", ", ".join(prefs.opted_out_media) or "-")
+    table.add_row("preferred media", ", ".join(prefs.preferred_media) or "-")
+    table.add_row("SMS consent", "yes" if prefs.sms_consent else "no")
+    table.add_row("attorney", prefs.attorney_id or "-")
+    table.add_row("other time zones", ", ".join(prefs.extra_time_zones) or "-")
+    table.add_row("ombudsman complaint", "open" if prefs.ombudsman_complaint_open else "no")
+    console.print(table)
+
+
+@app.command("record-call")
+def record_call_command(
+    loan_id: LoanId,
+    attempt_id: Annotated[str, typer.Option(help="The dialer's or agency's id for the attempt.")],
+    at: Annotated[str, typer.Option(help="When, RFC 3339 with an offset (2026-12-01T10:00:00+08:00).")],
+    connected: Annotated[bool, typer.Option("--connected/--unanswered", help="Whether the borrower answered.")] = False,
+    number_id: Annotated[str | None, typer.Option(help="An id of the number dialled (not the number).")] = None,
+    source: Annotated[str, typer.Option(help="agency, dialer or agent.")] = "dialer",
+) -> None:
+    """Log a call attempt made outside the product, so the call caps count it."""
+    from collections_domain.preferences import record_call_attempt
+
+    loan_id = _loan_id(loan_id)
+    try:
+        attempted_at = datetime.fromisoformat(at)
+    except ValueError:
+        _fail(f"at: must be an RFC 3339 instant such as 2026-12-01T10:00:00+08:00, got {at!r}")
+    try:
+        new = record_call_attempt(_engine(), attempt_id=attempt_id, loan_id=loan_id, attempted_at=attempted_at,
+                                  connected=connected, phone_number_id=number_id, source=source)
+    except ValueError as err:
+        _fail(str(err))
+    console.print(f"{'Logged' if new else 'Already logged'} call attempt {source}:{attempt_id} for {loan_id}.")
+
+
+@app.command("breathing-space")
+def breathing_space_command(loan_id: LoanId, breathing_space_id: Annotated[str, typer.Option(help="The breathing space's reference.")]) -> None:
+    """UK: pause the ladder for compliance.UK.breathing_space_days (signal breathing_space)."""
+    _signal_command("breathing_space", loan_id, {"breathing_space_id": breathing_space_id})
+
+
+@app.command("audit")
+def audit_command(
+    loan_id: Annotated[str | None, typer.Argument(help="One loan; omit for the whole portfolio.")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write every row as CSV to this file ('-': standard output).")] = None,
+) -> None:
+    """The compliance audit: every contact decision (allowed, deferred, rerouted, skipped) with its
+    rule id and what was sent, from the database. A portfolio audit ends with counts by rule."""
+    from collections_domain.audit import audit_rows, summary, write_csv
+
+    if loan_id is not None:
+        loan_id = _loan_id(loan_id)
+    rows = audit_rows(_engine(), loan_id)
+    if csv_path is not None:
+        if str(csv_path) == "-":
+            write_csv(rows, sys.stdout)
+        else:
+            with csv_path.open("w", newline="", encoding="utf-8") as stream:
+                write_csv(rows, stream)
+            console.print(f"Wrote {len(rows)} decisions to {csv_path}.")
+        return
+    if not rows:
+        _fail(f"no contact decisions recorded{' for loan ' + loan_id if loan_id else ''} in "
+              f"{get_settings().resolved_database_url}", code=1)
+    table = Table(title=f"Compliance audit of {loan_id or 'the portfolio'}")
+    for column in ("local time", "loan", "step", "action", "decision", "rule", "ran", "status", "reason"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(r.decided_at_local or r.decided_at_utc, r.loan_id, f"{r.step} (DPD {r.days_past_due})", r.action,
+                      r.decision, r.rule_id, r.ran or "-", r.contact_status, r.reason)
+    console.print(table)
+    if loan_id is None:
+        counts = Table(title="Decisions by rule")
+        for column in ("jurisdiction", "decision", "rule", "count"):
+            counts.add_column(column)
+        for jurisdiction, decision, rule, count in summary(rows):
+            counts.add_row(jurisdiction, decision, rule, str(count))
+        console.print(counts)
 
 
 # -- simulation --------------------------------------------------------------------------------

@@ -148,3 +148,49 @@ async def test_uk_breathing_space_pauses_sixty_days_and_is_refused_elsewhere(tim
         "breathing_space_id: no breathing space scheme in jurisdiction CN "
         "(policy compliance.CN.breathing_space_days is not set)"
     )
+
+
+async def test_audit_report_lists_every_decision_with_its_rule_as_csv_and_table(time_env, harness_factory, monkeypatch):
+    import csv
+    import io
+
+    from typer.testing import CliRunner
+
+    import starter
+    from collections_domain.audit import audit_rows, summary, write_csv
+
+    tz = "America/New_York"
+    h = harness_factory(time_env)
+    async with h.worker:
+        day = calendar.local_date(await server_now(time_env), tz) + timedelta(days=2)
+        await advance_to_local(time_env, day, time(6, 0), tz)
+        # Opened at 06:00 local on DPD 8: deep is due but waits for 08:00; the borrower opted out of calls.
+        case, handle = await open_case(h, due=day - timedelta(days=8), tz=tz, currency="USD", jurisdiction="US", locale="en")
+        set_contact_preferences(h.engine, case.borrower_id, opt_out=["call"])
+        await advance_to(time_env, calendar.local_instant(day, time(9), tz))
+        await status(handle)
+    rows = audit_rows(h.engine, case.loan_id)
+    assert [(r.action, r.decision, r.rule_id, r.ran, r.contact_status) for r in rows] == [
+        ("agent_call", "deferred", "US.contact_hours", "", "not run"),
+        ("agent_call", "rerouted", "US.opt_out", "email_overdue_notice", "recorded"),
+        ("demand_letter", "allowed", "US.permitted", "demand_letter", "recorded"),
+        ("validation_notice", "allowed", "US.validation_notice", "validation_notice", "recorded"),
+    ]
+    assert rows[0].deferred_until_utc == calendar.local_instant(day, time(8), tz).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert rows[1].decided_at_local == f"{day} 08:00 {tz}"
+    assert rows[1].send_by_utc == calendar.local_instant(day, time(21), tz).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stream = io.StringIO()
+    write_csv(rows, stream)
+    parsed = list(csv.DictReader(io.StringIO(stream.getvalue())))
+    assert [p["rule_id"] for p in parsed] == [r.rule_id for r in rows] and parsed[1]["ran"] == "email_overdue_notice"
+    assert ("US", "allowed", "US.permitted", 1) in summary(rows)
+    # The command line prints the same, as CSV and as a table.
+    monkeypatch.setenv("DATABASE_URL", h.settings.resolved_database_url)
+    from collections_domain.settings import get_settings
+    get_settings.cache_clear() if hasattr(get_settings, "cache_clear") else None
+    runner = CliRunner()
+    printed = runner.invoke(starter.app, ["audit", case.loan_id, "--csv", "-"])
+    assert printed.exit_code == 0, printed.output
+    assert list(csv.DictReader(io.StringIO(printed.output)))[1]["rule_id"] == "US.opt_out"
+    table = runner.invoke(starter.app, ["audit"], env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "US.opt_out" in table.output and "Decisions by rule" in table.output
