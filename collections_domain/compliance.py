@@ -133,6 +133,8 @@ class ContactDecision(BaseModel):
     deferred_until: datetime | None = None
     send_by: datetime | None = None
     requirements: list[str] = []
+    #: The step is to be taken again later (a UK legal step that first sent the default notice).
+    repeat_step: bool = False
 
 
 class StepDecision(BaseModel):
@@ -394,6 +396,23 @@ def decide_step(
         spec = ACTIONS[action]
         if action == "legal_referral":
             blocked = legal_block(rules, facts, profile, now)
+            if (
+                blocked and blocked[0] == f"{code}.default_notice" and facts.default_notice_at is None
+                and not (facts.cease_contact and DEFAULT_NOTICE_ACTION not in facts.permitted_after_cease)
+                and DEFAULT_NOTICE_ACTION not in actions
+                and medium_block(DEFAULT_NOTICE_ACTION, rules, facts, profile, hours, now) is None
+                and not attorney
+            ):
+                # No default notice yet: send it now, and take the legal step again once its
+                # notice period has run.
+                decisions.append(decision(
+                    action, "rerouted", blocked[0],
+                    f"{blocked[1]}; the default notice goes now and the legal step follows "
+                    f"{rules.legal_after_default_notice_days} days after it",
+                    run_action=DEFAULT_NOTICE_ACTION, repeat_step=True,
+                ))
+                running.add(DEFAULT_NOTICE_ACTION)
+                continue
             if blocked and blocked[2] is not None:
                 wait_for_notice.append((action, f"{blocked[0]}", blocked[2]))
                 decisions.append(decision(action, "deferred", blocked[0], blocked[1], deferred_until=blocked[2]))

@@ -72,7 +72,7 @@ def set_contact_preferences(
     """Change a borrower's preferences (only the arguments given); returns the result.
 
     ``preferred_hours``/``agreed_hours`` are ``"HH:MM-HH:MM"`` local (``""`` clears);
-    ``opt_out``/``opt_in`` add and remove media; ``attorney_id=""`` removes the attorney;
+    ``opt_in`` removes media from the opt-outs, then ``opt_out`` adds them; ``attorney_id=""`` removes the attorney;
     ``extra_time_zones`` replaces the list (IANA names).
 
     Raises:
@@ -88,10 +88,10 @@ def set_contact_preferences(
         if agreed_hours is not None:
             row.agreed_opens, row.agreed_closes = _hours("agreed_hours", agreed_hours)
         opted = set(filter(None, row.opted_out_media.split(",")))
+        if opt_in:  # withdrawals first, so that opt_in=all with opt_out=[...] sets the list
+            opted -= set(_media("opt_in", opt_in))
         if opt_out:
             opted |= set(_media("opt_out", opt_out))
-        if opt_in:
-            opted -= set(_media("opt_in", opt_in))
         row.opted_out_media = ",".join(_media("opt_out", sorted(opted)))
         if preferred_media is not None:
             row.preferred_media = ",".join(_media("preferred_media", preferred_media))

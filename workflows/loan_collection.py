@@ -622,7 +622,8 @@ class LoanCollectionWorkflow:
         dpd = calendar.days_past_due(case.oldest_due_date, now, case.timezone)
         for stale in pos.stale:
             self._skip(stale, f"superseded: at DPD {dpd} the case went straight to {step.name}")
-        state.last_rung_days = rung.days_past_due
+        if gate is None or not any(d.repeat_step for d in gate):
+            state.last_rung_days = rung.days_past_due
         if gate is None:
             results = await asyncio.gather(*(self._run_action(step, action, dpd) for action in step.actions))
         else:

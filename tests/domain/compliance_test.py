@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from collections_domain import calendar
@@ -179,6 +179,10 @@ def test_uk_legal_waits_for_the_default_notice_and_not_during_an_ombudsman_compl
     ready = decide(["legal_referral"], jurisdiction="UK", tz=tz, now=local(DAY + timedelta(days=15), time(0), tz),
                    default_notice_at=notice)
     assert ready.decisions[0].decision == "allowed"
+    never = decide(["legal_referral"], jurisdiction="UK", tz=tz, now=notice)
+    assert [(d.decision, d.run_action, d.repeat_step) for d in never.decisions] == [("rerouted", "demand_letter", True)]
+    no_letters = decide(["legal_referral"], jurisdiction="UK", tz=tz, now=notice, prefs=ContactPreferences(opted_out_media=("letter",)))
+    assert [(d.decision, d.rule_id) for d in no_letters.decisions] == [("skipped", "UK.default_notice")]
     complaint = decide(["legal_referral"], jurisdiction="UK", tz=tz, now=notice + timedelta(days=20), default_notice_at=notice,
                        prefs=ContactPreferences(ombudsman_complaint_open=True))
     assert (complaint.decisions[0].decision, complaint.decisions[0].rule_id) == ("skipped", "UK.ombudsman_complaint")
@@ -314,6 +318,8 @@ def test_every_decision_is_lawful_and_no_step_is_lost(w):
         validation_notice_sent=w["validation_sent"],
     )
     decided = [d.action for d in answer.decisions]
+    for d in answer.decisions:
+        event(f"{d.decision} {d.rule_id.split('.')[-1]}")
     if answer.deferred_until is not None:
         # Deferred: only for the hour or a notice period, to the first lawful instant.
         assert answer.deferred_until > now

@@ -194,3 +194,32 @@ async def test_audit_report_lists_every_decision_with_its_rule_as_csv_and_table(
     assert list(csv.DictReader(io.StringIO(printed.output)))[1]["rule_id"] == "US.opt_out"
     table = runner.invoke(starter.app, ["audit"], env={"COLUMNS": "200"})
     assert table.exit_code == 0 and "US.opt_out" in table.output and "Decisions by rule" in table.output
+
+
+async def test_uk_legal_step_sends_the_default_notice_first_and_files_fourteen_days_later(time_env, harness_factory):
+    tz = "Europe/London"
+    h = harness_factory(time_env)
+    async with h.worker:
+        day = calendar.local_date(await server_now(time_env), tz) + timedelta(days=1)
+        await advance_to_local(time_env, day, time(12), tz)
+        # Opened on DPD 31 with no default notice sent (the deep step's letter is stale).
+        due = day - timedelta(days=31)
+        case, handle = await open_case(h, due=due, tz=tz, amount_minor=2_000_000, currency="GBP", jurisdiction="UK", locale="en")
+        await advance_to(time_env, at_local(due, 40, time(12), tz))
+        waiting = await status(handle)
+        ready = at_local(due, 46, time(0), tz)
+        assert waiting.deferred_step.rule_id == "UK.default_notice" and waiting.deferred_step.until == ready
+        await advance_to(time_env, at_local(due, 47, time(12), tz))
+        st = await status(handle)
+    assert [(s.step, s.days_past_due) for s in st.steps_done] == [("legal", 31), ("legal", 46)]
+    first, second = st.steps_done
+    assert [(r.action, r.status) for r in first.results] == [("demand_letter", "recorded")]
+    assert [(r.action, r.status) for r in second.results] == [("legal_referral", "started")]
+    assert abs(second.at - ready) < timedelta(seconds=2)
+    gate = [(d.days_past_due, d.action, d.decision, d.rule_id, d.run_action) for d in st.contact_decisions]
+    assert gate == [
+        (31, "legal_referral", "rerouted", "UK.default_notice", "demand_letter"),
+        (31, "legal_referral", "deferred", "UK.default_notice", None),
+        (46, "legal_referral", "allowed", "UK.not_a_contact", "legal_referral"),
+    ]
+    assert [(s.step, s.days_past_due) for s in st.steps_skipped] == [("initial", 3), ("deep", 7)]
