@@ -61,6 +61,8 @@ async def main(version: str) -> None:
                     _, handles[name] = await open_case(
                         h, due=due, amount_minor=amount, interest_due_minor=10_000 if name == "plan_settled" else 0
                     )
+            if version not in ("v1", "v2"):
+                await _issue_4_openings(env, h, handles, today)
             await handles["rejected_signals"].signal("payment_received", {"payment_id": "bad", "amount_minor": -1, "currency": "CNY", "paid_at": local(1).isoformat()})
             await handles["rejected_signals"].signal("promise_to_pay", {"promise_id": "far", "amount_minor": 1, "promised_date": (today + timedelta(days=90)).isoformat()})
             await advance_to(env, local(4))
@@ -72,6 +74,8 @@ async def main(version: str) -> None:
             await handles["promise_kept"].signal("payment_received", payment(100_000, local(8), payment_id="k1-pay"))
             if version != "v1":
                 await _issue_3_scenarios(env, h, handles, due, local)
+            if version not in ("v1", "v2"):
+                await handles["uk_breathing_space"].signal("breathing_space", {"breathing_space_id": "BS-1"})
             await advance_to(env, local(31))
             if version != "v1":
                 # The hand-off children of the DPD 30 step, and a written-off case.
@@ -96,6 +100,35 @@ async def main(version: str) -> None:
                 except Exception:
                     pass
     await env.shutdown()
+
+
+async def _issue_4_openings(env, h, handles, today) -> None:
+    """The compliance gate (recorded from v3 on): a deferral for preferred hours, a US call cap
+    rerouted to email, an attorney, a UK breathing space and a UK legal step that sends the
+    default notice first."""
+    from collections_domain.preferences import record_call_attempt, set_contact_preferences
+
+    case, handles["cn_preferred_hours_deferral"] = await open_case(h, due=today - timedelta(days=1), amount_minor=300_000)
+    set_contact_preferences(h.engine, case.borrower_id, preferred_hours="18:00-20:00")
+    ny = "America/New_York"
+    us_today = calendar.local_date(await server_now(env), ny)
+    case, handles["us_call_cap_to_email"] = await open_case(
+        h, due=us_today - timedelta(days=1), tz=ny, currency="USD", jurisdiction="US", locale="en", amount_minor=300_000
+    )
+    now = await server_now(env)
+    for i in range(7):
+        record_call_attempt(h.engine, attempt_id=f"{case.loan_id}-{i}", loan_id=case.loan_id, borrower_id=case.borrower_id,
+                            attempted_at=now + timedelta(days=1 + i // 2, hours=i % 2), connected=False)
+    case, handles["attorney_only"] = await open_case(h, due=today - timedelta(days=1), amount_minor=300_000)
+    set_contact_preferences(h.engine, case.borrower_id, attorney_id="ATT-R", attorney_name="R. Counsel", attorney_address="2 Bar Lane")
+    london = "Europe/London"
+    uk_today = calendar.local_date(await server_now(env), london)
+    _, handles["uk_breathing_space"] = await open_case(
+        h, due=uk_today - timedelta(days=1), tz=london, currency="GBP", jurisdiction="UK", locale="en", amount_minor=300_000
+    )
+    _, handles["uk_legal_default_notice_first"] = await open_case(
+        h, due=uk_today - timedelta(days=31), tz=london, currency="GBP", jurisdiction="UK", locale="en", amount_minor=2_000_000
+    )
 
 
 async def _issue_3_scenarios(env, h, handles, due, local) -> None:

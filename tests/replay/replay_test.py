@@ -17,9 +17,11 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*/*.json"))
 
 
 def test_histories_are_present():
-    # v1: recorded before plans, pauses, hand-off children and write-off; v2: after.
+    # v1: recorded before plans, pauses, hand-off children and write-off; v2: after; v3: with the
+    # compliance gate (deferrals, reroutes, attorney, breathing space, the UK default notice).
     assert len([p for p in HISTORIES if p.parent.name == "v1"]) == 6
     assert len([p for p in HISTORIES if p.parent.name == "v2"]) >= 17
+    assert len([p for p in HISTORIES if p.parent.name == "v3"]) >= 22
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: f"{p.parent.name}/{p.stem.split('--')[0]}")
