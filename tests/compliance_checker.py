@@ -29,6 +29,15 @@ MEDIUM = {
 CONNECTED = {"reached", "refused", "promise_made", "dispute_raised"}
 
 
+#: The limits of the law itself, kept here apart from the policy file: a policy may be stricter,
+#: never looser. (CN: GB/T 45251-2025 and the NIFA guideline; US: 12 CFR 1006.6(b)(1)(i) and
+#: 1006.14(b)(2). The UK's hours are a policy default in CONC, not law, so none here.)
+STATUTE = {
+    "CN": {"hours": ("08:00", "22:00"), "max_connected_calls_per_day": 3, "max_unanswered_calls_per_number_per_day": 6},
+    "US": {"hours": ("08:00", "21:00"), "max_call_attempts_per_7_days": 7, "no_calls_days_after_conversation": 7},
+}
+
+
 def load_raw_policy(path: Path = POLICY_FILE) -> dict:
     """The policy file as plain TOML data."""
     return tomllib.loads(path.read_text(encoding="utf-8"))
@@ -98,6 +107,9 @@ class World:
 def _window(world: World, prefs: Preferences) -> tuple[time, time] | None:
     rules = world.rules
     opens, closes = _hm(rules["contact_hours"]["opens"]), _hm(rules["contact_hours"]["closes"])
+    statute = STATUTE.get(world.jurisdiction, {}).get("hours")
+    if statute:
+        opens, closes = max(opens, _hm(statute[0])), min(closes, _hm(statute[1]))
     if rules.get("agreement_may_widen_hours") and prefs.agreed_hours:
         agreed = _hm(prefs.agreed_hours[0]), _hm(prefs.agreed_hours[1])
         if agreed[0] < agreed[1]:
@@ -128,17 +140,22 @@ def hours_open(world: World, at: datetime) -> bool:
     return True
 
 
+def _limit(world: World, key: str) -> int | None:
+    """The stricter of the policy's number and the statute's."""
+    values = [v for v in (world.rules.get(key), STATUTE.get(world.jurisdiction, {}).get(key)) if v is not None]
+    return min(values) if values else None
+
+
 def _call_violations(world: World, at: datetime) -> list[str]:
-    rules = world.rules
     tz = ZoneInfo(world.tz)
     before = [c for c in world.calls if c.at < at]
     today = at.astimezone(tz).date()
     same_day = [c for c in before if c.at.astimezone(tz).date() == today]
     found = []
-    cap = rules.get("max_connected_calls_per_day")
+    cap = _limit(world, "max_connected_calls_per_day")
     if cap is not None and sum(c.connected for c in same_day) >= cap:
         found.append("connected calls per day")
-    cap = rules.get("max_unanswered_calls_per_number_per_day")
+    cap = _limit(world, "max_unanswered_calls_per_number_per_day")
     if cap is not None:
         numbers: dict[str, int] = {}
         for c in same_day:
@@ -147,10 +164,13 @@ def _call_violations(world: World, at: datetime) -> list[str]:
         if any(n >= cap for n in numbers.values()):
             found.append("unanswered calls per number")
     debt = [c for c in before if c.loan_id == world.loan_id]
-    cap = rules.get("max_call_attempts_per_7_days")
+    cap = _limit(world, "max_call_attempts_per_7_days")
     if cap is not None and sum(1 for c in debt if at - c.at < timedelta(days=7)) >= cap:
         found.append("call attempts in 7 days")
-    quiet = rules.get("no_calls_days_after_conversation")
+    # Stricter here means longer: the larger of the policy's quiet days and the statute's.
+    quiet_days = [v for v in (world.rules.get("no_calls_days_after_conversation"),
+                              STATUTE.get(world.jurisdiction, {}).get("no_calls_days_after_conversation")) if v is not None]
+    quiet = max(quiet_days) if quiet_days else None
     if quiet is not None and any(c.connected and at - c.at < timedelta(days=quiet) for c in debt):
         found.append("call within the quiet days after a conversation")
     return found

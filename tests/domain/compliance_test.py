@@ -243,38 +243,50 @@ def worlds(draw):
     tz = draw(st.sampled_from(ZONES))
     day = draw(st.dates(date(2026, 1, 1), date(2028, 12, 31)))
     # Minutes of the day, weighted towards the window edges and the DST changes' small hours.
-    minute = draw(st.one_of(st.integers(0, 24 * 60 - 1), st.sampled_from([0, 59, 60, 119, 120, 179, 479, 480, 1259, 1260, 1319, 1320])))
+    # Half the worlds bunch calls on this loan around the caps, with a call to decide in the
+    # daytime and no other zones or preferred hours in the way.
+    bunched = draw(st.booleans())
+    if bunched:
+        minute = draw(st.integers(8 * 60, 21 * 60 - 1))
+    else:
+        minute = draw(st.one_of(st.integers(0, 24 * 60 - 1),
+                                st.sampled_from([0, 59, 60, 119, 120, 179, 450, 479, 480, 1259, 1260, 1290, 1319, 1320, 1350, 1379])))
     now = calendar.local_instant(day, time(minute // 60, minute % 60), tz) + timedelta(seconds=draw(st.integers(0, 59)))
-    preferred = draw(st.none() | st.tuples(hours_text(), hours_text()))
+    preferred = None if bunched else draw(st.none() | st.tuples(hours_text(), hours_text()))
     agreed = draw(st.none() | st.tuples(hours_text(), hours_text()))
     prefs = ContactPreferences(
         preferred_opens=preferred[0] if preferred else None,
         preferred_closes=preferred[1] if preferred else None,
         agreed_opens=agreed[0] if agreed else None,
         agreed_closes=agreed[1] if agreed else None,
-        opted_out_media=tuple(draw(st.sets(st.sampled_from(MEDIA), max_size=3))),
-        preferred_media=tuple(draw(st.sets(st.sampled_from(MEDIA), max_size=2))),
+        opted_out_media=tuple(draw(st.sets(st.sampled_from(MEDIA[:2] if bunched else MEDIA), max_size=3))),
+        preferred_media=() if bunched else tuple(draw(st.sets(st.sampled_from(MEDIA), max_size=2))),
         sms_consent=draw(st.booleans()),
-        attorney_id=draw(st.none() | st.just("ATT-1")),
-        extra_time_zones=tuple(draw(st.sets(st.sampled_from(ZONES), max_size=2))),
+        attorney_id=None if bunched else draw(st.none() | st.just("ATT-1")),
+        extra_time_zones=() if bunched else tuple(draw(st.sets(st.sampled_from(ZONES), max_size=2))),
         ombudsman_complaint_open=draw(st.booleans()),
     )
+    # The call log: spread over 8 days and two loans, or bunched on this loan in the last week
+    # and today (around the caps).
     calls = [
         CallAttempt(
-            at=now - timedelta(minutes=draw(st.integers(1, 8 * 24 * 60))),
-            loan_id=draw(st.sampled_from(["L1", "L2"])),
-            connected=draw(st.booleans()),
+            at=now - timedelta(minutes=draw(st.integers(1, (7 * 24 - 1) * 60 if bunched else 8 * 24 * 60))),
+            loan_id="L1" if bunched else draw(st.sampled_from(["L1", "L2"])),
+            connected=draw(st.booleans()) if not bunched else False,
             phone_number_id=draw(st.sampled_from(["m1", "m2"])),
         )
-        for _ in range(draw(st.integers(0, 14)))
+        for _ in range(draw(st.sampled_from([5, 6, 6, 7, 7, 7, 8, 9]) if bunched else st.integers(0, 14)))
     ]
+    if bunched and draw(st.booleans()):
+        calls += [CallAttempt(at=now - timedelta(minutes=draw(st.integers(1, 120))), loan_id="L9", connected=True,
+                              phone_number_id="m1") for _ in range(draw(st.integers(1, 3)))]
     return dict(
         jurisdiction=jurisdiction,
         tz=tz,
         now=now,
         prefs=prefs,
         calls=calls,
-        actions=draw(st.sampled_from(STEP_ACTIONS)),
+        actions=draw(st.sampled_from([a for a in STEP_ACTIONS if "agent_call" in a] if bunched else STEP_ACTIONS)),
         cease=draw(st.booleans()) and draw(st.booleans()),
         notice_days_ago=draw(st.none() | st.integers(0, 40)),
         validation_sent=draw(st.booleans()),
