@@ -76,9 +76,14 @@ def scenarios(draw) -> dict:
         days_ahead=draw(st.integers(0, 400)),
         preferences=draw(preference_sets()),
         changes=draw(st.lists(st.tuples(moment, preference_sets()), max_size=2)),
-        # The dialer's log: spread over the case, or bunched in the days before the DPD 7 call.
-        calls=draw(st.lists(st.tuples(st.one_of(st.integers(-8, END_DPD), st.integers(4, 7)), st.integers(0, 24 * 60 - 1),
-                                      st.booleans(), st.sampled_from(["m1", "m2"])), max_size=16)),
+        # The dialer's log: spread over the case, or 6-8 unanswered calls bunched in the days
+        # before the DPD 7 call (around the US cap of 7 in 7 days).
+        calls=draw(st.one_of(
+            st.lists(st.tuples(st.one_of(st.integers(-8, END_DPD), st.integers(4, 7)), st.integers(0, 24 * 60 - 1),
+                               st.booleans(), st.sampled_from(["m1", "m2"])), max_size=16),
+            st.lists(st.tuples(st.integers(1, 6), st.integers(8 * 60, 20 * 60), st.just(False), st.just("m1")),
+                     min_size=6, max_size=8),
+        )),
         payments=draw(st.lists(st.tuples(moment, st.integers(1, 100)), max_size=3)),
         cease=draw(st.none() | moment),
     )
