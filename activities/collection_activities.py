@@ -79,6 +79,10 @@ log = get_logger("activities")
 #: Which borrower field a channel needs; channels not listed are internal work items.
 DESTINATION_FIELD = {Channel.SMS: "phone", Channel.EMAIL: "email", Channel.LETTER: "postal_address"}
 DEFAULT_AGENCY = "default-agency"
+#: The ``ContactDecision`` fields stored as they are in ``contact_decisions``.
+DECISION_COLUMNS = {
+    "step", "action", "decision", "rule_id", "reason", "days_past_due", "run_action", "deferred_until", "send_by", "decided_at",
+}
 _RECORD = RecordDelivery()
 
 
@@ -278,24 +282,16 @@ class CollectionActivities:
                         select(ContactDecisionRecord).where(ContactDecisionRecord.record_key == event.key)
                     ).first()
                     if exists is None:
+                        decision = event.decision
                         db.add(
                             ContactDecisionRecord(
                                 record_key=event.key,
                                 workflow_id=records.workflow_id,
                                 loan_id=records.loan_id,
                                 jurisdiction=event.jurisdiction,
-                                step=event.step,
-                                action=event.action,
-                                decision=event.decision,
-                                rule_id=event.rule_id,
-                                reason=event.reason,
-                                days_past_due=event.days_past_due,
-                                run_action=event.run_action,
                                 run_key=event.run_key,
-                                deferred_until=event.deferred_until,
-                                send_by=event.send_by,
-                                requirements=",".join(event.requirements),
-                                decided_at=event.at,
+                                requirements=",".join(decision.requirements),
+                                **decision.model_dump(include=DECISION_COLUMNS),
                             )
                         )
                         written += 1

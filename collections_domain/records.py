@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 from collections_domain.case import Instalment
+from collections_domain.compliance import ContactDecision
 from collections_domain.policy import CollectionPolicy
 
 
@@ -150,24 +151,14 @@ class CaseWrittenOff(BaseModel):
 
 
 class ContactDecisionRecorded(BaseModel):
-    """A compliance gate decision (``collections_domain.compliance.ContactDecision``) and the
-    idempotency key of the contact it ran, if any."""
+    """A compliance gate decision and the idempotency key (``run_key``) of the contact it ran."""
 
     kind: Literal["contact_decision"] = "contact_decision"
     key: str
     at: datetime
     jurisdiction: str
-    step: str
-    action: str
-    decision: str
-    rule_id: str
-    reason: str
-    days_past_due: int
-    run_action: str | None = None
+    decision: ContactDecision
     run_key: str | None = None
-    deferred_until: datetime | None = None
-    send_by: datetime | None = None
-    requirements: list[str] = []
 
 
 CaseEvent = Annotated[

@@ -594,20 +594,8 @@ class LoanCollectionWorkflow:
         state.contact_decisions.append(decision)
         self._record(
             ContactDecisionRecorded(
-                key=self._next_key(),
-                at=decision.decided_at,
-                jurisdiction=self._case.jurisdiction,
-                step=decision.step,
-                action=decision.action,
-                decision=decision.decision,
-                rule_id=decision.rule_id,
-                reason=decision.reason,
-                days_past_due=decision.days_past_due,
-                run_action=decision.run_action,
-                run_key=run_key,
-                deferred_until=decision.deferred_until,
-                send_by=decision.send_by,
-                requirements=list(decision.requirements),
+                key=self._next_key(), at=decision.decided_at, jurisdiction=self._case.jurisdiction,
+                decision=decision, run_key=run_key,
             )
         )
 
