@@ -39,6 +39,12 @@ def format_money(amount_minor: int, currency: str, locale: str) -> str:
     return format_currency(minor_to_decimal(amount_minor, currency), currency, locale=locale.replace("-", "_"))
 
 
+#: The opt-out instruction every SMS and email must carry, by locale (Regulation F,
+#: 12 CFR 1006.6(e): a reasonable and simple way to opt out of electronic communications).
+OPT_OUT_MARKERS = {"en": ("Reply STOP", "reply UNSUBSCRIBE"), "zh-CN": ("回复TD退订", "退订")}
+ELECTRONIC_TEMPLATES = ("sms_reminder", "email_overdue_notice")
+
+
 @lru_cache(maxsize=1)
 def _templates() -> dict[str, dict]:
     data = tomllib.loads(TEMPLATES_PATH.read_text(encoding="utf-8"))
@@ -46,6 +52,13 @@ def _templates() -> dict[str, dict]:
     for locale, templates in data.items():
         if set(templates) != names:
             raise ValueError(f"{TEMPLATES_PATH}: locale {locale} must define exactly {sorted(names)}")
+        for name, marker in zip(ELECTRONIC_TEMPLATES, OPT_OUT_MARKERS.get(locale, ("", ""))):
+            text = templates[name]["body"] if isinstance(templates[name], dict) else templates[name]
+            if locale not in OPT_OUT_MARKERS or marker not in text:
+                raise ValueError(
+                    f"{TEMPLATES_PATH}: [{locale}] {name} must carry the opt-out instruction {marker!r} "
+                    "(Regulation F 1006.6(e); OPT_OUT_MARKERS in templates.py)"
+                )
     return data
 
 

@@ -27,6 +27,8 @@ MEDIUM = {
     "attorney_notice": "letter",
 }
 CONNECTED = {"reached", "refused", "promise_made", "dispute_raised"}
+#: Words of an opt-out instruction (every SMS and email must carry one, 12 CFR 1006.6(e)).
+OPT_OUT_WORDS = ("STOP", "UNSUBSCRIBE", "退订")
 
 
 #: The limits of the law itself, kept here apart from the policy file: a policy may be stricter,

@@ -31,3 +31,19 @@ def test_email_and_sms_carry_an_opt_out():
         sms = render("sms_reminder", locale=locale, name="n", loan_id="L", outstanding_minor=1, paid_minor=0, currency="CNY", oldest_due_date=date(2026, 1, 1), days_past_due=3, step="initial")
         assert word in sms.body
     assert supported_locales() == ["en", "zh-CN"]
+
+
+def test_every_sms_and_email_template_must_carry_an_opt_out(tmp_path, monkeypatch):
+    from collections_domain import templates
+
+    text = templates.TEMPLATES_PATH.read_text(encoding="utf-8").replace(" Reply STOP to opt out.", "")
+    broken = tmp_path / "messages.toml"
+    broken.write_text(text, encoding="utf-8")
+    monkeypatch.setattr(templates, "TEMPLATES_PATH", broken)
+    templates._templates.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=r"\[en\] sms_reminder must carry the opt-out instruction 'Reply STOP'"):
+            templates._templates()
+    finally:
+        monkeypatch.undo()
+        templates._templates.cache_clear()

@@ -27,7 +27,7 @@ from collections_domain.db import session
 from collections_domain.models import ContactAttempt, ContactDecisionRecord, Payment
 from collections_domain.preferences import record_call_attempt, set_contact_preferences
 from tests import compliance_checker as checker
-from tests.helpers import advance_to, advance_to_local, open_case, payment, server_now, status
+from tests.helpers import advance_to, open_case, payment, promise, server_now, status
 
 #: Cases run through the workflow per CI run (each covers about five weeks of a case).
 EXAMPLES = 100
@@ -86,6 +86,8 @@ def scenarios(draw) -> dict:
         )),
         payments=draw(st.lists(st.tuples(moment, st.integers(1, 100)), max_size=3)),
         cease=draw(st.none() | moment),
+        # A promise: when it is made, its share of the amount (percent), its date (days ahead).
+        promise=draw(st.none() | st.tuples(moment, st.integers(1, 100), st.integers(0, 10))),
     )
 
 
@@ -151,6 +153,9 @@ async def test_no_recorded_contact_breaks_a_rule_and_no_step_is_lost(time_env, h
             events.append((local(dpd, minute), "payment", percent))
         if s["cease"] is not None:
             events.append((local(*s["cease"]), "cease", None))
+        if s["promise"] is not None:
+            (dpd, minute), percent, ahead = s["promise"]
+            events.append((local(dpd, minute), "promise", (percent, due + timedelta(days=dpd + ahead))))
         cease_at = None
         sent_minor = 0
         for at, kind, value in sorted((e for e in events if e[0] > opened_at), key=lambda e: e[0]):
@@ -165,6 +170,13 @@ async def test_no_recorded_contact_breaks_a_rule_and_no_step_is_lost(time_env, h
                     sent_minor += amount
                 except RPCError:
                     pass  # the case already ended (cured): the signal is refused, nothing counted
+            elif kind == "promise":
+                percent, promised_date = value  # type: ignore[misc]
+                try:
+                    await handle.signal("promise_to_pay", promise(max(1, s["amount"] * percent // 100), promised_date,
+                                                                  promise_id="PTP-P"))
+                except RPCError:
+                    pass
             else:
                 try:
                     await handle.signal("cease_contact", {"request_id": "CC-P"})
@@ -202,6 +214,8 @@ async def test_no_recorded_contact_breaks_a_rule_and_no_step_is_lost(time_env, h
     for attempt in attempts:
         if attempt.action == "manual_review":
             continue
+        if attempt.channel in ("sms", "email") and not any(m in (attempt.rendered or "") for m in checker.OPT_OUT_WORDS):
+            problems.append(f"{attempt.action} {attempt.idempotency_key} carries no opt-out instruction")
         if attempt.idempotency_key not in by_key:
             problems.append(f"contact {attempt.idempotency_key} has no gate decision")
     for d in decisions:
