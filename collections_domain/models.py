@@ -55,7 +55,7 @@ class CollectionCase(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     workflow_id: str = Field(index=True, max_length=80)
     loan_id: str = Field(index=True, max_length=64)
-    borrower_id: str = Field(max_length=64)
+    borrower_id: str = Field(index=True, max_length=64)
     currency: str = Field(max_length=3)
     opening_overdue_minor: int
     outstanding_minor: int
