@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -753,6 +753,7 @@ def record_call_command(
     connected: Annotated[bool, typer.Option("--connected/--unanswered", help="Whether the borrower answered.")] = False,
     number_id: Annotated[str | None, typer.Option(help="An id of the number dialled (not the number).")] = None,
     source: Annotated[str, typer.Option(help="agency, dialer or agent.")] = "dialer",
+    borrower_id: Annotated[str | None, typer.Option(help="The borrower (default: the loan's case's borrower).")] = None,
 ) -> None:
     """Log a call attempt made outside the product, so the call caps count it."""
     from collections_domain.preferences import record_call_attempt
@@ -762,9 +763,13 @@ def record_call_command(
         attempted_at = datetime.fromisoformat(at)
     except ValueError:
         _fail(f"at: must be an RFC 3339 instant such as 2026-12-01T10:00:00+08:00, got {at!r}")
+    if attempted_at.tzinfo is None:
+        _fail(f"at: must carry a UTC offset (2026-12-01T10:00:00+08:00), got {at!r}")
+    if attempted_at > datetime.now(UTC) + timedelta(minutes=5):
+        _fail(f"at: a call cannot be logged before it happens, got {attempted_at.isoformat()} (now {datetime.now(UTC):%Y-%m-%dT%H:%M}Z)")
     try:
         new = record_call_attempt(_engine(), attempt_id=attempt_id, loan_id=loan_id, attempted_at=attempted_at,
-                                  connected=connected, phone_number_id=number_id, source=source)
+                                  connected=connected, phone_number_id=number_id, source=source, borrower_id=borrower_id)
     except ValueError as err:
         _fail(str(err))
     console.print(f"{'Logged' if new else 'Already logged'} call attempt {source}:{attempt_id} for {loan_id}.")
@@ -788,17 +793,21 @@ def audit_command(
     if loan_id is not None:
         loan_id = _loan_id(loan_id)
     rows = audit_rows(_engine(), loan_id)
+    if not rows and loan_id is not None:
+        _fail(f"no contact decisions recorded for loan {loan_id} in {get_settings().resolved_database_url}", code=1)
     if csv_path is not None:
         if str(csv_path) == "-":
             write_csv(rows, sys.stdout)
-        else:
+            return
+        try:
             with csv_path.open("w", newline="", encoding="utf-8") as stream:
                 write_csv(rows, stream)
-            console.print(f"Wrote {len(rows)} decisions to {csv_path}.")
+        except OSError as err:
+            _fail(f"csv: cannot write {csv_path}: {err.strerror or err}")
+        console.print(f"Wrote {len(rows)} decisions to {csv_path}.")
         return
     if not rows:
-        _fail(f"no contact decisions recorded{' for loan ' + loan_id if loan_id else ''} in "
-              f"{get_settings().resolved_database_url}", code=1)
+        _fail(f"no contact decisions recorded in {get_settings().resolved_database_url}", code=1)
     table = Table(title=f"Compliance audit of {loan_id or 'the portfolio'}")
     for column in ("local time", "loan", "step", "action", "decision", "rule", "ran", "status", "reason"):
         table.add_column(column, overflow="fold")

@@ -19,6 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from collections_domain import calendar
 from collections_domain import search_attributes as sa
 from collections_domain.case import (
+    BreathingSpace,
     WORKFLOW_TYPE,
     CaseInput,
     CaseStatus,
@@ -240,6 +241,7 @@ CASE_SIGNALS = {
     "hardship": Hardship,
     "bankruptcy": CaseStop,
     "deceased": CaseStop,
+    "breathing_space": BreathingSpace,
 }
 
 

@@ -8,7 +8,7 @@ its input and raises ``ValueError`` naming the field and the rule.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -79,6 +79,8 @@ def set_contact_preferences(
         ValueError: a field breaks its rule (the message names it).
     """
     _check_id("borrower_id", borrower_id)
+    if attorney_id is None and (attorney_name or attorney_address or attorney_email):
+        raise ValueError("attorney_id: required with the attorney's name, address or email")
     with session(engine) as db:
         row = db.get(ContactPreferencesRecord, borrower_id) or ContactPreferencesRecord(
             borrower_id=borrower_id, updated_at=utcnow()
@@ -94,17 +96,19 @@ def set_contact_preferences(
             opted |= set(_media("opt_out", opt_out))
         row.opted_out_media = ",".join(_media("opt_out", sorted(opted)))
         if preferred_media is not None:
-            row.preferred_media = ",".join(_media("preferred_media", preferred_media))
+            row.preferred_media = ",".join(_media("preferred_media", [m for m in preferred_media if m]))
         if sms_consent is not None:
             row.sms_consent = sms_consent
         if ombudsman_complaint_open is not None:
             row.ombudsman_complaint_open = ombudsman_complaint_open
         if extra_time_zones is not None:
+            zones = [z for z in extra_time_zones if z]  # [""] clears the list
             try:
-                ContactPreferences(extra_time_zones=tuple(extra_time_zones))
+                ContactPreferences(extra_time_zones=tuple(zones))
             except ValidationError as err:
-                raise ValueError(f"time_zone: {err.errors()[0]['msg']}") from err
-            row.extra_time_zones = ",".join(extra_time_zones)
+                message = str(err.errors()[0]["msg"]).removeprefix("Value error, ").removeprefix("timezone: ")
+                raise ValueError(f"time_zone: {message}") from err
+            row.extra_time_zones = ",".join(zones)
         if attorney_id is not None:
             if attorney_id == "":
                 row.attorney_id = None
@@ -113,13 +117,23 @@ def set_contact_preferences(
                 attorney = db.get(Attorney, attorney_id)
                 if attorney is None and not attorney_name:
                     raise ValueError(f"attorney_id: attorney {attorney_id} is not on file; give --attorney-name and an address")
-                attorney = attorney or Attorney(id=attorney_id, full_name=attorney_name or "")
-                if attorney_name:
-                    attorney.full_name = attorney_name
-                if attorney_address:
-                    attorney.postal_address = attorney_address
-                if attorney_email:
-                    attorney.email = attorney_email
+                if attorney is not None:
+                    # Other borrowers may share this attorney: their details are not changed here.
+                    differ = [
+                        field for field, given, stored in (
+                            ("attorney_name", attorney_name, attorney.full_name),
+                            ("attorney_address", attorney_address, attorney.postal_address),
+                            ("attorney_email", attorney_email, attorney.email),
+                        ) if given and given != stored
+                    ]
+                    if differ:
+                        raise ValueError(
+                            f"{differ[0]}: attorney {attorney_id} is on file with other details, which other "
+                            "borrowers' letters use; link it with --attorney-id alone, or use a new attorney id"
+                        )
+                else:
+                    attorney = Attorney(id=attorney_id, full_name=attorney_name or "", postal_address=attorney_address,
+                                        email=attorney_email)
                 if not attorney.postal_address:
                     raise ValueError(f"attorney_address: attorney {attorney_id} needs a postal address (letters go there)")
                 db.add(attorney)
@@ -153,7 +167,12 @@ def preferences_of(row: ContactPreferencesRecord | None) -> ContactPreferences:
 
 
 def get_contact_preferences(engine: Engine, borrower_id: str) -> ContactPreferences:
-    """A borrower's preferences as the gate sees them."""
+    """A borrower's preferences as the gate sees them (defaults when none are stored).
+
+    Raises:
+        ValueError: ``borrower_id`` is not a valid id.
+    """
+    _check_id("borrower_id", borrower_id)
     with session(engine) as db:
         return preferences_of(db.get(ContactPreferencesRecord, borrower_id))
 
@@ -192,7 +211,18 @@ def record_call_attempt(
             borrower_id = case.borrower_id
         _check_id("borrower_id", borrower_id)
         key = f"{source}:{attempt_id}"
-        if db.exec(select(CallAttemptRecord).where(CallAttemptRecord.attempt_key == key)).first() is not None:
+        logged = db.exec(select(CallAttemptRecord).where(CallAttemptRecord.attempt_key == key)).first()
+        if logged is not None:
+            differ = [
+                f"{field} {stored} (not {given})" for field, given, stored in (
+                    ("loan_id", loan_id, logged.loan_id),
+                    ("attempted_at", attempted_at.astimezone(UTC), logged.attempted_at),
+                    ("connected", connected, logged.connected),
+                    ("phone_number_id", phone_number_id, logged.phone_number_id),
+                ) if given != stored
+            ]
+            if differ:
+                raise ValueError(f"attempt_id: {key} is already logged with " + ", ".join(differ) + "; a log is never changed")
             return False
         db.add(
             CallAttemptRecord(

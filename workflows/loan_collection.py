@@ -821,7 +821,7 @@ class LoanCollectionWorkflow:
             self._reject(signal, "; ".join(describe_errors(err)))
             return None
         if getattr(parsed, id_field) in seen:
-            kind = signal.kind.split("_")[0]
+            kind = "breathing space" if signal.kind == "breathing_space" else signal.kind.split("_")[0]
             self._reject(signal, f"{id_field}: duplicate, this {kind} was already {verb}")
             return None
         return parsed
@@ -1080,6 +1080,8 @@ class LoanCollectionWorkflow:
         now = workflow.now()
         if kind in LADDER_PAUSES and not self._ladder_paused():
             state.paused_since = now
+        if kind in LADDER_PAUSES:
+            state.deferred_step = None  # the gate asks again when the pause ends
         pause = Pause(kind=kind, id=pause_id, started_at=now, until=until)
         state.seen_pause_ids.append(f"{kind}:{pause_id}")
         state.pauses.append(pause)
