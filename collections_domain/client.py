@@ -37,7 +37,7 @@ from collections_domain.case import (
     describe_errors,
     workflow_id_for,
 )
-from collections_domain.models import ContactAttempt, ContactNote, ContactOutcomeRecord, HandOffEventRecord, RejectedUpdate
+from collections_domain.models import CallAttemptRecord, ContactAttempt, ContactNote, ContactOutcomeRecord, HandOffEventRecord, RejectedUpdate
 from collections_domain.policy import PolicyRegistry
 from collections_domain.settings import Settings, get_settings
 from collections_domain.validation import case_input_problems, due_date_problem
@@ -263,7 +263,8 @@ async def send_case_signal(client: Client, loan_id: str, name: str, payload: dic
 
 def contact_history(engine, loan_id: str) -> list[dict]:
     """Every contact of a loan from the database, oldest first: attempts (SMS, email, agent
-    tasks, letters, hand-offs), agent task outcomes with their notes, and hand-off states.
+    tasks, letters, hand-offs), agent task outcomes with their notes, logged calls (agents,
+    agencies, the dialer) and hand-off states.
 
     Returns dicts ``{at, kind, what, status, detail}``; instants are UTC.
     """
@@ -291,6 +292,16 @@ def contact_history(engine, loan_id: str) -> list[dict]:
                     "what": f"{outcome.action} outcome" + (f" by {outcome.agent_id}" if outcome.agent_id else ""),
                     "status": outcome.outcome,
                     "detail": "; ".join([e for e in extra if e] + notes.get(outcome.task_key, [])) or outcome.task_key,
+                }
+            )
+        for call in db.exec(select(CallAttemptRecord).where(CallAttemptRecord.loan_id == loan_id)):
+            rows.append(
+                {
+                    "at": call.attempted_at,
+                    "kind": "call",
+                    "what": f"call by {call.source}" + (f" to number {call.phone_number_id}" if call.phone_number_id else ""),
+                    "status": "connected" if call.connected else "unanswered",
+                    "detail": call.attempt_key,
                 }
             )
         for event in db.exec(select(HandOffEventRecord).where(HandOffEventRecord.loan_id == loan_id)):

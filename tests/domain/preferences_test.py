@@ -68,3 +68,12 @@ def test_preferences_rules_name_the_field(engine):
 def test_every_borrower_signal_can_be_sent_by_the_client():
     internal = {"payment_received", "promise_to_pay", "plan_instalment_missed"}  # own helpers, or the plan's child
     assert set(CASE_SIGNALS) == set(SIGNAL_ID_FIELD) - internal
+
+
+def test_logged_calls_show_in_the_contact_history(engine):
+    from collections_domain.client import contact_history
+
+    record_call_attempt(engine, attempt_id="D-9", loan_id="L9", borrower_id="B9",
+                        attempted_at=datetime(2026, 12, 1, 2, 0, tzinfo=UTC), connected=True, phone_number_id="m1", source="agency")
+    [row] = contact_history(engine, "L9")
+    assert (row["kind"], row["what"], row["status"]) == ("call", "call by agency to number m1", "connected")
