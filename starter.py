@@ -670,7 +670,7 @@ def legal_status_command(
 @app.command("daytime-zone")
 def daytime_zone_command() -> None:
     """Print a time zone where it is now between 09:00 and 20:00 (for trying cases whose due
-    steps should run at once: the ladder only contacts inside the policy's window)."""
+    steps should run at once: contact is lawful only in the jurisdiction's hours)."""
     print(daytime_zone(datetime.now(UTC)))
 
 
