@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from sqlalchemy import Column, DateTime, UniqueConstraint
-from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 
@@ -19,28 +18,8 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class UTCDateTime(TypeDecorator):
-    """An instant stored as UTC and read back timezone-aware (UTC) on every database: SQLite keeps
-    no offset, so an instant with one (``+08:00``) is converted before it is written."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:  # naive values in this codebase are UTC already
-            return value
-        return value.astimezone(UTC).replace(tzinfo=None) if dialect.name == "sqlite" else value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _utc_column(nullable: bool = False) -> Column:
-    return Column(UTCDateTime(), nullable=nullable)
+    return Column(DateTime(timezone=True), nullable=nullable)
 
 
 class Borrower(SQLModel, table=True):

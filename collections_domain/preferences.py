@@ -216,7 +216,8 @@ def record_call_attempt(
             differ = [
                 f"{field} {stored} (not {given})" for field, given, stored in (
                     ("loan_id", loan_id, logged.loan_id),
-                    ("attempted_at", attempted_at.astimezone(UTC), logged.attempted_at),
+                    ("attempted_at", attempted_at.astimezone(UTC),
+                     logged.attempted_at if logged.attempted_at.tzinfo else logged.attempted_at.replace(tzinfo=UTC)),
                     ("connected", connected, logged.connected),
                     ("phone_number_id", phone_number_id, logged.phone_number_id),
                 ) if given != stored
@@ -229,7 +230,7 @@ def record_call_attempt(
                 attempt_key=key,
                 borrower_id=borrower_id,
                 loan_id=loan_id,
-                attempted_at=attempted_at,
+                attempted_at=attempted_at.astimezone(UTC),  # SQLite keeps no offset: store UTC
                 connected=connected,
                 phone_number_id=phone_number_id,
                 source=source,

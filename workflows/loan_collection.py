@@ -1080,8 +1080,6 @@ class LoanCollectionWorkflow:
         now = workflow.now()
         if kind in LADDER_PAUSES and not self._ladder_paused():
             state.paused_since = now
-        if kind in LADDER_PAUSES:
-            state.deferred_step = None  # the gate asks again when the pause ends
         pause = Pause(kind=kind, id=pause_id, started_at=now, until=until)
         state.seen_pause_ids.append(f"{kind}:{pause_id}")
         state.pauses.append(pause)
