@@ -22,6 +22,7 @@ from activities.delivery import Delivery, DeliveryBackend, RecordDelivery
 from collections_domain.case import CaseInput
 from collections_domain.db import session
 from collections_domain.logs import get_logger
+from collections_domain.metrics import CONTACT_DELIVERIES, count_in_activity
 from collections_domain.compliance import (
     CALL_LOOKBACK,
     CONNECTED_OUTCOMES,
@@ -567,6 +568,7 @@ class CollectionActivities:
             attempt = _attempt(db, request.idempotency_key)
             if attempt is not None and attempt.status in ("sent", "recorded"):
                 log.info("contact.already_done", idempotency_key=request.idempotency_key)
+                self._count_delivery(request, spec.channel, attempt.backend, "already_done")
                 return ContactResult(
                     idempotency_key=request.idempotency_key,
                     status="already_done",
@@ -622,12 +624,14 @@ class CollectionActivities:
                 who = "the attorney of borrower" if request.action == "attorney_notice" else "borrower"
                 attempt.last_error = f"{who} {request.borrower_id} has no {destination_field} on file"
                 self._save(db, attempt)
+                self._count_delivery(request, spec.channel, backend_name, "no_contact_details")
                 raise ApplicationError(attempt.last_error, type="NoContactDetails", non_retryable=True)
             if request.send_by is not None and now > request.send_by and not internal:
                 # Retries ran past the permitted hours: never deliver late; the workflow falls back.
                 attempt.status = "failed"
                 attempt.last_error = f"send_by: the permitted contact hours closed at {request.send_by.isoformat()}"
                 self._save(db, attempt)
+                self._count_delivery(request, spec.channel, backend_name, "window_closed")
                 raise ApplicationError(attempt.last_error, type="ContactWindowClosed", non_retryable=True)
             self._save(db, attempt)
 
@@ -660,6 +664,7 @@ class CollectionActivities:
                 attempt.last_error = str(err)[:500]
                 attempt.updated_at = utcnow()
                 self._save(db, attempt)
+            self._count_delivery(request, spec.channel, backend_name, "failed" if permanent else "retrying")
             log.warning(
                 "contact.failed",
                 idempotency_key=request.idempotency_key,
@@ -686,6 +691,7 @@ class CollectionActivities:
             action=request.action,
             status=receipt.status,
         )
+        self._count_delivery(request, spec.channel, backend_name, receipt.status)
         log.debug("contact.rendered", idempotency_key=request.idempotency_key, body=message.body)
         return ContactResult(
             idempotency_key=request.idempotency_key,
@@ -694,6 +700,10 @@ class CollectionActivities:
             backend=backend_name,
             provider_reference=receipt.provider_reference,
         )
+
+    @staticmethod
+    def _count_delivery(request: ContactRequest, channel: Channel, backend: str, result: str) -> None:
+        count_in_activity(CONTACT_DELIVERIES, action=request.action, channel=channel.value, backend=backend, result=result)
 
     @staticmethod
     def _save(db: Any, row: Any) -> None:

@@ -17,6 +17,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from collections_domain import calendar
+from temporalio.runtime import Runtime
 from collections_domain import search_attributes as sa
 from collections_domain.case import (
     BreathingSpace,
@@ -43,8 +44,12 @@ from collections_domain.settings import Settings, get_settings
 from collections_domain.validation import case_input_problems, due_date_problem
 
 
-async def connect(settings: Settings | None = None) -> Client:
-    """A client for ``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE`` with the pydantic data converter."""
+async def connect(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Client:
+    """A client for ``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE`` with the pydantic data converter.
+
+    ``runtime``: the Temporal runtime (``observability.configure_runtime``, which exports
+    Prometheus metrics); the SDK's default runtime when ``None``.
+    """
     settings = settings or get_settings()
     return await Client.connect(
         settings.temporal_address,
@@ -52,6 +57,7 @@ async def connect(settings: Settings | None = None) -> Client:
         data_converter=pydantic_data_converter,
     )
 
+        runtime=runtime,
 
 def static_summary(case: CaseInput) -> str:
     """The one-line summary the Temporal UI shows for a case (ids and amounts only)."""

@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     ``DATA_DIR`` holds the SQLite database and the dev server's state; ``DATABASE_URL`` defaults
     to ``sqlite:///<DATA_DIR>/collections.db``. ``DELIVERY_BACKEND`` is ``record`` (store and log
     every message, offline) or ``http`` (POST to ``DELIVERY_HTTP_URL`` with a bearer token).
+    ``METRICS_BIND_ADDRESS`` is where the worker serves Prometheus metrics (``host:port``,
+    scraped at ``/metrics``; empty: no metrics endpoint). ``LOG_JSON=true``: one JSON object
+    per log line, personal data redacted at INFO and above.
     """
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
@@ -34,6 +37,7 @@ class Settings(BaseSettings):
     delivery_http_timeout_seconds: float = 10.0
     log_level: str = "INFO"
     log_json: bool = False
+    metrics_bind_address: str = "127.0.0.1:9464"
 
     @property
     def resolved_database_url(self) -> str:

@@ -10,6 +10,7 @@ from temporalio.worker import Worker
 from activities.collection_activities import CollectionActivities
 from activities.delivery import backend_from_settings
 from collections_domain.db import make_engine
+from collections_domain.observability import LogContextInterceptor
 from collections_domain.policy import PolicyRegistry
 from collections_domain.settings import Settings
 from workflows.hand_offs import AgencyPlacementWorkflow, LegalReferralWorkflow
@@ -77,4 +78,6 @@ def build_worker(
         max_concurrent_activities=max_activity_threads,
         max_concurrent_local_activities=max_activity_threads,
         max_cached_workflows=max_cached_workflows,
+        # Each activity's log lines carry its loan id, workflow id, activity type and attempt.
+        interceptors=[LogContextInterceptor()],
     )

@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from activities.collection_activities import CollectionActivities
-    from collections_domain import calendar, compliance, ladder, plans
+    from collections_domain import calendar, compliance, ladder, metrics, plans
     from collections_domain import search_attributes as sa
     from collections_domain.case import (
         SIGNAL_ID_FIELD,
@@ -263,6 +263,7 @@ class LoanCollectionWorkflow:
             return  # a retry of the accepted proposal: answered with the same schedule
         _, problem = self._plan_check(proposal)
         if problem:
+            metrics.count_in_workflow(metrics.UPDATES_REJECTED, update="propose_plan", field=metrics.rejected_field(problem))
             raise ApplicationError(problem, type="PlanRejected", non_retryable=True)
 
     @workflow.update(name="record_contact_outcome")
@@ -289,6 +290,9 @@ class LoanCollectionWorkflow:
             return  # a retry of a recorded report: answered with the same record
         _, problem = self._outcome_check(report)
         if problem:
+            metrics.count_in_workflow(
+                metrics.UPDATES_REJECTED, update="record_contact_outcome", field=metrics.rejected_field(problem)
+            )
             raise ApplicationError(problem, type="OutcomeRejected", non_retryable=True)
 
     @workflow.query(name="status")
@@ -424,6 +428,7 @@ class LoanCollectionWorkflow:
                 policy_version=setup.policy.version,
             )
         )
+        metrics.count_in_workflow(metrics.CASES_OPENED, jurisdiction=case.jurisdiction, currency=case.currency)
         workflow.logger.info("case.opened")
 
     def _plan(self) -> tuple[datetime | None, str | None, ladder.LadderPosition | None]:
@@ -625,6 +630,18 @@ class LoanCollectionWorkflow:
         state.stage = step.name
         self._record_progress()
         self._sync_search_attributes()
+        decisions = [d.decision for d in gate] if gate is not None else ["ungated"] * len(results)
+        for result, decision in zip(results, decisions):
+            spec = ACTIONS.get(result.action)
+            metrics.count_in_workflow(
+                metrics.STEPS_TAKEN,
+                step=step.name,
+                action=result.action,
+                channel=spec.channel.value if spec else "unknown",
+                decision=decision,
+                status=result.status,
+                jurisdiction=case.jurisdiction,
+            )
         workflow.logger.info("case.step_taken", extra={"step": step.name, "days_past_due": dpd})
 
     async def _run_decision(self, step: LadderStep, decision: compliance.ContactDecision, dpd: int) -> ActionResult:
@@ -1125,6 +1142,7 @@ class LoanCollectionWorkflow:
             self._add_outcome(task, "cancelled", None)
         state.outcome = outcome  # type: ignore[assignment]
         state.closed_at = workflow.now()
+        metrics.count_in_workflow(metrics.CASES_CLOSED, outcome=outcome, jurisdiction=self._case.jurisdiction)
         self._next_step = None
         self._record_progress()
         self._sync_search_attributes()
@@ -1514,6 +1532,9 @@ class LoanCollectionWorkflow:
                 paid_toward_minor=promise.paid_toward_minor,
             )
         )
+        metrics.count_in_workflow(
+            metrics.PROMISES_KEPT if outcome == "kept" else metrics.PROMISES_BROKEN, jurisdiction=self._case.jurisdiction
+        )
         workflow.logger.info(f"promise.{outcome}", extra={"promise_id": promise.promise_id})
 
     def _reject(self, signal: PendingSignal, reason: str) -> None:
@@ -1533,6 +1554,7 @@ class LoanCollectionWorkflow:
                 reason=reason,
             )
         )
+        metrics.count_in_workflow(metrics.SIGNALS_REJECTED, signal=signal.kind, field=metrics.rejected_field(reason))
         workflow.logger.info("signal.rejected", extra={"kind": signal.kind, "signal_id": signal_id, "reason": reason})
 
     # -- records, search attributes, details -------------------------------------------------
