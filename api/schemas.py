@@ -1,0 +1,215 @@
+"""Request and response bodies of the HTTP API. Amounts are integers in minor units of the case's
+currency; dates are ``YYYY-MM-DD`` in the borrower's calendar; instants are RFC 3339 with an offset
+(answers are UTC). Bodies carry ids, amounts and dates only, except a contact outcome's ``note``
+(stored in ``contact_notes``, never in the workflow)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from collections_domain.case import CURRENCY_PATTERN, ID_PATTERN, ContactOutcomeKind, Outcome, PlanKind
+
+#: The largest amount the API takes: 2^53 - 1 minor units, so that every JSON client reads it exactly.
+MAX_MINOR = 9_007_199_254_740_991
+
+LoanIdStr = Annotated[str, Field(pattern=ID_PATTERN, description="1-64 letters, digits, '-', '_' or '.'.")]
+IdStr = Annotated[str, Field(pattern=ID_PATTERN)]
+Minor = Annotated[int, Field(ge=0, le=MAX_MINOR, description="Minor units (fen, cents), 0 to 2^53-1.")]
+PositiveMinor = Annotated[int, Field(ge=1, le=MAX_MINOR, description="Minor units (fen, cents), 1 to 2^53-1.")]
+Currency = Annotated[str, Field(pattern=CURRENCY_PATTERN, description="ISO 4217 code in capitals, such as CNY.")]
+
+
+class Strict(BaseModel):
+    """Request bodies refuse unknown fields, so a typo is named instead of ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CaseOpenRequest(Strict):
+    """Open a collections case for a delinquent loan (CONTRACT.md "Workflow" input)."""
+
+    loan_id: LoanIdStr
+    borrower_id: IdStr = Field(description="The borrower's id; contact details are read from the database.")
+    currency: Currency = "CNY"
+    principal_due_minor: Minor = 0
+    interest_due_minor: Minor = 0
+    fees_due_minor: Minor = 0
+    oldest_due_date: date = Field(description="The oldest unpaid due date, not after the borrower's today.")
+    timezone: str = Field("Asia/Shanghai", min_length=1, max_length=64, description="IANA time zone of the borrower.")
+    jurisdiction: Literal["CN", "US", "UK"] = "CN"
+    policy_version: str | None = Field(None, min_length=1, max_length=64, description="Default: the current policy.")
+
+
+class CaseRef(BaseModel):
+    """Where a case runs. ``created`` is false when the loan's case was already running (nothing
+    changed; ``differences`` lists given values that differ from the running case's)."""
+
+    loan_id: str
+    workflow_id: str
+    run_id: str
+    created: bool
+    differences: list[str] = []
+    status_url: str
+
+
+class PaymentRequest(Strict):
+    """A payment received for the loan (signal ``payment_received``); applied once per ``payment_id``."""
+
+    payment_id: IdStr
+    amount_minor: PositiveMinor
+    currency: Currency
+    paid_at: AwareDatetime = Field(description="When the money arrived, RFC 3339 with an offset; not in the future.")
+
+
+class PromiseRequest(Strict):
+    """A promise to pay (signal ``promise_to_pay``), checked by the case against the policy."""
+
+    promise_id: IdStr
+    amount_minor: PositiveMinor
+    promised_date: date = Field(description="The borrower's calendar date they will pay by.")
+
+
+class SignalAccepted(BaseModel):
+    """What happened to a posted payment, promise or other signal.
+
+    ``delivered``: the case has it; it applies or rejects it (a rejection is listed with its rule
+    in the case's ``rejected_signals`` and the ``rejected_signals`` table).
+    ``held_for_reconciliation``: no running case for the loan (``reason``: ``no_case`` or
+    ``case_closed``); the payment is kept in ``unmatched_payments``, nothing is lost.
+    """
+
+    loan_id: str
+    signal: str
+    id: str
+    status: Literal["delivered", "held_for_reconciliation"]
+    reason: str | None = None
+    detail: str
+    status_url: str
+
+
+class PlanRequest(Strict):
+    """A negotiated repayment plan (update ``propose_plan``): ``instalments`` with
+    ``instalment_dates`` (and optionally ``first_instalment_minor``), ``deferral`` with
+    ``new_due_date``, or ``waiver`` with ``waive_minor`` (interest and fees only)."""
+
+    plan_id: IdStr
+    kind: PlanKind
+    instalment_dates: list[date] | None = Field(None, max_length=120)
+    first_instalment_minor: PositiveMinor | None = None
+    new_due_date: date | None = None
+    waive_minor: PositiveMinor | None = None
+    pay_by: date | None = None
+    approver_id: IdStr | None = None
+    proposed_by: IdStr | None = None
+
+
+class PromiseInOutcome(Strict):
+    promise_id: IdStr
+    amount_minor: PositiveMinor
+    promised_date: date
+
+
+class ContactOutcomeRequest(Strict):
+    """What an agent's contact achieved (update ``record_contact_outcome``). ``note`` is free
+    text kept in the database only."""
+
+    task_key: str = Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
+    outcome: ContactOutcomeKind
+    agent_id: IdStr
+    promise: PromiseInOutcome | None = None
+    dispute_id: IdStr | None = None
+    note: str | None = Field(None, min_length=1, max_length=2000)
+
+
+class CaseSummary(BaseModel):
+    """One case as Temporal visibility lists it (search attributes, no personal data)."""
+
+    loan_id: str | None
+    workflow_id: str
+    run_id: str
+    execution_status: str
+    stage: str | None
+    outstanding_minor: int | None
+    jurisdiction: str | None
+    outcome: str | None
+    overdue_since: datetime | None
+    started_at: datetime | None
+    closed_at: datetime | None
+
+
+class CaseList(BaseModel):
+    """A page of cases; pass ``next_page_token`` back for the next page (absent on the last)."""
+
+    query: str
+    cases: list[CaseSummary]
+    next_page_token: str | None = None
+
+
+class ContactRow(BaseModel):
+    """One line of a case's contact history (attempts, outcomes with notes, logged calls, hand-offs)."""
+
+    at: datetime
+    kind: str
+    what: str
+    status: str
+    detail: str | None
+
+
+class ContactHistory(BaseModel):
+    loan_id: str
+    contacts: list[ContactRow]
+
+
+class UnmatchedPaymentOut(BaseModel):
+    """A payment held for reconciliation (no running case when it was posted)."""
+
+    loan_id: str
+    payment_id: str
+    amount_minor: int
+    currency: str
+    paid_at: datetime
+    received_at: datetime
+    reason: str
+    status: str
+
+
+class UnmatchedPayments(BaseModel):
+    payments: list[UnmatchedPaymentOut]
+
+
+class ApiKeyRequest(Strict):
+    """A new API key: a name for people and its scopes."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9 ._-]+$")
+    scopes: list[Literal["read", "write", "admin"]] = Field(min_length=1, max_length=3)
+
+
+class ApiKeyOut(BaseModel):
+    """A key as listed (never its secret)."""
+
+    id: str
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    """A new key: ``key`` is the whole secret, shown this once; send it as ``Authorization: Bearer <key>``."""
+
+    key: str
+
+
+class ApiKeyList(BaseModel):
+    keys: list[ApiKeyOut]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    checks: dict[str, Any] = {}
+
+
+__all__ = [name for name in dir() if name[0].isupper()] + ["Outcome", "MAX_MINOR"]

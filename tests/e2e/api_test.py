@@ -1,0 +1,280 @@
+"""The HTTP API end to end: FastAPI app in process (httpx's ASGI transport), the real Temporal dev
+server and a worker. Opening, paying to a cure, listing through visibility, payments with no case,
+idempotency, keys and scopes, problem details, plans and contact outcomes."""
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest_asyncio
+from sqlmodel import Session, select
+
+from api import keys
+from api.app import create_app
+from collections_domain import calendar
+from collections_domain.models import ApiKey, ContactNote, RejectedUpdate, UnmatchedPayment
+from tests.e2e.conftest import zone_in_contact_window
+
+
+class Api:
+    """An in-process API on a harness's worker and database, with keys of each scope."""
+
+    def __init__(self, harness):
+        self.harness = harness
+        self.app = create_app(harness.settings, client=harness.client, engine=harness.engine)
+        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://api")
+        self.admin = keys.create_api_key(harness.engine, "test admin", ["admin"])[1]
+        self.writer = keys.create_api_key(harness.engine, "payment gateway", ["read", "write"])[1]
+        self.reader = keys.create_api_key(harness.engine, "dashboard", ["read"])[1]
+
+    async def post(self, path: str, body, *, key: str | None = None, idem: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key or self.writer}", "Idempotency-Key": idem or uuid.uuid4().hex}
+        return await self.http.post(path, json=body, headers=headers)
+
+    async def get(self, path: str, *, key: str | None = None, **params) -> httpx.Response:
+        return await self.http.get(path, params=params, headers={"Authorization": f"Bearer {key or self.reader}"})
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def api(local_env, harness_factory):
+    harness = harness_factory(local_env)
+    async with harness.worker:
+        client = Api(harness)
+        yield client
+        await client.http.aclose()
+
+
+def case_body(loan_id: str, *, dpd: int, amount_minor: int = 250_000, tz: str | None = None, **extra) -> dict:
+    tz = tz or zone_in_contact_window()
+    today = calendar.local_date(datetime.now(UTC), tz)
+    return {"loan_id": loan_id, "borrower_id": "B-api", "principal_due_minor": amount_minor,
+            "oldest_due_date": str(today - timedelta(days=dpd)), "timezone": tz, **extra}
+
+
+def loan(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def eventually(check, timeout: float = 20.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result or asyncio.get_running_loop().time() > deadline:
+            return result
+        await asyncio.sleep(0.3)
+
+
+async def test_open_pay_and_cure_over_http(api):
+    loan_id = loan("API-CURE")
+    opened = await api.post("/v1/cases", case_body(loan_id, dpd=5), idem=f"open-{loan_id}")
+    assert opened.status_code == 201, opened.text
+    assert opened.json()["workflow_id"] == f"collection-{loan_id}" and opened.json()["created"] is True
+    api.harness.handles.append(api.harness.client.get_workflow_handle(f"collection-{loan_id}"))
+
+    status = await api.get(f"/v1/cases/{loan_id}")
+    assert status.status_code == 200 and status.json()["outstanding_minor"] == 250_000
+    assert status.json()["days_past_due"] == 5
+
+    paid = await api.post(f"/v1/cases/{loan_id}/payments",
+                          {"payment_id": "gw-1", "amount_minor": 250_000, "currency": "CNY",
+                           "paid_at": datetime.now(UTC).isoformat()})
+    assert paid.status_code == 202 and paid.json()["status"] == "delivered", paid.text
+
+    async def cured():
+        body = (await api.get(f"/v1/cases/{loan_id}")).json()
+        return body if body.get("outcome") == "cured" else None
+
+    final = await eventually(cured)
+    assert final and final["outstanding_minor"] == 0 and final["paid_minor"] == 250_000
+
+    async def listed():
+        page = (await api.get("/v1/cases", outcome="cured", jurisdiction="CN")).json()
+        return [c for c in page["cases"] if c["loan_id"] == loan_id]
+
+    found = await eventually(listed)
+    assert found and found[0]["execution_status"] == "completed" and found[0]["outstanding_minor"] == 0
+
+    contacts = (await api.get(f"/v1/cases/{loan_id}/contacts")).json()
+    assert contacts["loan_id"] == loan_id and isinstance(contacts["contacts"], list)
+
+
+async def test_a_repeated_write_gets_the_first_answer_and_a_reused_key_is_refused(api):
+    loan_id = loan("API-IDEM")
+    body = case_body(loan_id, dpd=2)
+    first = await api.post("/v1/cases", body, idem="same-key")
+    api.harness.handles.append(api.harness.client.get_workflow_handle(f"collection-{loan_id}"))
+    again = await api.post("/v1/cases", body, idem="same-key")
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+
+    other = await api.post("/v1/cases", {**body, "principal_due_minor": 1}, idem="same-key")
+    assert other.status_code == 422
+    assert other.json()["type"].endswith("idempotency-key-reused")
+
+    # A new key for the same case: it is running, nothing changes, the differences are listed.
+    rerun = await api.post("/v1/cases", {**body, "principal_due_minor": 1}, idem="another-key")
+    assert rerun.status_code == 200 and rerun.json()["created"] is False
+    assert any(d.startswith("principal_due_minor:") for d in rerun.json()["differences"])
+
+    # The payment is applied once although posted twice under one key.
+    payment = {"payment_id": "gw-9", "amount_minor": 1000, "currency": "CNY", "paid_at": datetime.now(UTC).isoformat()}
+    for _ in range(2):
+        assert (await api.post(f"/v1/cases/{loan_id}/payments", payment, idem="pay-once")).status_code == 202
+
+    async def paid():
+        body = (await api.get(f"/v1/cases/{loan_id}")).json()
+        return body if body["paid_minor"] else None
+
+    assert (await eventually(paid))["paid_minor"] == 1000
+
+
+async def test_a_payment_without_a_running_case_is_held_for_reconciliation(api):
+    unknown = loan("API-NOCASE")
+    payment = {"payment_id": "gw-lost", "amount_minor": 5000, "currency": "CNY", "paid_at": datetime.now(UTC).isoformat()}
+    answer = await api.post(f"/v1/cases/{unknown}/payments", payment)
+    assert answer.status_code == 202
+    assert answer.json()["status"] == "held_for_reconciliation" and answer.json()["reason"] == "no_case"
+    assert unknown in answer.json()["detail"]
+
+    held = (await api.get("/v1/reconciliation/payments", loan_id=unknown)).json()["payments"]
+    assert [(p["payment_id"], p["amount_minor"], p["status"]) for p in held] == [("gw-lost", 5000, "held")]
+
+    # A closed case: the payment is held too, with its reason.
+    loan_id = loan("API-CLOSED")
+    assert (await api.post("/v1/cases", case_body(loan_id, dpd=1, amount_minor=100))).status_code == 201
+    await api.post(f"/v1/cases/{loan_id}/payments", {**payment, "payment_id": "gw-a", "amount_minor": 100})
+
+    async def closed():
+        return (await api.get(f"/v1/cases/{loan_id}")).json().get("outcome") == "cured"
+
+    assert await eventually(closed)
+    late = await api.post(f"/v1/cases/{loan_id}/payments", {**payment, "payment_id": "gw-late"})
+    assert late.json()["status"] == "held_for_reconciliation" and late.json()["reason"] == "case_closed"
+    with Session(api.harness.engine) as db:
+        rows = db.exec(select(UnmatchedPayment).where(UnmatchedPayment.loan_id == loan_id)).all()
+    assert [(r.payment_id, r.reason, r.amount_minor) for r in rows] == [("gw-late", "case_closed", 5000)]
+
+    # A promise for a loan with no case is answered 404, naming the loan.
+    promise = await api.post(f"/v1/cases/{unknown}/promises",
+                             {"promise_id": "p1", "amount_minor": 10, "promised_date": "2030-01-01"})
+    assert promise.status_code == 404 and promise.json()["errors"][0]["field"] == "loan_id"
+
+
+async def test_keys_scopes_and_hashing(api):
+    assert (await api.http.get("/v1/cases")).status_code == 401
+    bad = await api.get("/v1/cases", key="lck_0123456789abcdef_" + "0" * 64)
+    assert bad.status_code == 401 and bad.headers["WWW-Authenticate"].startswith("Bearer")
+    refused = await api.post("/v1/cases", case_body(loan("API-RO"), dpd=1), key=api.reader)
+    assert refused.status_code == 403 and "'write'" in refused.json()["detail"]
+    assert (await api.get("/v1/api-keys", key=api.writer)).status_code == 403
+
+    created = await api.post("/v1/api-keys", {"name": "agency portal", "scopes": ["read"]}, key=api.admin)
+    assert created.status_code == 201
+    new_key, new_id = created.json()["key"], created.json()["id"]
+    assert (await api.get("/v1/cases", key=new_key, page_size=1)).status_code == 200
+    with Session(api.harness.engine) as db:
+        stored = db.get(ApiKey, new_id)
+    assert stored.secret_sha256 not in new_key and new_key.split("_")[2] not in stored.model_dump_json()
+
+    listed = (await api.get("/v1/api-keys", key=api.admin)).json()["keys"]
+    assert new_id in [k["id"] for k in listed] and all("key" not in k for k in listed)
+    revoked = await api.post(f"/v1/api-keys/{new_id}/revoke", None, key=api.admin)
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+    assert (await api.get("/v1/cases", key=new_key)).status_code == 401
+    admin_id = api.admin.split("_")[1]
+    itself = await api.post(f"/v1/api-keys/{admin_id}/revoke", None, key=api.admin)
+    assert itself.status_code == 409
+
+
+async def test_bad_input_is_a_problem_naming_the_field_and_the_rule(api):
+    answer = await api.post("/v1/cases", {"loan_id": "bad id!", "borrower_id": "B", "principal_due_minor": -1,
+                                          "oldest_due_date": "2026-13-01", "unknown": 1})
+    assert answer.status_code == 422 and answer.headers["content-type"] == "application/problem+json"
+    problem = answer.json()
+    assert problem["status"] == 422 and problem["type"].endswith("invalid-input") and problem["instance"] == "/v1/cases"
+    fields = {e["field"]: e["rule"] for e in problem["errors"]}
+    assert fields["loan_id"].startswith("must be 1-64 characters")
+    assert "greater than or equal to 0" in fields["principal_due_minor"]
+    assert fields["oldest_due_date"] and fields["unknown"]
+
+    # Domain rules the schema cannot say: the time zone, a due date in the future, the sum.
+    tz_problem = await api.post("/v1/cases", {**case_body(loan("API-TZ"), dpd=1), "timezone": "Mars/Olympus"})
+    assert tz_problem.status_code == 422 and tz_problem.json()["errors"][0]["field"] == "timezone"
+    future = await api.post("/v1/cases", case_body(loan("API-FUT"), dpd=-3))
+    assert future.status_code == 422 and future.json()["errors"][0]["field"] == "oldest_due_date"
+    zero = await api.post("/v1/cases", case_body(loan("API-ZERO"), dpd=1, amount_minor=0))
+    assert zero.status_code == 422
+
+    missing_key = await api.http.post("/v1/cases", json=case_body(loan("API-NOIDEM"), dpd=1),
+                                      headers={"Authorization": f"Bearer {api.writer}"})
+    assert missing_key.status_code == 422 and missing_key.json()["errors"][0]["field"] == "header.Idempotency-Key"
+    not_json = await api.http.post("/v1/cases", content=b"{nope", headers={
+        "Authorization": f"Bearer {api.writer}", "Idempotency-Key": "x", "Content-Type": "application/json"})
+    assert not_json.status_code == 422 and not_json.json()["type"].endswith("invalid-input")
+    future_payment = await api.post("/v1/cases/L-1/payments", {
+        "payment_id": "p", "amount_minor": 1, "currency": "CNY",
+        "paid_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat()})
+    assert future_payment.status_code == 422 and future_payment.json()["errors"][0]["field"] == "paid_at"
+    wrong_method = await api.http.delete("/v1/api-keys")
+    assert wrong_method.status_code == 405 and wrong_method.headers["Allow"] == "GET, POST"
+
+
+async def test_plans_outcomes_and_listing_by_stage_and_amount(api):
+    tz = zone_in_contact_window()
+    loan_id = loan("API-DEEP")
+    assert (await api.post("/v1/cases", case_body(loan_id, dpd=8, amount_minor=1_200_000, tz=tz))).status_code == 201
+    api.harness.handles.append(api.harness.client.get_workflow_handle(f"collection-{loan_id}"))
+
+    async def task_open():
+        body = (await api.get(f"/v1/cases/{loan_id}")).json()
+        return body if body.get("open_tasks") else None
+
+    status = await eventually(task_open)
+    assert status, "the DPD 7 agent call task should be open"
+    task_key = status["open_tasks"][0]["task_key"]
+
+    outcome = await api.post(f"/v1/cases/{loan_id}/contact-outcomes",
+                             {"task_key": task_key, "outcome": "reached", "agent_id": "A-7", "note": "call after payday"})
+    assert outcome.status_code == 200 and outcome.json()["outcome"] == "reached", outcome.text
+    with Session(api.harness.engine) as db:
+        assert [n.note for n in db.exec(select(ContactNote).where(ContactNote.loan_id == loan_id))] == ["call after payday"]
+
+    today = calendar.local_date(datetime.now(UTC), tz)
+    too_many = [str(today + timedelta(days=i + 1)) for i in range(13)]
+    refused = await api.post(f"/v1/cases/{loan_id}/plans", {"plan_id": "PL-x", "kind": "instalments", "instalment_dates": too_many})
+    assert refused.status_code == 422 and refused.json()["type"].endswith("rejected-by-case")
+    assert refused.json()["errors"][0]["field"] == "instalment_dates"
+    with Session(api.harness.engine) as db:
+        assert db.exec(select(RejectedUpdate).where(RejectedUpdate.loan_id == loan_id)).first() is not None
+    dates = [str(today + timedelta(days=d)) for d in (1, 15, 29)]
+    plan = await api.post(f"/v1/cases/{loan_id}/plans", {"plan_id": "PL-1", "kind": "instalments", "instalment_dates": dates})
+    assert plan.status_code == 200, plan.text
+    assert [i["amount_minor"] for i in plan.json()["instalments"]] == [400_000, 400_000, 400_000]
+    api.harness.child_ids.append(plan.json()["plan_workflow_id"])
+
+    async def deep_listed():
+        page = (await api.get("/v1/cases", stage="deep", min_outstanding_minor=1_000_000, execution_status="running")).json()
+        return [c for c in page["cases"] if c["loan_id"] == loan_id]
+
+    assert await eventually(deep_listed)
+    first = (await api.get("/v1/cases", page_size=1)).json()
+    assert len(first["cases"]) == 1 and first["next_page_token"]
+    second = (await api.get("/v1/cases", page_size=1, page_token=first["next_page_token"])).json()
+    assert second["cases"][0]["workflow_id"] != first["cases"][0]["workflow_id"]
+    other_filter = await api.get("/v1/cases", page_size=1, stage="deep", page_token=first["next_page_token"])
+    assert other_filter.status_code == 422 and other_filter.json()["errors"][0]["field"] == "page_token"
+
+    dispute = await api.post(f"/v1/cases/{loan_id}/signals/dispute_opened", {"dispute_id": "D-1", "reason_code": "amount"})
+    assert dispute.status_code == 202 and dispute.json()["id"] == "D-1"
+    bad_signal = await api.post(f"/v1/cases/{loan_id}/signals/dispute_opened", {"dispute": "D-1"})
+    assert bad_signal.status_code == 422 and {e["field"] for e in bad_signal.json()["errors"]} >= {"dispute_id"}
+
+
+async def test_health_readiness_and_metrics(api):
+    assert (await api.http.get("/healthz")).json() == {"status": "ok", "checks": {}}
+    ready = await api.http.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"]["database"] == "ok"
+    await api.get("/v1/cases", page_size=1)
+    metrics = (await api.http.get("/metrics")).text
+    assert 'collections_api_requests_total{method="GET",route="/v1/cases",status="200"}' in metrics
