@@ -15,9 +15,9 @@ from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 
 from collections_domain import calendar
-from temporalio.runtime import Runtime
 from collections_domain import search_attributes as sa
 from collections_domain.case import (
     BreathingSpace,
@@ -55,9 +55,9 @@ async def connect(settings: Settings | None = None, *, runtime: Runtime | None =
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        runtime=runtime,
     )
 
-        runtime=runtime,
 
 def static_summary(case: CaseInput) -> str:
     """The one-line summary the Temporal UI shows for a case (ids and amounts only)."""
