@@ -882,6 +882,27 @@ def simulate(
     console.print(f"Wall time: {result.wall_seconds:.1f} s")
 
 
+# -- database ----------------------------------------------------------------------------------
+
+
+@app.command("db-upgrade")
+def db_upgrade_command() -> None:
+    """Bring the database (DATABASE_URL) to the latest migration. Workers and commands do it on
+    start too; this is for a deploy step that migrates before anything starts."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from collections_domain.db import db_upgrade
+
+    url = get_settings().resolved_database_url
+    shown = make_url(url).render_as_string(hide_password=True)
+    try:
+        revision = db_upgrade(url)
+    except (RuntimeError, SQLAlchemyError) as err:
+        _fail(f"{shown}: {err}", code=1)
+    print(f"{shown} is at revision {revision} (head)")
+
+
 def exit_without_finalizing(code: int) -> None:
     """Flush and leave without interpreter finalization.
 

@@ -8,9 +8,20 @@ Amounts are integers in minor units; instants are stored as UTC.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
-from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+#: Constraint and index names are fixed by this convention, so that Alembic migrations name the
+#: same objects on every database (PostgreSQL would otherwise pick its own names).
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
 
 
 def utcnow() -> datetime:
@@ -20,6 +31,12 @@ def utcnow() -> datetime:
 
 def _utc_column(nullable: bool = False) -> Column:
     return Column(DateTime(timezone=True), nullable=nullable)
+
+
+def _minor_units(**field_args: Any) -> Any:
+    """An amount in minor units: a 64-bit integer column (PostgreSQL's INTEGER stops at 2^31,
+    about 21 million in a two-decimal currency, and far less in a currency like IDR or KRW)."""
+    return Field(sa_type=BigInteger, **field_args)
 
 
 class Borrower(SQLModel, table=True):
@@ -43,7 +60,7 @@ class Loan(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=64)
     borrower_id: str = Field(foreign_key="borrowers.id", index=True, max_length=64)
     currency: str = Field(max_length=3)
-    instalment_minor: int | None = None
+    instalment_minor: int | None = _minor_units(default=None)
     source: str | None = None
 
 
@@ -57,8 +74,8 @@ class CollectionCase(SQLModel, table=True):
     loan_id: str = Field(index=True, max_length=64)
     borrower_id: str = Field(index=True, max_length=64)
     currency: str = Field(max_length=3)
-    opening_overdue_minor: int
-    outstanding_minor: int
+    opening_overdue_minor: int = _minor_units()
+    outstanding_minor: int = _minor_units()
     oldest_due_date: date
     timezone: str
     jurisdiction: str = Field(max_length=2)
@@ -84,7 +101,7 @@ class ContactAttempt(SQLModel, table=True):
     status: str  # sent | recorded | failed
     attempts: int = 0
     days_past_due: int
-    amount_minor: int
+    amount_minor: int = _minor_units()
     currency: str = Field(max_length=3)
     locale: str | None = None
     rendered: str | None = None
@@ -103,9 +120,9 @@ class Payment(SQLModel, table=True):
     payment_id: str = Field(max_length=64)
     workflow_id: str = Field(index=True, max_length=80)
     loan_id: str = Field(index=True, max_length=64)
-    amount_minor: int
-    applied_minor: int
-    overpaid_minor: int = 0
+    amount_minor: int = _minor_units()
+    applied_minor: int = _minor_units()
+    overpaid_minor: int = _minor_units(default=0)
     currency: str = Field(max_length=3)
     paid_at: datetime = Field(sa_column=_utc_column())
     applied_at: datetime = Field(sa_column=_utc_column())
@@ -120,10 +137,10 @@ class PromiseRecord(SQLModel, table=True):
     promise_id: str = Field(max_length=64)
     workflow_id: str = Field(index=True, max_length=80)
     loan_id: str = Field(index=True, max_length=64)
-    amount_minor: int
+    amount_minor: int = _minor_units()
     promised_date: date
     status: str = "open"
-    paid_toward_minor: int = 0
+    paid_toward_minor: int = _minor_units(default=0)
     made_at: datetime = Field(sa_column=_utc_column())
     resolved_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
 
@@ -151,7 +168,7 @@ class Placement(SQLModel, table=True):
     workflow_id: str = Field(index=True, max_length=80)
     loan_id: str = Field(index=True, max_length=64)
     agency: str
-    amount_minor: int
+    amount_minor: int = _minor_units()
     currency: str = Field(max_length=3)
     days_past_due: int
     placed_at: datetime = Field(sa_column=_utc_column())
@@ -165,7 +182,7 @@ class LegalReferral(SQLModel, table=True):
     idempotency_key: str = Field(unique=True, max_length=200)
     workflow_id: str = Field(index=True, max_length=80)
     loan_id: str = Field(index=True, max_length=64)
-    amount_minor: int
+    amount_minor: int = _minor_units()
     currency: str = Field(max_length=3)
     days_past_due: int
     jurisdiction: str = Field(max_length=2)
@@ -185,8 +202,8 @@ class RepaymentPlan(SQLModel, table=True):
     loan_id: str = Field(index=True, max_length=64)
     kind: str
     status: str = "active"
-    total_minor: int
-    waived_minor: int = 0
+    total_minor: int = _minor_units()
+    waived_minor: int = _minor_units(default=0)
     currency: str = Field(max_length=3)
     approver_id: str | None = None
     proposed_by: str | None = None
@@ -205,9 +222,9 @@ class PlanInstalmentRecord(SQLModel, table=True):
     loan_id: str = Field(index=True, max_length=64)
     seq: int
     due_date: date
-    amount_minor: int
+    amount_minor: int = _minor_units()
     status: str = "open"
-    paid_toward_minor: int = 0
+    paid_toward_minor: int = _minor_units(default=0)
     updated_at: datetime = Field(sa_column=_utc_column())
 
 
@@ -266,7 +283,7 @@ class WriteOff(SQLModel, table=True):
     record_key: str = Field(unique=True, max_length=200)
     workflow_id: str = Field(index=True, max_length=80)
     loan_id: str = Field(index=True, max_length=64)
-    amount_minor: int
+    amount_minor: int = _minor_units()
     currency: str = Field(max_length=3)
     days_past_due: int
     last_payment_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))

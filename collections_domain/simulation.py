@@ -177,11 +177,13 @@ async def simulate(
     *,
     progress: Callable[[str, int, int], None] | None = None,
     concurrency: int = 200,
+    database_url: str | None = None,
 ) -> SimulationResult:
     """Run ``cases`` through ``LoanCollectionWorkflow`` on a fresh time-skipping server.
 
     ``progress(phase, done, total)`` is called as cases start, events are replayed and
-    statuses are read. Uses a temporary SQLite database and the ``record`` delivery back-end.
+    statuses are read. Uses ``database_url`` (a database of its own) or else a temporary SQLite
+    file, and the ``record`` delivery back-end.
     """
     started = wallclock.perf_counter()
     report = progress or (lambda phase, done, total: None)
@@ -195,7 +197,7 @@ async def simulate(
         with tempfile.TemporaryDirectory(prefix="collections-sim-") as folder:
             settings = Settings(
                 temporal_task_queue="collections-simulation",
-                database_url=f"sqlite:///{Path(folder) / 'simulation.db'}",
+                database_url=database_url or f"sqlite:///{Path(folder) / 'simulation.db'}",
                 data_dir=Path(folder),
                 delivery_backend="record",
             )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -21,6 +22,7 @@ from collections_domain.policy import PolicyRegistry
 from collections_domain.search_attributes import CLI_TYPES
 from collections_domain.settings import Settings
 from collections_domain.wiring import build_worker
+from tests.databases import created_databases, drop_created_databases, fresh_database_url
 
 INDEXED_TYPES = {
     "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
@@ -50,8 +52,24 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_databases_at_exit() -> Iterator[None]:
+    """PostgreSQL runs (``TEST_DATABASE_URL``): drop any test database still there at the end."""
+    yield
+    drop_created_databases()
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    """PostgreSQL runs: drop the databases a test created once it is over (SQLite: nothing)."""
+    before = created_databases()
+    yield
+    drop_created_databases(only=created_databases() - before)
+
+
 class Harness:
-    """A worker on its own task queue, with its own SQLite database, against one environment."""
+    """A worker on its own task queue, with its own database (``tests/databases.py``), against one
+    environment."""
 
     def __init__(self, env: WorkflowEnvironment, tmp_path: Path, delivery: DeliveryBackend | None = None):
         self.env = env
@@ -59,7 +77,7 @@ class Harness:
         self.task_queue = f"test-{uuid.uuid4().hex[:8]}"
         self.settings = Settings(
             temporal_task_queue=self.task_queue,
-            database_url=f"sqlite:///{tmp_path / 'collections.db'}",
+            database_url=fresh_database_url(tmp_path),
             data_dir=tmp_path,
         )
         self.engine = make_engine(self.settings.resolved_database_url)

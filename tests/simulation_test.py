@@ -18,6 +18,7 @@ import pytest
 from collections_domain.home_credit import PACKAGED_CSV, market_for, read_cases
 from collections_domain.policy import DEFAULT_POLICY_PATH, load_policy
 from collections_domain.simulation import simulate
+from tests.databases import fresh_database_url
 
 
 def minor(text: str) -> int:
@@ -96,8 +97,9 @@ def test_expected_table_counts_every_case():
 
 
 @pytest.mark.timeout(2700)  # about 17 minutes on a 2-core machine; room for a slower one
-async def test_simulation_of_the_whole_file_equals_the_csv():
-    result = await simulate(read_cases())
+async def test_simulation_of_the_whole_file_equals_the_csv(tmp_path):
+    # SQLite file by default; a PostgreSQL database when TEST_DATABASE_URL says so.
+    result = await simulate(read_cases(), database_url=fresh_database_url(tmp_path, "simulation"))
     got = {
         row: (cases, unpaid, written_off)
         for row, cases, unpaid, written_off in result.table.as_rows()

@@ -16,6 +16,7 @@ from collections_domain.policy import PolicyRegistry
 from collections_domain.records import ContactRequest
 from tests.helpers import seed_borrower
 from tests.provider import FakeProvider
+from tests.databases import fresh_database_url
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def provider():
 
 
 def make_activities(tmp_path, delivery):
-    engine = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    engine = make_engine(fresh_database_url(tmp_path, "a"))
     seed_borrower(engine, "B-1", locale="en")
     return CollectionActivities(engine=engine, delivery=delivery, policies=PolicyRegistry.from_settings(None))
 

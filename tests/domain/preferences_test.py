@@ -12,11 +12,12 @@ from collections_domain.db import make_engine
 from collections_domain.policy import PolicyRegistry
 from collections_domain.preferences import get_contact_preferences, record_call_attempt, set_contact_preferences
 from collections_domain.records import ProfileRequest
+from tests.databases import fresh_database_url
 
 
 @pytest.fixture
 def engine(tmp_path):
-    return make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    return make_engine(fresh_database_url(tmp_path, "p"))
 
 
 def test_a_call_logged_with_an_offset_is_counted_at_its_true_instant(engine):

@@ -15,6 +15,7 @@ from collections_domain import calendar
 from collections_domain.db import make_engine
 from tests.e2e.conftest import zone_in_contact_window
 from tests.helpers import seed_borrower
+from tests.databases import fresh_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +27,7 @@ async def cli_env(local_env, tmp_path):
         **os.environ,
         "TEMPORAL_ADDRESS": local_env.client.service_client.config.target_host,
         "TEMPORAL_TASK_QUEUE": f"cli-{uuid.uuid4().hex[:8]}",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "DATABASE_URL": fresh_database_url(tmp_path, "cli"),
         "DATA_DIR": str(tmp_path),
     }
     engine = make_engine(env["DATABASE_URL"])

@@ -1,0 +1,83 @@
+"""The Alembic migrations build exactly the models' schema, and come down again.
+
+On SQLite always (a temporary file), and on PostgreSQL when the suite runs against it
+(``TEST_DATABASE_URL``, see ``tests/databases.py``). When this fails after a change to
+``collections_domain/models.py``, the migration for it is missing: generate it with
+``TEST_DATABASE_URL=postgresql+psycopg://... .venv/bin/python -m tests.databases revision -m "..."``.
+"""
+
+from __future__ import annotations
+
+import pprint
+import subprocess
+import sys
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect
+from sqlmodel import SQLModel
+
+from collections_domain import db
+from collections_domain.settings import PROJECT_ROOT
+from tests.databases import fresh_database_url
+
+
+def _differences(engine) -> list:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "compare_server_default": True})
+        return compare_metadata(context, SQLModel.metadata)
+
+
+def test_upgrade_head_builds_the_models_schema_and_downgrade_base_removes_it(tmp_path):
+    engine = create_engine(fresh_database_url(tmp_path, "migrations", empty=True))
+    try:
+        assert inspect(engine).get_table_names() == []
+        db.upgrade_schema(engine)
+        assert db.current_revision(engine) == db.head_revision()
+        differences = _differences(engine)
+        assert differences == [], "the migrations differ from the models:\n" + pprint.pformat(differences)
+        db.upgrade_schema(engine)  # at head already: nothing to do
+
+        db.downgrade_schema(engine, "base")
+        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+        assert db.current_revision(engine) is None
+    finally:
+        engine.dispose()
+
+
+def test_there_is_one_head():
+    from alembic.script import ScriptDirectory
+
+    assert len(ScriptDirectory.from_config(db.alembic_config()).get_heads()) == 1
+
+
+def test_make_engine_gives_the_models_schema(tmp_path):
+    """What the workers use: create_all on SQLite, the migrations elsewhere; the same tables."""
+    engine = db.make_engine(fresh_database_url(tmp_path, "made", empty=True))
+    try:
+        assert set(inspect(engine).get_table_names()) - {"alembic_version"} == set(SQLModel.metadata.tables)
+        if engine.dialect.name != "sqlite":
+            assert db.current_revision(engine) == db.head_revision()
+            assert _differences(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_db_upgrade_command(tmp_path):
+    """``starter.py db-upgrade`` migrates the settings' database and names its revision."""
+    url = fresh_database_url(tmp_path, "cli", empty=True)
+    done = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "starter.py"), "db-upgrade"],
+        env={"DATABASE_URL": url, "PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert db.head_revision() in done.stdout
+    engine = create_engine(url)
+    try:
+        assert db.current_revision(engine) == db.head_revision()
+    finally:
+        engine.dispose()
