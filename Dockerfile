@@ -1,10 +1,11 @@
-# The collections worker image (used by docker-compose.yml).
+# The collections image: worker, HTTP API and migrations (used by docker-compose.yml).
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY collections_domain ./collections_domain
 COPY workflows ./workflows
 COPY activities ./activities
+COPY api ./api
 COPY worker.py starter.py ./
 RUN pip install --no-cache-dir '.[postgres]'
 USER nobody

@@ -37,6 +37,8 @@ from collections_domain.client import (
     case_status,
     connect,
     contact_history,
+    failure_of,
+    input_differences,
     propose_plan,
     record_contact_outcome,
     send_case_signal,
@@ -113,17 +115,21 @@ def demo(
     anchor: Annotated[str | None, typer.Option(help="Date of the file's day 0, YYYY-MM-DD (default today, UTC).")] = None,
     exit_after_load: Annotated[bool, typer.Option(help="Stop the servers once the cases are loaded.")] = False,
 ) -> None:
-    """The main job: dev server with UI, a worker, and the real portfolio loaded. Ctrl-C stops it."""
+    """The main job: dev server with UI, a worker, the HTTP API, and the real portfolio loaded. Ctrl-C stops it."""
     settings = get_settings()
     configure_logging("WARNING")
     logs = Path(settings.data_dir) / "logs"
     server = devserver.spawn(devserver.dev_server_command(settings), logs / "temporal.log")
-    worker = None
+    worker = api = None
     try:
         asyncio.run(devserver.wait_for_server(settings, timeout_seconds=90))
         console.print(f"Temporal dev server up on {settings.temporal_address} (log {logs / 'temporal.log'})")
         worker = devserver.spawn(devserver.python_command("worker.py"), logs / "worker.log")
         console.print(f"Worker started on task queue {settings.temporal_task_queue!r} (log {logs / 'worker.log'})")
+        api = devserver.spawn(devserver.python_command("starter.py") + ["api"], logs / "api.log")
+        _wait_for_api(settings, api, logs / "api.log")
+        console.print(f"HTTP API on http://{settings.api_host}:{settings.api_port} "
+                      f"(docs http://{settings.api_host}:{settings.api_port}/docs, log {logs / 'api.log'})")
         _load(limit=cases, anchor=anchor, csv=None)
         time.sleep(2)
         if worker.poll() is not None:
@@ -145,14 +151,34 @@ def demo(
                 _fail(f"the dev server exited with code {server.returncode}; see {logs / 'temporal.log'}")
             if worker.poll() is not None:
                 _fail(f"the worker exited with code {worker.returncode}; see {logs / 'worker.log'}")
+            if api.poll() is not None:
+                _fail(f"the HTTP API exited with code {api.returncode}; see {logs / 'api.log'}")
             time.sleep(1)
     except KeyboardInterrupt:
         pass
     finally:
-        if worker is not None:
-            devserver.stop(worker)
+        for process in (api, worker):
+            if process is not None:
+                devserver.stop(process)
         devserver.stop(server)
-        console.print("Stopped the worker and the dev server.")
+        console.print("Stopped the HTTP API, the worker and the dev server.")
+
+
+def _wait_for_api(settings, process, log_file: Path, timeout_seconds: float = 60.0) -> None:
+    """Wait until the API answers ``/healthz``; fail naming its log if it exits or never answers."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            _fail(f"the HTTP API exited with code {process.returncode}; see {log_file}")
+        try:
+            if httpx.get(f"http://{settings.api_host}:{settings.api_port}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    _fail(f"the HTTP API did not answer on port {settings.api_port} in {timeout_seconds:.0f}s; see {log_file}")
 
 
 # -- cases -------------------------------------------------------------------------------------
@@ -180,6 +206,7 @@ def start_case_command(
     timezone: Annotated[str, typer.Option(help="The borrower's IANA time zone, such as Asia/Shanghai or America/New_York.")] = "Asia/Shanghai",
     jurisdiction: Annotated[str, typer.Option(help="CN, US or UK.")] = "CN",
     policy_version: Annotated[str | None, typer.Option(help="Policy version (default: the current policy).")] = None,
+    region: Annotated[str | None, typer.Option(help="The borrower's ISO 3166-2 region, e.g. CN-SH (search attribute Region).")] = None,
 ) -> None:
     """Open a collections case (if the loan's case is already running, nothing changes)."""
     due = _parse_date(oldest_due_date, "oldest_due_date")
@@ -195,6 +222,7 @@ def start_case_command(
             timezone=timezone,
             jurisdiction=jurisdiction,
             policy_version=policy_version,
+            region=region,
         )
     except ValueError as err:
         _fail(str(err))
@@ -212,7 +240,7 @@ def start_case_command(
                 f"A case for loan {loan_id} is already running (opened {running.start_time:%Y-%m-%d %H:%M} UTC, "
                 f"run {running.run_id}); nothing changed. See: {_me()} status {loan_id}"
             )
-            differences = await _input_differences(case_handle(client, case.loan_id), case)
+            differences = await input_differences(case_handle(client, case.loan_id), case)
             if differences:
                 console.print("These values differ from the running case's and were not applied: " + "; ".join(differences))
             return
@@ -223,32 +251,10 @@ def start_case_command(
         await asyncio.sleep(1.0)
         described = await handle.describe()
         if described.status is not None and described.status != WorkflowExecutionStatus.RUNNING:
-            _fail(f"the case did not open: {await _failure_of(handle)}")
+            _fail(f"the case did not open: {await failure_of(handle)}")
         console.print(f"Case open: workflow {handle.id} (run {handle.result_run_id}). See: {_me()} status {loan_id}")
 
     asyncio.run(run())
-
-
-async def _input_differences(handle, case: CaseInput) -> list[str]:
-    """Fields of ``case`` whose values differ from the running case's own input."""
-    history = await handle.fetch_history()
-    started = history.events[0].workflow_execution_started_event_attributes
-    original = json.loads(started.input.payloads[0].data) if started.input.payloads else {}
-    wanted = json.loads(case.model_dump_json(exclude={"resume"}))
-    return [
-        f"{name}: running {original.get(name)!r}, given {value!r}"
-        for name, value in wanted.items()
-        if original.get(name) != value
-    ]
-
-
-async def _failure_of(handle) -> str:
-    """The failure message a closed case ended with, or its status name."""
-    history = await handle.fetch_history()
-    last = history.events[-1]
-    if last.HasField("workflow_execution_failed_event_attributes"):
-        return last.workflow_execution_failed_event_attributes.failure.message
-    return EventType.Name(last.event_type).removeprefix("EVENT_TYPE_WORKFLOW_EXECUTION_").lower()
 
 
 @app.command("load-portfolio")
@@ -395,7 +401,7 @@ def status(
         try:
             described = await handle.describe()
             if described.status in (WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT):
-                _fail(f"the case of loan {loan_id} {described.status.name.lower()}: {await _failure_of(handle)}")
+                _fail(f"the case of loan {loan_id} {described.status.name.lower()}: {await failure_of(handle)}")
             return await case_status(client, loan_id)
         except RPCError as err:
             _fail(_rpc_message(err, loan_id))
@@ -825,6 +831,73 @@ def audit_command(
 
 
 # -- simulation --------------------------------------------------------------------------------
+
+
+# -- the HTTP API ------------------------------------------------------------------------------
+
+api_keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke the HTTP API's keys (stored hashed in api_keys).")
+app.add_typer(api_keys_app, name="api-key")
+
+
+@app.command("api")
+def api_command(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default API_HOST, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default API_PORT, 8000).")] = None,
+) -> None:
+    """Serve the HTTP API with uvicorn (OpenAPI at /openapi.json, docs at /docs)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    host, port = host or settings.api_host, port or settings.api_port
+    console.print(f"HTTP API on http://{host}:{port} (docs http://{host}:{port}/docs), Temporal at {settings.temporal_address}")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
+
+
+@api_keys_app.command("create")
+def api_key_create(
+    name: Annotated[str, typer.Option(help="Who or what uses the key, e.g. 'payment gateway'.")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated: read, write, admin (admin grants all).")] = "read,write",
+    key_only: Annotated[bool, typer.Option(help="Print only the key (for scripts).")] = False,
+) -> None:
+    """Create an API key and print it once (only its SHA-256 is stored)."""
+    from api import keys
+
+    try:
+        row, secret = keys.create_api_key(_engine(), name, [s.strip() for s in scopes.split(",") if s.strip()])
+    except ValueError as err:
+        _fail(str(err))
+    if key_only:
+        print(secret)
+        return
+    console.print(f"API key {row.id} ({row.name}; scopes {row.scopes}). Shown this once:")
+    print(secret)
+    console.print("Send it as:  Authorization: Bearer <key>")
+
+
+@api_keys_app.command("list")
+def api_key_list() -> None:
+    """List the API keys (ids, names, scopes, revocation; never the secrets)."""
+    from api import keys
+
+    table = Table("id", "name", "scopes", "created (UTC)", "revoked (UTC)")
+    for row in keys.list_api_keys(_engine()):
+        table.add_row(row.id, row.name, row.scopes, f"{row.created_at:%Y-%m-%d %H:%M}",
+                      f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "")
+    console.print(table)
+
+
+@api_keys_app.command("revoke")
+def api_key_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (16 hex digits).")]) -> None:
+    """Revoke an API key; it is refused from the next request on."""
+    from api import keys
+
+    row = keys.revoke_api_key(_engine(), key_id)
+    if row is None:
+        _fail(f"key_id: no API key {key_id!r}")
+    console.print(f"Revoked API key {row.id} ({row.name}) at {row.revoked_at:%Y-%m-%d %H:%M} UTC.")
 
 
 @app.command()

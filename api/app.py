@@ -69,6 +69,7 @@ from api.schemas import (
 from collections_domain import search_attributes as sa
 from collections_domain.case import (
     ID_PATTERN,
+    REGION_PATTERN,
     SIGNAL_ID_FIELD,
     WORKFLOW_TYPE,
     CaseInput,
@@ -300,7 +301,7 @@ def _add_operations(app: FastAPI) -> None:
         return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _visibility_query(stage, outcome, jurisdiction, min_outstanding_minor, max_outstanding_minor, execution_status) -> str:
+def _visibility_query(stage, outcome, jurisdiction, region, min_outstanding_minor, max_outstanding_minor, execution_status) -> str:
     """A Temporal list filter from checked parameters (every value matched a pattern or an enum)."""
     clauses = [f'WorkflowType="{WORKFLOW_TYPE}"']
     if stage:
@@ -309,6 +310,8 @@ def _visibility_query(stage, outcome, jurisdiction, min_outstanding_minor, max_o
         clauses.append(f'{sa.COLLECTION_OUTCOME.name}="{outcome}"')
     if jurisdiction:
         clauses.append(f'{sa.JURISDICTION.name}="{jurisdiction}"')
+    if region:
+        clauses.append(f'{sa.REGION.name}="{region}"')
     if min_outstanding_minor is not None:
         clauses.append(f"{sa.OUTSTANDING_MINOR.name} >= {min_outstanding_minor}")
     if max_outstanding_minor is not None:
@@ -352,6 +355,7 @@ def _summary(execution) -> CaseSummary:
         stage=attrs.get(sa.COLLECTION_STAGE),
         outstanding_minor=attrs.get(sa.OUTSTANDING_MINOR),
         jurisdiction=attrs.get(sa.JURISDICTION),
+        region=attrs.get(sa.REGION),
         outcome=attrs.get(sa.COLLECTION_OUTCOME),
         overdue_since=attrs.get(sa.OVERDUE_SINCE),
         started_at=execution.start_time,
@@ -369,6 +373,7 @@ def _add_cases(app: FastAPI) -> None:
         stage: Annotated[str | None, Query(pattern=r"^[a-z_]{1,40}$", description="CollectionStage, e.g. deep, legal.")] = None,
         outcome: Annotated[Outcome | None, Query(description="CollectionOutcome of closed cases.")] = None,
         jurisdiction: Annotated[Literal["CN", "US", "UK"] | None, Query()] = None,
+        region: Annotated[str | None, Query(pattern=REGION_PATTERN, description="Region (ISO 3166-2), e.g. CN-SH.")] = None,
         min_outstanding_minor: Annotated[int | None, Query(ge=0, le=9_007_199_254_740_991)] = None,
         max_outstanding_minor: Annotated[int | None, Query(ge=0, le=9_007_199_254_740_991)] = None,
         execution_status: Annotated[Literal["running", "closed", "all"], Query()] = "all",
@@ -376,9 +381,11 @@ def _add_cases(app: FastAPI) -> None:
         page_token: Annotated[str | None, Query(max_length=4000, pattern=r"^[A-Za-z0-9_-]+$",
                                                 description="next_page_token of the previous page.")] = None,
     ) -> CaseList:
-        """Cases by stage, outcome, jurisdiction and outstanding amount, from Temporal visibility
-        (search attributes; newest first). Needs scope ``read``."""
-        query = _visibility_query(stage, outcome, jurisdiction, min_outstanding_minor, max_outstanding_minor, execution_status)
+        """Cases by stage, outcome, jurisdiction, region and outstanding amount, from Temporal
+        visibility (search attributes; newest first). "Deep collection over 10,000 yuan in
+        Shanghai": ``?stage=deep&region=CN-SH&min_outstanding_minor=1000001``. Needs scope ``read``."""
+        query = _visibility_query(stage, outcome, jurisdiction, region, min_outstanding_minor, max_outstanding_minor,
+                                  execution_status)
         token = _read_page_token(page_token, query) if page_token else None
         client = await _client(request)
         iterator = client.list_workflows(query, page_size=page_size, next_page_token=token, rpc_timeout=RPC_TIMEOUT)

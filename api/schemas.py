@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from collections_domain.case import CURRENCY_PATTERN, ID_PATTERN, ContactOutcomeKind, Outcome, PlanKind
+from collections_domain.case import CURRENCY_PATTERN, ID_PATTERN, REGION_PATTERN, ContactOutcomeKind, Outcome, PlanKind
 
 #: The largest amount the API takes: 2^53 - 1 minor units, so that every JSON client reads it exactly.
 MAX_MINOR = 9_007_199_254_740_991
@@ -41,6 +41,8 @@ class CaseOpenRequest(Strict):
     timezone: str = Field("Asia/Shanghai", min_length=1, max_length=64, description="IANA time zone of the borrower.")
     jurisdiction: Literal["CN", "US", "UK"] = "CN"
     policy_version: str | None = Field(None, min_length=1, max_length=64, description="Default: the current policy.")
+    region: str | None = Field(None, pattern=REGION_PATTERN,
+                               description="The borrower's ISO 3166-2 region (CN-SH, US-NY...), for filtering by Region.")
 
 
 class CaseRef(BaseModel):
@@ -134,6 +136,7 @@ class CaseSummary(BaseModel):
     stage: str | None
     outstanding_minor: int | None
     jurisdiction: str | None
+    region: str | None
     outcome: str | None
     overdue_since: datetime | None
     started_at: datetime | None

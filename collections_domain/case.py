@@ -33,10 +33,14 @@ ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 
+#: ISO 3166-2 subdivision codes: country, hyphen, 1-3 capitals or digits (``CN-SH``, ``US-NY``, ``GB-LND``).
+REGION_PATTERN = r"^[A-Z]{2}-[A-Z0-9]{1,3}$"
+
 #: Readable rules for the patterns above, used in error messages instead of the regex.
 _PATTERN_RULES = {
     ID_PATTERN: "must be 1-64 characters, each a letter, a digit, '-', '_' or '.'",
     CURRENCY_PATTERN: "must be a 3-letter ISO 4217 code in capitals, such as CNY",
+    REGION_PATTERN: "must be an ISO 3166-2 subdivision code such as CN-SH, US-NY or GB-LND",
 }
 
 Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
@@ -104,7 +108,7 @@ class CaseInput(BaseModel):
     Fields: ``loan_id``/``borrower_id`` (ids), ``currency`` (ISO 4217), ``principal_due_minor``,
     ``interest_due_minor``, ``fees_due_minor`` (minor units, each >= 0, sum > 0),
     ``oldest_due_date`` (local date), ``timezone`` (IANA), ``jurisdiction`` (``CN``/``US``/``UK``),
-    ``policy_version`` (``None``: the current default), ``resume`` (set only by continue-as-new).
+    ``policy_version`` (``None``: the current default), ``region`` (ISO 3166-2, optional), ``resume`` (set only by continue-as-new).
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -119,6 +123,9 @@ class CaseInput(BaseModel):
     timezone: str = "Asia/Shanghai"
     jurisdiction: str = "CN"
     policy_version: str | None = None
+    #: Added with the HTTP API (issue 5): the borrower's ISO 3166-2 region, for the ``Region``
+    #: search attribute only (operators filter by it); ``None`` when unknown.
+    region: str | None = Field(None, pattern=REGION_PATTERN)
     resume: CaseState | None = None
 
     _input_problems: list[str] = PrivateAttr(default_factory=list)

@@ -15,9 +15,10 @@ Conventions, stated once here and used by ``load`` (the demo), ``simulate`` and 
 - **Cases.** An instalment is a case when its amount due exceeds its on-time payments (late,
   underpaid or unpaid).
 - **Markets.** The data has no location. Borrowers are spread over the lender's markets by
-  ``SK_ID_CURR % 10``: 0-5 China (Asia/Shanghai, CNY, zh-CN), 6 US East (America/New_York,
-  USD, en), 7 US West (America/Los_Angeles, USD, en), 8-9 UK (Europe/London, GBP, en). Amounts
-  keep their numbers; only the currency label changes.
+  ``SK_ID_CURR % 10``: 0-5 China (Asia/Shanghai, CNY, zh-CN; regions Shanghai, Beijing,
+  Guangdong, Zhejiang, Jiangsu, Sichuan), 6 US East (America/New_York, USD, en; US-NY), 7 US
+  West (America/Los_Angeles, USD, en; US-CA), 8-9 UK (Europe/London, GBP, en; London,
+  Manchester). Amounts keep their numbers; only the currency label changes.
 - **Anchor.** For the portfolio ``load``, day 0 of the file is the anchor date (default: today,
   UTC): a due day -12 is the local date anchor - 12 days. ``simulate`` instead replays every
   case from its own first day past due (see ``simulation.py``).
@@ -51,20 +52,25 @@ COLUMNS = (
 
 @dataclass(frozen=True)
 class Market:
-    """Where a borrower lives: time zone, jurisdiction, currency label and message locale."""
+    """Where a borrower lives: time zone, jurisdiction, currency label, message locale and
+    ISO 3166-2 region (the ``Region`` search attribute)."""
 
     timezone: str
     jurisdiction: str
     currency: str
     locale: str
+    region: str
 
+
+#: China's share, one ISO 3166-2 province or municipality per last digit 0-5.
+CN_REGIONS = ("CN-SH", "CN-BJ", "CN-GD", "CN-ZJ", "CN-JS", "CN-SC")
 
 MARKETS = {
-    **{digit: Market("Asia/Shanghai", "CN", "CNY", "zh-CN") for digit in range(6)},
-    6: Market("America/New_York", "US", "USD", "en"),
-    7: Market("America/Los_Angeles", "US", "USD", "en"),
-    8: Market("Europe/London", "UK", "GBP", "en"),
-    9: Market("Europe/London", "UK", "GBP", "en"),
+    **{digit: Market("Asia/Shanghai", "CN", "CNY", "zh-CN", CN_REGIONS[digit]) for digit in range(6)},
+    6: Market("America/New_York", "US", "USD", "en", "US-NY"),
+    7: Market("America/Los_Angeles", "US", "USD", "en", "US-CA"),
+    8: Market("Europe/London", "UK", "GBP", "en", "GB-LND"),
+    9: Market("Europe/London", "UK", "GBP", "en", "GB-MAN"),
 }
 
 
@@ -119,6 +125,7 @@ class HomeCreditCase:
             oldest_due_date=oldest_due_date,
             timezone=market.timezone,
             jurisdiction=market.jurisdiction,
+            region=market.region,
         )
 
 

@@ -398,3 +398,56 @@ class ContactDecisionRecord(SQLModel, table=True):
     send_by: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     requirements: str = ""
     decided_at: datetime = Field(sa_column=_utc_column())
+
+
+class ApiKey(SQLModel, table=True):
+    """A key of the HTTP API (``api/``). Only the SHA-256 of its secret is stored: the secret is
+    256 random bits, shown once when the key is created, so a fast hash is safe against guessing.
+
+    ``scopes``: space-separated, from ``read``, ``write``, ``admin`` (``admin`` grants all).
+    """
+
+    __tablename__ = "api_keys"
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=100)
+    scopes: str = Field(max_length=100)
+    secret_sha256: str = Field(max_length=64)
+    created_at: datetime = Field(sa_column=_utc_column())
+    revoked_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class IdempotentRequest(SQLModel, table=True):
+    """One write to the HTTP API under a client's ``Idempotency-Key``: the first answer is kept
+    and replayed for a repeat with the same body; ``status_code`` is empty while it runs."""
+
+    __tablename__ = "idempotent_requests"
+    __table_args__ = (UniqueConstraint("api_key_id", "idempotency_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    api_key_id: str = Field(max_length=32, index=True)
+    idempotency_key: str = Field(max_length=255)
+    method: str = Field(max_length=10)
+    path: str = Field(max_length=300)
+    request_sha256: str = Field(max_length=64)
+    status_code: int | None = None
+    response_json: str | None = None
+    created_at: datetime = Field(sa_column=_utc_column())
+    completed_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class UnmatchedPayment(SQLModel, table=True):
+    """A payment posted for a loan with no running case (none opened, or already closed): kept
+    for reconciliation, never lost. ``reason``: ``no_case`` | ``case_closed``; ``status``:
+    ``held`` until someone reconciles it."""
+
+    __tablename__ = "unmatched_payments"
+    __table_args__ = (UniqueConstraint("loan_id", "payment_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    loan_id: str = Field(index=True, max_length=64)
+    payment_id: str = Field(max_length=64)
+    amount_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    currency: str = Field(max_length=3)
+    paid_at: datetime = Field(sa_column=_utc_column())
+    received_at: datetime = Field(sa_column=_utc_column())
+    reason: str = Field(max_length=20)
+    status: str = Field(default="held", max_length=20)
+    api_key_id: str | None = Field(default=None, max_length=32)

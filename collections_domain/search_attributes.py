@@ -15,8 +15,10 @@ OVERDUE_SINCE = SearchAttributeKey.for_datetime("OverdueSince")
 OUTSTANDING_MINOR = SearchAttributeKey.for_int("OutstandingMinor")
 JURISDICTION = SearchAttributeKey.for_keyword("Jurisdiction")
 COLLECTION_OUTCOME = SearchAttributeKey.for_keyword("CollectionOutcome")
+#: The borrower's ISO 3166-2 region (``CN-SH``), set once at start when the case input has one.
+REGION = SearchAttributeKey.for_keyword("Region")
 
-ALL_KEYS = (LOAN_ID, COLLECTION_STAGE, OVERDUE_SINCE, OUTSTANDING_MINOR, JURISDICTION, COLLECTION_OUTCOME)
+ALL_KEYS = (LOAN_ID, COLLECTION_STAGE, OVERDUE_SINCE, OUTSTANDING_MINOR, JURISDICTION, COLLECTION_OUTCOME, REGION)
 
 #: Names and the type names the ``temporal`` CLI takes (``--search-attribute NAME=TYPE``).
 CLI_TYPES = {
@@ -26,6 +28,7 @@ CLI_TYPES = {
     "OutstandingMinor": "Int",
     "Jurisdiction": "Keyword",
     "CollectionOutcome": "Keyword",
+    "Region": "Keyword",
 }
 
 

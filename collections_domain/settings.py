@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
     metrics_bind_address: str = "127.0.0.1:9464"
+    #: Where ``starter.py api`` serves the HTTP API (``API_HOST``, ``API_PORT``).
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
 
     @property
     def resolved_database_url(self) -> str:

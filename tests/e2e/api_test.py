@@ -223,7 +223,8 @@ async def test_bad_input_is_a_problem_naming_the_field_and_the_rule(api):
 async def test_plans_outcomes_and_listing_by_stage_and_amount(api):
     tz = zone_in_contact_window()
     loan_id = loan("API-DEEP")
-    assert (await api.post("/v1/cases", case_body(loan_id, dpd=8, amount_minor=1_200_000, tz=tz))).status_code == 201
+    opened = await api.post("/v1/cases", case_body(loan_id, dpd=8, amount_minor=1_200_000, tz=tz, region="CN-SH"))
+    assert opened.status_code == 201, opened.text
     api.harness.handles.append(api.harness.client.get_workflow_handle(f"collection-{loan_id}"))
 
     async def task_open():
@@ -254,10 +255,17 @@ async def test_plans_outcomes_and_listing_by_stage_and_amount(api):
     api.harness.child_ids.append(plan.json()["plan_workflow_id"])
 
     async def deep_listed():
-        page = (await api.get("/v1/cases", stage="deep", min_outstanding_minor=1_000_000, execution_status="running")).json()
+        # "All cases in deep collection over 10,000 yuan in Shanghai."
+        page = (await api.get("/v1/cases", stage="deep", region="CN-SH", min_outstanding_minor=1_000_001,
+                              execution_status="running")).json()
         return [c for c in page["cases"] if c["loan_id"] == loan_id]
 
-    assert await eventually(deep_listed)
+    listed = await eventually(deep_listed)
+    assert listed and listed[0]["region"] == "CN-SH" and listed[0]["outstanding_minor"] == 1_200_000
+    elsewhere = (await api.get("/v1/cases", stage="deep", region="CN-BJ")).json()["cases"]
+    assert loan_id not in [c["loan_id"] for c in elsewhere]
+    bad_region = await api.get("/v1/cases", region="Shanghai")
+    assert bad_region.status_code == 422 and bad_region.json()["errors"][0]["field"] == "query.region"
     first = (await api.get("/v1/cases", page_size=1)).json()
     assert len(first["cases"]) == 1 and first["next_page_token"]
     second = (await api.get("/v1/cases", page_size=1, page_token=first["next_page_token"])).json()
