@@ -480,6 +480,62 @@ def _print_status(st: CaseStatus) -> None:
         console.print(rejected)
 
 
+@app.command()
+def history(
+    loan_id: LoanId,
+    limit: Annotated[int, typer.Option(help="Show the last N events (0: all).")] = 60,
+    all_events: Annotated[bool, typer.Option("--all", help="Include workflow-task bookkeeping events.")] = False,
+) -> None:
+    """The case's Temporal history as a table: each event with its time and what it did (the
+    activity, timer or child and its summary, the signal or update received). Current run only."""
+    loan_id = _loan_id(loan_id)
+
+    async def run() -> None:
+        client = await _client()
+        try:
+            fetched = await case_handle(client, loan_id).fetch_history()
+        except RPCError as err:
+            _fail(_rpc_message(err, loan_id))
+        rows = [row for row in (_history_row(event) for event in fetched.events)
+                if all_events or not row[2].startswith("workflow task")]
+        shown = rows[-limit:] if limit > 0 else rows
+        table = Table(title=f"History of collection-{loan_id} ({len(fetched.events)} events; "
+                            f"{len(shown)} shown{'' if all_events else ', workflow tasks hidden'})")
+        for column in ("#", "at (UTC)", "event", "what"):
+            table.add_column(column, overflow="fold")
+        for row in shown:
+            table.add_row(*row)
+        console.print(table)
+
+    asyncio.run(run())
+
+
+def _history_row(event) -> tuple[str, str, str, str]:
+    """One history event as (id, time, readable type, what): summaries and names only."""
+    kind = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").lower().replace("_", " ")
+    what = ""
+    if event.HasField("user_metadata") and event.user_metadata.HasField("summary"):
+        try:
+            what = json.loads(event.user_metadata.summary.data)
+        except ValueError:
+            what = event.user_metadata.summary.data.decode(errors="replace")
+    details = {
+        "activity_task_scheduled_event_attributes": lambda a: a.activity_type.name,
+        "timer_started_event_attributes": lambda a: f"timer {timedelta(seconds=round(a.start_to_fire_timeout.ToTimedelta().total_seconds()))}",
+        "workflow_execution_signaled_event_attributes": lambda a: a.signal_name,
+        "workflow_execution_update_accepted_event_attributes": lambda a: a.accepted_request.input.name,
+        "start_child_workflow_execution_initiated_event_attributes": lambda a: f"{a.workflow_type.name} {a.workflow_id}",
+        "marker_recorded_event_attributes": lambda a: a.marker_name,
+        "activity_task_failed_event_attributes": lambda a: a.failure.message,
+        "workflow_execution_failed_event_attributes": lambda a: a.failure.message,
+    }
+    for field, describe in details.items():
+        if event.HasField(field):
+            detail = describe(getattr(event, field))
+            what = f"{detail}: {what}" if what and detail else (what or detail)
+    return str(event.event_id), f"{event.event_time.ToDatetime():%Y-%m-%d %H:%M:%S}", kind, str(what)
+
+
 # -- negotiation, contact outcomes, pauses and stops -------------------------------------------
 
 

@@ -8,6 +8,7 @@ non-retryable ``ApplicationError`` (the workflow then records the failure and fa
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -90,8 +91,12 @@ class HttpDelivery:
         if status >= 500 or status in RETRYABLE_STATUS:
             raise DeliveryRetryableError(f"{delivery.channel}: provider answered {status}")
         if status >= 400:
+            # The message goes into the workflow history: never the provider's body, which may echo
+            # the recipient's details; only its error code when it is a plain token.
+            log.debug("delivery.rejected", channel=delivery.channel, status=status, body=response.text[:500])
+            code = _provider_error_code(response)
             raise ApplicationError(
-                f"{delivery.channel}: provider rejected the request with {status}: {response.text[:200]}",
+                f"{delivery.channel}: provider rejected the request with {status}" + (f" ({code})" if code else ""),
                 type="DeliveryRejected",
                 non_retryable=True,
             )
@@ -122,3 +127,19 @@ def backend_from_settings(settings: Any) -> DeliveryBackend:
             settings.delivery_http_url, settings.delivery_http_token, settings.delivery_http_timeout_seconds
         )
     return RecordDelivery()
+
+
+def _provider_error_code(response: httpx.Response) -> str | None:
+    """A provider's error code from a JSON body (``code``, ``error`` or ``error_code``) when it is
+    a short token of letters, digits, ``.``, ``_`` or ``-``; ``None`` otherwise."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    for key in ("code", "error_code", "error"):
+        value = body.get(key)
+        if isinstance(value, str | int) and re.fullmatch(r"[A-Za-z0-9._-]{1,64}", str(value)):
+            return str(value)
+    return None

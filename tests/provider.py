@@ -27,6 +27,8 @@ class FakeProvider:
 
     script: list[int] = field(default_factory=list)
     requests: list[ProviderRequest] = field(default_factory=list)
+    #: The JSON body of error answers (a provider that echoes the request can be scripted here).
+    error_body: dict = field(default_factory=lambda: {"error": "scripted"})
 
     def __post_init__(self) -> None:
         provider = self
@@ -37,7 +39,7 @@ class FakeProvider:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 provider.requests.append(ProviderRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 status = provider.script.pop(0) if provider.script else 200
-                payload = json.dumps({"id": f"prov-{len(provider.requests)}"} if status < 300 else {"error": "scripted"})
+                payload = json.dumps({"id": f"prov-{len(provider.requests)}"} if status < 300 else provider.error_body)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))

@@ -100,6 +100,18 @@ def test_http_4xx_is_permanent(tmp_path, provider):
     assert row.status == "failed" and "422" in row.last_error
 
 
+def test_a_provider_echoing_the_recipient_never_puts_it_in_the_error(tmp_path, provider):
+    """The error message ends up in the workflow history: only the status and a plain error code."""
+    provider.script = [400]
+    provider.error_body = {"code": "invalid_number", "message": "bad number +86 138 0000 0000 for Wang Fang"}
+    acts = make_activities(tmp_path, HttpDelivery(provider.url, None))
+    with pytest.raises(ApplicationError) as err:
+        ActivityEnvironment().run(acts.send_sms, request())
+    assert err.value.message == "sms: provider rejected the request with 400 (invalid_number)"
+    [row] = rows(acts.engine)
+    assert "138" not in row.last_error and "Wang" not in row.last_error
+
+
 def test_http_5xx_is_retryable_then_2xx_sends_with_the_same_key(tmp_path, provider):
     provider.script = [503, 500]
     acts = make_activities(tmp_path, HttpDelivery(provider.url, None))

@@ -106,6 +106,27 @@ async def test_a_case_driven_from_the_command_line(cli_env):
     assert st["outcome"] == "cured" and st["outstanding_minor"] == 0
     code, out = await starter(cli_env, "status", loan)
     assert code == 0 and "cured" in out
+    code, out = await starter(cli_env, "history", loan, "--limit", "0")
+    assert code == 0 and "workflow execution started" in out and "workflow tasks hidden" in out, out
+    assert "payment_received" in out and "promise_to_pay" in out and "workflow execution completed" in out
+    assert "send_sms: DPD 5" in out or "SMS" in out, out
+    code, out = await starter(cli_env, "history", "no-such-loan")
+    assert code != 0 and "no-such-loan" in out, out
+
+
+async def test_api_keys_from_the_command_line(cli_env):
+    code, out = await starter(cli_env, "api-key", "create", "--name", "gateway", "--scopes", "read,write")
+    assert code == 0 and "shown this once" in out.lower(), out
+    key = next(line for line in out.splitlines() if line.startswith("lck_"))
+    key_id = key.split("_")[1]
+    code, out = await starter(cli_env, "api-key", "list")
+    assert code == 0 and key_id in out and key not in out, out
+    code, out = await starter(cli_env, "api-key", "create", "--name", "x", "--scopes", "root")
+    assert code != 0 and "scopes: 'root' is not one of read, write, admin" in out, out
+    code, out = await starter(cli_env, "api-key", "revoke", key_id)
+    assert code == 0 and "Revoked" in out, out
+    code, out = await starter(cli_env, "api-key", "revoke", "0000000000000000")
+    assert code != 0 and "no API key" in out, out
 
 
 async def test_bad_input_is_refused_before_anything_starts(cli_env):
