@@ -128,7 +128,7 @@ def db_upgrade(url: str) -> str | None:
             tables = set(inspect(engine).get_table_names())
             if tables and "alembic_version" not in tables:
                 raise RuntimeError(
-                    f"{url} was created from the models, not by the migrations: nothing to upgrade "
+                    "its tables were created from the models, not by the migrations: nothing to upgrade "
                     "(development SQLite files get new tables on start; delete the file to start over)"
                 )
             upgrade_schema(engine)

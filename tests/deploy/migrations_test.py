@@ -12,6 +12,7 @@ import pprint
 import subprocess
 import sys
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
@@ -41,6 +42,23 @@ def test_upgrade_head_builds_the_models_schema_and_downgrade_base_removes_it(tmp
         db.downgrade_schema(engine, "base")
         assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
         assert db.current_revision(engine) is None
+    finally:
+        engine.dispose()
+
+
+def test_processes_starting_together_migrate_once(tmp_path):
+    """Workers and starters that start at once on an empty PostgreSQL database: each runs
+    ``upgrade head`` (``make_engine``), the advisory lock lets one migrate and the others wait."""
+    url = fresh_database_url(tmp_path, "together", empty=True)
+    if not url.startswith("postgresql"):
+        pytest.skip("SQLite files get their tables from create_all; the lock is PostgreSQL's")
+    script = "import sys; from collections_domain.db import make_engine; make_engine(sys.argv[1]).dispose()"
+    processes = [subprocess.Popen([sys.executable, "-c", script, url], stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errors = [process.communicate(timeout=120)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0] * 4, errors
+    engine = create_engine(url)
+    try:
+        assert db.current_revision(engine) == db.head_revision()
     finally:
         engine.dispose()
 
