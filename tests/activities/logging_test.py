@@ -19,6 +19,7 @@ from collections_domain.db import make_engine
 from collections_domain.logs import configure_logging, get_logger, mask_text, redact_personal_data
 from collections_domain.policy import PolicyRegistry
 from collections_domain.records import ContactRequest
+from tests.databases import fresh_database_url
 from tests.helpers import seed_borrower
 from tests.provider import FakeProvider
 
@@ -60,7 +61,7 @@ def lines(buffer: io.StringIO) -> list[dict]:
 
 
 def make_activities(tmp_path, delivery):
-    engine = make_engine(f"sqlite:///{tmp_path / 'logs.db'}")
+    engine = make_engine(fresh_database_url(tmp_path, "logs"))
     seed_borrower(engine, "B-7", locale="en", tz="Europe/London", **BORROWER)
     return CollectionActivities(engine=engine, delivery=delivery, policies=PolicyRegistry.from_settings(None))
 
