@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from sqlalchemy.engine import Engine
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
@@ -71,7 +72,13 @@ class Harness:
     """A worker on its own task queue, with its own database (``tests/databases.py``), against one
     environment."""
 
-    def __init__(self, env: WorkflowEnvironment, tmp_path: Path, delivery: DeliveryBackend | None = None):
+    def __init__(
+        self,
+        env: WorkflowEnvironment,
+        tmp_path: Path,
+        delivery: DeliveryBackend | None = None,
+        engines: dict[str, Engine] | None = None,
+    ):
         self.env = env
         self.client: Client = env.client
         self.task_queue = f"test-{uuid.uuid4().hex[:8]}"
@@ -80,7 +87,16 @@ class Harness:
             database_url=fresh_database_url(tmp_path),
             data_dir=tmp_path,
         )
-        self.engine = make_engine(self.settings.resolved_database_url)
+        url = self.settings.resolved_database_url
+        # Harnesses of one test share its database, and (``engines``) one engine on it: a property
+        # test makes a harness per example, and an engine each would hold a pool of PostgreSQL
+        # connections each until the test ends.
+        if engines is not None and url in engines:
+            self.engine = engines[url]
+        else:
+            self.engine = make_engine(url)
+            if engines is not None:
+                engines[url] = self.engine
         self.activities = CollectionActivities(
             engine=self.engine,
             delivery=delivery or RecordDelivery(),
@@ -112,12 +128,15 @@ async def harness_factory(tmp_path: Path):
     server's clock is shared, and a timer firing for a case whose worker is gone would stop it.
     """
     made: list[Harness] = []
+    engines: dict[str, Engine] = {}
 
     def make(env: WorkflowEnvironment, delivery: DeliveryBackend | None = None) -> Harness:
-        harness = Harness(env, tmp_path, delivery)
+        harness = Harness(env, tmp_path, delivery, engines)
         made.append(harness)
         return harness
 
     yield make
     for harness in made:
         await harness.terminate_open_cases()
+    for engine in engines.values():
+        engine.dispose()
