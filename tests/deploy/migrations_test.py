@@ -9,6 +9,7 @@ On SQLite always (a temporary file), and on PostgreSQL when the suite runs again
 from __future__ import annotations
 
 import pprint
+from datetime import UTC, datetime, timedelta, timezone
 import subprocess
 import sys
 
@@ -16,9 +17,10 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, select
 
 from collections_domain import db
+from collections_domain.models import Payment
 from collections_domain.settings import PROJECT_ROOT
 from tests.databases import fresh_database_url
 
@@ -59,6 +61,25 @@ def test_processes_starting_together_migrate_once(tmp_path):
     engine = create_engine(url)
     try:
         assert db.current_revision(engine) == db.head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_amounts_beyond_32_bits_and_instants_round_trip(tmp_path):
+    """Amounts are 64-bit (PostgreSQL's INTEGER stops at 2,147,483,647 minor units); an instant
+    written with an offset reads back as the same instant (PostgreSQL sessions run in UTC)."""
+    engine = db.make_engine(fresh_database_url(tmp_path, "types"))
+    paid_at = datetime(2025, 3, 1, 9, 30, tzinfo=timezone(timedelta(hours=8)))
+    try:
+        with db.session(engine) as s:
+            s.add(Payment(payment_id="p-1", workflow_id="collection-L-1", loan_id="L-1", amount_minor=9_000_000_000_000,
+                          applied_minor=2**40, currency="IDR", paid_at=paid_at.astimezone(UTC), applied_at=paid_at.astimezone(UTC)))
+            s.commit()
+        with db.session(engine) as s:
+            row = s.exec(select(Payment)).one()
+        assert (row.amount_minor, row.applied_minor) == (9_000_000_000_000, 2**40)
+        read = row.paid_at if row.paid_at.tzinfo else row.paid_at.replace(tzinfo=UTC)  # SQLite: naive UTC
+        assert read == paid_at and read.utcoffset() == timedelta(0)
     finally:
         engine.dispose()
 
