@@ -157,7 +157,7 @@ async def test_operators_console_in_the_temporal_ui(harness_factory, tmp_path):
                     page = await browser.new_page(viewport=VIEWPORT)
                     page.set_default_timeout(UI_TIMEOUT_MS)
                     expect.set_options(timeout=UI_TIMEOUT_MS)
-                    ui = f"http://localhost:{ui_port}/namespaces/default/workflows"  # the UI server allows its API calls from this origin only
+                    ui = f"http://localhost:{ui_port}/namespaces/default/workflows"  # as devserver.ui_address prints it
 
                     # (a) The case list filtered by stage, with the search attributes as columns.
                     await page.goto(ui)
