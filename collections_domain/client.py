@@ -89,7 +89,7 @@ def static_summary(case: CaseInput, *, now: datetime | None = None, policy: Coll
         opening = f" · opens at DPD {dpd}, stage {pos.step.name if pos.step else 'identified'}"
     return (
         f"Loan {case.loan_id} · {money(case.overdue_minor, case.currency)} overdue since "
-        f"{case.oldest_due_date}{opening} · {case.jurisdiction}"
+        f"{case.oldest_due_date}{opening} · {case.jurisdiction}" + (f" {case.region}" if case.region else "")
     )
 
 
@@ -133,13 +133,16 @@ async def start_case(
         id=case.workflow_id,
         task_queue=task_queue or get_settings().temporal_task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=sa.case_search_attributes(
-            loan_id=case.loan_id,
-            stage="identified",
-            overdue_since=calendar.overdue_since(case.oldest_due_date, case.timezone),
-            outstanding_minor=case.overdue_minor,
-            jurisdiction=case.jurisdiction,
-            outcome=None,
+        search_attributes=sa.TypedSearchAttributes(
+            sa.case_pairs(
+                loan_id=case.loan_id,
+                stage="identified",
+                overdue_since=calendar.overdue_since(case.oldest_due_date, case.timezone),
+                outstanding_minor=case.overdue_minor,
+                jurisdiction=case.jurisdiction,
+                outcome=None,
+            )
+            + ([sa.SearchAttributePair(sa.REGION, case.region)] if case.region else [])
         ),
         static_summary=static_summary(case, now=now, policy=policies.get(case.policy_version)),
         static_details=(
@@ -352,3 +355,28 @@ def contact_history(engine, loan_id: str) -> list[dict]:
         if row["at"].tzinfo is None:  # SQLite returns naive UTC
             row["at"] = row["at"].replace(tzinfo=UTC)
     return sorted(rows, key=lambda row: row["at"])
+
+
+async def input_differences(handle: WorkflowHandle, case: CaseInput) -> list[str]:
+    """Fields of ``case`` whose values differ from the running case's own input, as
+    ``"field: running X, given Y"`` strings."""
+    history = await handle.fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    original = json.loads(started.input.payloads[0].data) if started.input.payloads else {}
+    wanted = json.loads(case.model_dump_json(exclude={"resume"}))
+    return [
+        f"{name}: running {original.get(name)!r}, given {value!r}"
+        for name, value in wanted.items()
+        if original.get(name) != value
+    ]
+
+
+async def failure_of(handle: WorkflowHandle) -> str:
+    """The failure message a closed case ended with, or its status name (``completed``...)."""
+    from temporalio.api.enums.v1 import EventType
+
+    history = await handle.fetch_history()
+    last = history.events[-1]
+    if last.HasField("workflow_execution_failed_event_attributes"):
+        return last.workflow_execution_failed_event_attributes.failure.message
+    return EventType.Name(last.event_type).removeprefix("EVENT_TYPE_WORKFLOW_EXECUTION_").lower()

@@ -1696,13 +1696,21 @@ class LoanCollectionWorkflow:
         state = self._state
         now = workflow.now()
         if state is None:
-            # Before the policy is loaded (or for an input that could not be opened).
+            # Before the policy is loaded (or for an input that could not be opened): what the
+            # input says, so a client reading status at once sees the amount and DPD it opened with.
+            days_past_due, outstanding_minor = 0, 0
+            if case is not None and not case.input_problems:
+                outstanding_minor = case.overdue_minor
+                try:
+                    days_past_due = calendar.days_past_due(case.oldest_due_date, now, case.timezone)
+                except calendar.UnknownTimeZoneError:
+                    pass
             return CaseStatus(
                 loan_id=getattr(case, "loan_id", ""),
                 stage="identified",
-                days_past_due=0,
+                days_past_due=days_past_due,
                 currency=getattr(case, "currency", ""),
-                outstanding_minor=0,
+                outstanding_minor=outstanding_minor,
                 paid_minor=0,
                 overpaid_minor=0,
                 open_promise=None,
