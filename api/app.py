@@ -80,7 +80,6 @@ from collections_domain.case import (
     PlanAccepted,
     PromiseToPay,
     describe_errors,
-    workflow_id_for,
 )
 from collections_domain.client import (
     CASE_SIGNALS,

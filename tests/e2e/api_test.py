@@ -2,7 +2,6 @@
 server and a worker. Opening, paying to a cure, listing through visibility, payments with no case,
 idempotency, keys and scopes, problem details, plans and contact outcomes."""
 
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +13,7 @@ from api import keys
 from api.app import create_app
 from collections_domain import calendar
 from collections_domain.models import ApiKey, ContactNote, RejectedUpdate, UnmatchedPayment
-from tests.e2e.conftest import zone_in_contact_window
+from tests.e2e.conftest import eventually, zone_in_contact_window
 
 
 class Api:
@@ -55,14 +54,6 @@ def case_body(loan_id: str, *, dpd: int, amount_minor: int = 250_000, tz: str | 
 def loan(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
-
-async def eventually(check, timeout: float = 20.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result or asyncio.get_running_loop().time() > deadline:
-            return result
-        await asyncio.sleep(0.3)
 
 
 async def test_open_pay_and_cure_over_http(api):

