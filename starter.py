@@ -103,10 +103,20 @@ def _loan_id(value: str) -> str:
 @app.command("dev-server")
 def dev_server() -> None:
     """Run Temporal's dev server with the UI and the search attributes, in the foreground."""
+    import subprocess
+
     settings = get_settings()
     command = devserver.dev_server_command(settings)
     console.print(f"Temporal dev server on {settings.temporal_address}; UI at {devserver.ui_address(settings)}")
-    raise typer.Exit(__import__("subprocess").call(command))
+    server = subprocess.Popen(command)
+    try:
+        added = asyncio.run(_server_ready(settings))
+        if added:
+            console.print(f"Registered search attributes missing from the saved state: {', '.join(added)}")
+        raise typer.Exit(server.wait())
+    except KeyboardInterrupt:
+        server.terminate()
+        raise typer.Exit(server.wait()) from None
 
 
 @app.command()
@@ -122,8 +132,10 @@ def demo(
     server = devserver.spawn(devserver.dev_server_command(settings), logs / "temporal.log")
     worker = api = None
     try:
-        asyncio.run(devserver.wait_for_server(settings, timeout_seconds=90))
+        added = asyncio.run(_server_ready(settings))
         console.print(f"Temporal dev server up on {settings.temporal_address} (log {logs / 'temporal.log'})")
+        if added:
+            console.print(f"Registered search attributes missing from the saved state: {', '.join(added)}")
         worker = devserver.spawn(devserver.python_command("worker.py"), logs / "worker.log")
         console.print(f"Worker started on task queue {settings.temporal_task_queue!r} (log {logs / 'worker.log'})")
         api = devserver.spawn(devserver.python_command("starter.py") + ["api"], logs / "api.log")
@@ -162,6 +174,12 @@ def demo(
                 devserver.stop(process)
         devserver.stop(server)
         console.print("Stopped the HTTP API, the worker and the dev server.")
+
+
+async def _server_ready(settings) -> list[str]:
+    """Wait for the dev server, then register any search attribute its saved state lacks."""
+    client = await devserver.wait_for_server(settings, timeout_seconds=90)
+    return await devserver.ensure_search_attributes(client)
 
 
 def _wait_for_api(settings, process, log_file: Path, timeout_seconds: float = 60.0) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from collections_domain.binaries import find_binary
-from collections_domain.search_attributes import CLI_TYPES
+from collections_domain.search_attributes import CLI_TYPES, INDEXED_TYPES
 from collections_domain.settings import Settings
 
 UI_PORT = 8233
@@ -74,6 +74,26 @@ async def wait_for_server(settings: Settings, timeout_seconds: float = 60.0) -> 
             last_error = err
             await asyncio.sleep(0.5)
     raise TimeoutError(f"Temporal at {settings.temporal_address} did not answer in {timeout_seconds}s: {last_error}")
+
+
+async def ensure_search_attributes(client: Client) -> list[str]:
+    """Register any of the project's search attributes the server lacks (a dev server whose state
+    file predates one of them, e.g. ``Region``); returns the names added.
+
+    Raises:
+        RPCError: the server refused (other than "already exists").
+    """
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+
+    listed = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    missing = {name: INDEXED_TYPES[kind] for name, kind in CLI_TYPES.items() if name not in listed.custom_attributes}
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+        )
+    return sorted(missing)
 
 
 def _system_info_request():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 LOAN_ID = SearchAttributeKey.for_keyword("LoanId")
@@ -29,6 +30,14 @@ CLI_TYPES = {
     "Jurisdiction": "Keyword",
     "CollectionOutcome": "Keyword",
     "Region": "Keyword",
+}
+
+
+#: The server's indexed value type for each CLI type name (for the operator service's requests).
+INDEXED_TYPES = {
+    "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+    "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
 }
 
 

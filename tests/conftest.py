@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from sqlalchemy.engine import Engine
-from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -20,16 +19,11 @@ from activities.delivery import DeliveryBackend, RecordDelivery
 from collections_domain.binaries import find_binary
 from collections_domain.db import make_engine
 from collections_domain.policy import PolicyRegistry
-from collections_domain.search_attributes import CLI_TYPES
+from collections_domain.search_attributes import CLI_TYPES, INDEXED_TYPES  # noqa: F401 (tests import it from here)
 from collections_domain.settings import Settings
 from collections_domain.wiring import build_worker
 from tests.databases import created_databases, drop_created_databases, fresh_database_url
 
-INDEXED_TYPES = {
-    "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-    "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
-    "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
-}
 
 
 

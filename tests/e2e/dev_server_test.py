@@ -41,3 +41,26 @@ async def test_late_case_steps_and_cures_on_the_dev_server(local_env, harness_fa
     history = await handle.fetch_history()
     summaries = [e.user_metadata.summary.data.decode() for e in history.events if e.HasField("user_metadata") and e.user_metadata.HasField("summary")]
     assert any("legal: legal referral" in s for s in summaries), summaries
+
+
+async def test_a_saved_dev_server_state_gets_the_search_attributes_it_lacks():
+    """A dev server whose state predates an attribute (``Region`` came with the HTTP API) gets it
+    registered by the demo and ``dev-server``, so that starting a case with it does not fail."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    from collections_domain import search_attributes as sa
+    from collections_domain.binaries import find_binary
+    from collections_domain.devserver import ensure_search_attributes
+
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find_binary("temporal"),
+        data_converter=pydantic_data_converter,
+        search_attributes=[sa.LOAN_ID, sa.COLLECTION_STAGE],
+    )
+    try:
+        added = await ensure_search_attributes(env.client)
+        assert added == sorted(set(sa.CLI_TYPES) - {"LoanId", "CollectionStage"}) and "Region" in added
+        assert await ensure_search_attributes(env.client) == []
+    finally:
+        await env.shutdown()
