@@ -927,13 +927,15 @@ def api_command(
     configure_logging(settings.log_level, settings.log_json)
     host, port = host or settings.api_host, port or settings.api_port
     console.print(f"HTTP API on http://{host}:{port} (docs http://{host}:{port}/docs), Temporal at {settings.temporal_address}")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
+    # log_config=None: uvicorn's own lines go through the logging configured above (JSON with LOG_JSON).
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower(), access_log=False,
+                log_config=None)
 
 
 @api_keys_app.command("create")
 def api_key_create(
     name: Annotated[str, typer.Option(help="Who or what uses the key, e.g. 'payment gateway'.")],
-    scopes: Annotated[str, typer.Option(help="Comma-separated: read, write, admin (admin grants all).")] = "read,write",
+    scopes: Annotated[str, typer.Option(help="Comma-separated: read, write, admin (admin grants all), e.g. read,write.")],
     key_only: Annotated[bool, typer.Option(help="Print only the key (for scripts).")] = False,
 ) -> None:
     """Create an API key and print it once (only its SHA-256 is stored)."""

@@ -73,7 +73,7 @@ from collections_domain.records import (
     SignalRejected,
 )
 from collections_domain.templates import render
-from collections_domain.validation import case_input_problems
+from collections_domain.validation import case_input_problems, ended_case_problem
 
 log = get_logger("activities")
 
@@ -118,19 +118,9 @@ class CollectionActivities:
         """
         problems = case_input_problems(case, self.policies)
         if not problems:
-            with session(self.engine) as db:
-                closed = db.exec(
-                    select(CollectionCase).where(
-                        CollectionCase.workflow_id == case.workflow_id,
-                        CollectionCase.oldest_due_date == case.oldest_due_date,
-                        CollectionCase.outcome.is_not(None),  # type: ignore[union-attr]
-                    )
-                ).first()
-            if closed is not None:
-                problems.append(
-                    f"oldest_due_date: the case of loan {case.loan_id} due {case.oldest_due_date} already "
-                    f"ended as {closed.outcome}; a new case needs a later oldest_due_date"
-                )
+            ended = ended_case_problem(self.engine, case)
+            if ended:
+                problems.append(ended)
         if problems:
             raise ApplicationError(
                 "invalid case input: " + "; ".join(problems), type="InvalidCaseInput", non_retryable=True

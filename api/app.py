@@ -38,7 +38,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from api import keys
 from api.idempotency import run_idempotent
 from api.problems import (
+    FieldProblem,
     ProblemError,
+    problem_response,
     field_problems,
     handle_http,
     handle_problem,
@@ -97,7 +99,9 @@ from collections_domain.client import (
 from collections_domain.db import make_engine
 from collections_domain.logs import get_logger
 from collections_domain.models import UnmatchedPayment
+from collections_domain.policy import PolicyRegistry
 from collections_domain.settings import Settings, get_settings
+from collections_domain.validation import case_input_problems, due_date_problem, ended_case_problem
 
 log = get_logger("api")
 
@@ -151,6 +155,14 @@ def _engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
+def _policies(request: Request) -> PolicyRegistry:
+    """The policies this API checks inputs against (``COLLECTIONS_POLICY``, loaded once)."""
+    state = request.app.state
+    if getattr(state, "policies", None) is None:
+        state.policies = PolicyRegistry.from_settings(state.settings.collections_policy)
+    return state.policies
+
+
 async def _client(request: Request) -> Client:
     """The app's Temporal client, connecting on first use; 503 when Temporal does not answer."""
     state = request.app.state
@@ -179,15 +191,18 @@ def require(scope: str):
     ) -> keys.Principal:
         challenge = {"WWW-Authenticate": 'Bearer realm="loan-collections"'}
         if credentials is None:
-            raise ProblemError(401, "unauthenticated", "Authorization: send 'Bearer <API key>'", headers=challenge)
+            raise ProblemError(401, "unauthenticated", "Authorization: send 'Bearer <API key>'",
+                               [FieldProblem(field="header.Authorization", rule="required: 'Bearer <API key>'")],
+                               headers=challenge)
         found = await asyncio.to_thread(keys.authenticate, _engine(request), credentials.credentials)
         if found is None:
             raise ProblemError(401, "unauthenticated", "Authorization: the API key is unknown, malformed or revoked",
+                               [FieldProblem(field="header.Authorization", rule="the API key is unknown, malformed or revoked")],
                                headers=challenge)
         if not found.allows(scope):
-            raise ProblemError(403, "forbidden",
-                               f"Authorization: key {found.key_id} has scopes {' '.join(sorted(found.scopes))}; "
-                               f"this needs {scope!r}")
+            rule = f"key {found.key_id} has scopes {' '.join(sorted(found.scopes))}; this needs {scope!r}"
+            raise ProblemError(403, "forbidden", f"Authorization: {rule}",
+                               [FieldProblem(field="header.Authorization", rule=rule)])
         request.state.key_id = found.key_id
         return found
 
@@ -235,7 +250,7 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
         summary="Open and drive delinquent-loan collections cases running on Temporal.",
         description=__doc__,
         lifespan=lifespan,
-        responses=problem_responses(400, 401, 422),
+        responses=problem_responses(400, 401, 413, 415, 422),
     )
     app.state.settings = settings
     app.state.client = client
@@ -249,7 +264,8 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     @app.middleware("http")
     async def count_requests(request: Request, call_next):
         started = time.perf_counter()
-        response = await call_next(request)
+        refused = _body_problem(request)
+        response = problem_response(refused, request.url.path) if refused else await call_next(request)
         route = request.scope.get("route")
         template = getattr(route, "path", "unmatched")
         metrics: Metrics = request.app.state.metrics
@@ -264,6 +280,29 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     _add_writes(app)
     _add_admin(app)
     return app
+
+
+#: The largest request body the API reads (every body here is a few hundred bytes).
+MAX_BODY_BYTES = 64 * 1024
+
+
+def _body_problem(request: Request) -> ProblemError | None:
+    """413 for a body over ``MAX_BODY_BYTES`` (by its Content-Length), 415 for a POST body that
+    is not JSON; ``None`` when the request may go on."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return None
+    length = request.headers.get("content-length", "")
+    size = int(length) if length.isdigit() else None
+    if size is not None and size > MAX_BODY_BYTES:
+        rule = f"at most {MAX_BODY_BYTES} bytes"
+        return ProblemError(413, "payload-too-large", f"body: {rule}, got {size}", [FieldProblem(field="(body)", rule=rule)])
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    has_body = (size or 0) > 0 or "transfer-encoding" in request.headers
+    if has_body and media and media != "application/json" and not media.endswith("+json"):
+        rule = "must be application/json"
+        return ProblemError(415, "unsupported-media-type", f"header.Content-Type: {rule}, got {media!r}",
+                            [FieldProblem(field="header.Content-Type", rule=rule)])
+    return None
 
 
 def _add_operations(app: FastAPI) -> None:
@@ -320,6 +359,25 @@ def _visibility_query(stage, outcome, jurisdiction, region, min_outstanding_mino
     elif execution_status == "closed":
         clauses.append('ExecutionStatus!="Running"')
     return " AND ".join(clauses)
+
+
+LIST_PARAMETERS = ("stage", "outcome", "jurisdiction", "region", "min_outstanding_minor", "max_outstanding_minor",
+                   "execution_status", "page_size", "page_token")
+
+
+def _check_list_parameters(request: Request) -> None:
+    """Refuse unknown or repeated query parameters: a misspelt filter must not list everything.
+
+    Raises:
+        ProblemError: 422 naming each such parameter.
+    """
+    names = [name for name, _ in request.query_params.multi_items()]
+    problems = [f"query.{name}: not a filter of this list; filters: {', '.join(LIST_PARAMETERS)}"
+                for name in dict.fromkeys(names) if name not in LIST_PARAMETERS]
+    problems += [f"query.{name}: given more than once; give each filter once"
+                 for name in dict.fromkeys(names) if name in LIST_PARAMETERS and names.count(name) > 1]
+    if problems:
+        raise invalid_input(problems)
 
 
 PAGE_TOKEN_RULE = "page_token: must be a next_page_token this API returned for the same filters"
@@ -383,6 +441,7 @@ def _add_cases(app: FastAPI) -> None:
         """Cases by stage, outcome, jurisdiction, region and outstanding amount, from Temporal
         visibility (search attributes; newest first). "Deep collection over 10,000 yuan in
         Shanghai": ``?stage=deep&region=CN-SH&min_outstanding_minor=1000001``. Needs scope ``read``."""
+        _check_list_parameters(request)
         query = _visibility_query(stage, outcome, jurisdiction, region, min_outstanding_minor, max_outstanding_minor,
                                   execution_status)
         token = _read_page_token(page_token, query) if page_token else None
@@ -410,18 +469,30 @@ def _add_cases(app: FastAPI) -> None:
             if described.status == WorkflowExecutionStatus.COMPLETED:
                 return await handle.result(rpc_timeout=RPC_TIMEOUT)
             if described.status != WorkflowExecutionStatus.RUNNING:
+                # A refused reopen (or a terminated run) must not hide the case's last result.
+                async for execution in client.list_workflows(
+                    f'WorkflowId="{handle.id}" AND ExecutionStatus="Completed"', limit=1, rpc_timeout=RPC_TIMEOUT
+                ):
+                    return await client.get_workflow_handle(handle.id, run_id=execution.run_id,
+                                                            result_type=CaseStatus).result(rpc_timeout=RPC_TIMEOUT)
                 raise ProblemError(404, "not-found",
                                    f"loan_id: the last case of loan {loan_id!r} {described.status.name.lower()}: "
                                    f"{await failure_of(handle)}")
             return await handle.query("status", result_type=CaseStatus, rpc_timeout=RPC_TIMEOUT)
         except RPCError as err:
+            if err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED) or "Timeout" in err.message:
+                raise ProblemError(503, "temporal-unavailable",
+                                   f"no worker answered the status query within {RPC_TIMEOUT.seconds} s: the workers "
+                                   "are busy (e.g. catching up after a start) or not running; retry shortly",
+                                   headers={"Retry-After": "5"}) from err
             raise _rpc_problem(err, loan_id) from err
 
     @app.get("/v1/cases/{loan_id}/contacts", response_model=ContactHistory, tags=["cases"],
-             responses=problem_responses(403, 404))
+             responses=problem_responses(403))
     async def get_contacts(request: Request, loan_id: LoanPath, _: Annotated[keys.Principal, read]) -> ContactHistory:
         """Every contact of the loan from the database, oldest first: SMS, email, agent tasks,
-        letters, hand-offs, agents' outcomes with their notes, logged calls. Needs scope ``read``."""
+        letters, hand-offs, agents' outcomes with their notes, logged calls (empty for a loan
+        nobody contacted yet). Needs scope ``read``."""
         rows = await asyncio.to_thread(contact_history, _engine(request), loan_id)
         return ContactHistory(loan_id=loan_id, contacts=[ContactRow(**row) for row in rows])
 
@@ -452,8 +523,13 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _hold_payment(engine: Engine, loan_id: str, payment: PaymentRequest, reason: str, key_id: str) -> UnmatchedPayment:
-    """Store a payment with no running case (once per loan and payment id)."""
+def _hold_payment(engine: Engine, loan_id: str, payment: PaymentRequest, reason: str, key_id: str) -> bool:
+    """Store a payment with no running case, once per loan and payment id; ``True`` if stored now,
+    ``False`` if the same payment was already held.
+
+    Raises:
+        ProblemError: 409 when that payment id is already held with another amount, currency or time.
+    """
     with Session(engine, expire_on_commit=False) as db:
         row = UnmatchedPayment(loan_id=loan_id, payment_id=payment.payment_id, amount_minor=payment.amount_minor,
                                currency=payment.currency, paid_at=payment.paid_at.astimezone(UTC),
@@ -461,11 +537,18 @@ def _hold_payment(engine: Engine, loan_id: str, payment: PaymentRequest, reason:
         db.add(row)
         try:
             db.commit()
+            return True
         except IntegrityError:
             db.rollback()
-            return db.exec(select(UnmatchedPayment).where(UnmatchedPayment.loan_id == loan_id,
-                                                          UnmatchedPayment.payment_id == payment.payment_id)).one()
-        return row
+        held = db.exec(select(UnmatchedPayment).where(UnmatchedPayment.loan_id == loan_id,
+                                                      UnmatchedPayment.payment_id == payment.payment_id)).one()
+    same = (held.amount_minor, held.currency, _utc(held.paid_at)) == (payment.amount_minor, payment.currency,
+                                                                      payment.paid_at.astimezone(UTC))
+    if not same:
+        rule = (f"payment {payment.payment_id} is already held for loan {loan_id} as {held.amount_minor} "
+                f"{held.currency} paid at {_utc(held.paid_at).isoformat()}; a different payment needs its own payment_id")
+        raise ProblemError(409, "conflict", f"payment_id: {rule}", [FieldProblem(field="payment_id", rule=rule)])
+    return False
 
 
 async def _running_status(client: Client, loan_id: str) -> WorkflowExecutionStatus | None:
@@ -483,19 +566,23 @@ def _add_writes(app: FastAPI) -> None:
 
     @app.post("/v1/cases", status_code=201, response_model=CaseRef, tags=["cases"],
               responses={200: {"model": CaseRef, "description": "The loan's case was already running; nothing changed."},
+                         202: {"model": CaseRef, "description": "Started; no worker has taken it yet (pending)."},
                          **problem_responses(403, 409, 503)})
     async def open_case(request: Request, body: CaseOpenRequest, idempotency_key: IdempotencyKey,
                         principal: Annotated[keys.Principal, write]) -> JSONResponse:
         """Open a collections case (workflow ``collection-<loan_id>``). 201 when it opened, 200
         when it was already running (nothing changes; ``differences`` lists given values that
-        differ), 409 when the worker refused it (e.g. a case for that due date already ended),
+        differ), 202 when no worker has taken it yet (``pending``; the worker still checks it),
+        409 when the case of that loan and due date already ended or the worker refused it,
         422 naming the field and rule an input breaks. Needs scope ``write``."""
 
         async def produce():
-            try:
-                case = CaseInput.checked(**body.model_dump())
-            except ValueError as err:
-                raise invalid_input(str(err).split("; ")) from err
+            case = CaseInput.model_validate(body.model_dump())
+            problems = case_input_problems(case, _policies(request))
+            if not problems:
+                problems = [p for p in [due_date_problem(case, datetime.now(UTC))] if p]
+            if problems:
+                raise invalid_input(problems)
             client = await _client(request)
             try:
                 status = await _running_status(client, case.loan_id)
@@ -505,19 +592,25 @@ def _add_writes(app: FastAPI) -> None:
                     return 200, CaseRef(loan_id=case.loan_id, workflow_id=case.workflow_id, run_id=described.run_id,
                                         created=False, differences=await input_differences(handle, case),
                                         status_url=_status_url(case.loan_id))
+                ended = await asyncio.to_thread(ended_case_problem, _engine(request), case)
+                if ended:
+                    raise ProblemError(409, "conflict", f"the case did not open: {ended}", field_problems([ended]))
                 try:
                     handle = await start_case(client, case, task_queue=request.app.state.settings.temporal_task_queue,
-                                              now=datetime.now(UTC))
+                                              policies=_policies(request), now=datetime.now(UTC))
                 except ValueError as err:
-                    raise invalid_input(str(err).split("; ")) from err
-                refusal = await _first_answer(handle)
+                    raise invalid_input([str(err)]) from err
+                answer = await _first_answer(handle)
             except RPCError as err:
                 raise _rpc_problem(err, case.loan_id) from err
-            if refusal is not None:
-                raise ProblemError(409, "conflict", f"the case did not open: {refusal}")
-            log.info("api.case.opened", loan_id=case.loan_id, workflow_id=case.workflow_id, key_id=principal.key_id)
-            return 201, CaseRef(loan_id=case.loan_id, workflow_id=case.workflow_id, run_id=handle.result_run_id or "",
-                                created=True, status_url=_status_url(case.loan_id))
+            if answer not in ("running", "pending", "completed"):
+                refusal = answer.removeprefix("invalid case input: ")
+                raise ProblemError(409, "conflict", f"the case did not open: {refusal}", field_problems(refusal.split("; ")))
+            log.info("api.case.opened", loan_id=case.loan_id, workflow_id=case.workflow_id, key_id=principal.key_id,
+                     pending=answer == "pending")
+            return (202 if answer == "pending" else 201), CaseRef(
+                loan_id=case.loan_id, workflow_id=case.workflow_id, run_id=handle.result_run_id or "", created=True,
+                pending=answer == "pending", status_url=_status_url(case.loan_id))
 
         return await run_idempotent(_engine(request), key_id=principal.key_id, idempotency_key=idempotency_key,
                                     method="POST", path=request.url.path, body=body, produce=produce)
@@ -550,9 +643,9 @@ def _add_writes(app: FastAPI) -> None:
                     raise _rpc_problem(err, loan_id) from err
                 status = WorkflowExecutionStatus.COMPLETED
             reason = "no_case" if status is None else "case_closed"
-            await asyncio.to_thread(_hold_payment, _engine(request), loan_id, body, reason, principal.key_id)
-            request.app.state.metrics.payments_held.labels(reason).inc()
-            log.warning("api.payment.held", loan_id=loan_id, payment_id=body.payment_id, reason=reason)
+            if await asyncio.to_thread(_hold_payment, _engine(request), loan_id, body, reason, principal.key_id):
+                request.app.state.metrics.payments_held.labels(reason).inc()
+                log.warning("api.payment.held", loan_id=loan_id, payment_id=body.payment_id, reason=reason)
             what = "no collections case was ever opened" if reason == "no_case" else "its collections case has closed"
             return 202, SignalAccepted(
                 loan_id=loan_id, signal="payment_received", id=body.payment_id, status="held_for_reconciliation",
@@ -584,7 +677,7 @@ def _add_writes(app: FastAPI) -> None:
         {notice_id}, ``breathing_space`` {breathing_space_id}. Needs scope ``write``."""
         model = CASE_SIGNALS[signal_name]
         try:
-            checked = model.model_validate(body, strict=False)
+            checked = model.model_validate(body)
             extra = sorted(set(body) - set(model.model_fields))
             if extra:
                 raise invalid_input([f"{name}: not a field of {signal_name}" for name in extra])
@@ -609,7 +702,12 @@ def _add_writes(app: FastAPI) -> None:
             except UpdateRejected as err:
                 raise _rejection(err) from err
             except RPCError as err:
-                raise _rpc_problem(err, loan_id) from err
+                raise await _update_rpc_problem(client, err, loan_id) from err
+            differs = _plan_differs(body, accepted)
+            if differs:
+                rule = (f"plan {body.plan_id} was already accepted with other terms ({differs}); "
+                        "a new proposal needs a new plan_id")
+                raise ProblemError(409, "conflict", f"plan_id: {rule}", [FieldProblem(field="plan_id", rule=rule)])
             return 200, accepted
 
         return await run_idempotent(_engine(request), key_id=principal.key_id, idempotency_key=idempotency_key,
@@ -632,16 +730,47 @@ def _add_writes(app: FastAPI) -> None:
             except UpdateRejected as err:
                 raise _rejection(err) from err
             except RPCError as err:
-                raise _rpc_problem(err, loan_id) from err
+                raise await _update_rpc_problem(client, err, loan_id) from err
             return 200, recorded
 
         return await run_idempotent(_engine(request), key_id=principal.key_id, idempotency_key=idempotency_key,
                                     method="POST", path=request.url.path, body=body, produce=produce)
 
 
-async def _first_answer(handle, timeout_seconds: float = OPEN_CHECK_SECONDS) -> str | None:
-    """Wait briefly for the worker's first workflow task: the failure message if the new run
-    failed (an input the worker refused), else ``None`` (running, or no worker yet)."""
+def _plan_differs(proposal: PlanRequest, accepted: PlanAccepted) -> str:
+    """How ``proposal`` differs from the plan the case holds under its ``plan_id`` (the case
+    answers a repeated ``plan_id`` with the plan it accepted first), or ``""``."""
+    if proposal.kind != accepted.kind:
+        return f"kind {accepted.kind}, proposed {proposal.kind}"
+    if proposal.kind == "instalments" and proposal.instalment_dates is not None:
+        dates = [i.due_date for i in accepted.instalments]
+        if list(proposal.instalment_dates) != dates:
+            return f"instalment_dates {', '.join(map(str, dates))}"
+    if proposal.kind == "deferral" and proposal.new_due_date is not None:
+        if [i.due_date for i in accepted.instalments][-1:] != [proposal.new_due_date]:
+            return f"new_due_date {accepted.instalments[-1].due_date if accepted.instalments else '?'}"
+    if proposal.kind == "waiver" and proposal.waive_minor is not None and proposal.waive_minor != accepted.waived_minor:
+        return f"waive_minor {accepted.waived_minor}"
+    return ""
+
+
+async def _update_rpc_problem(client: Client, err: RPCError, loan_id: str) -> ProblemError:
+    """An update's RPC error as a problem; "not found" says whether the case never ran or closed."""
+    if err.status == RPCStatusCode.NOT_FOUND:
+        try:
+            status = await _running_status(client, loan_id)
+        except RPCError:
+            status = None
+        if status is not None:
+            rule = f"the collections case of loan {loan_id!r} has closed"
+            return ProblemError(404, "not-found", f"loan_id: {rule}", [FieldProblem(field="loan_id", rule=rule)])
+    return _rpc_problem(err, loan_id)
+
+
+async def _first_answer(handle, timeout_seconds: float = OPEN_CHECK_SECONDS) -> str:
+    """Wait briefly for the worker's first workflow task: ``"running"`` once it completed,
+    ``"pending"`` when no worker took it in ``timeout_seconds``, else the failure message of a
+    run the worker refused."""
     deadline = asyncio.get_running_loop().time() + timeout_seconds
     while True:
         described = await handle.describe(rpc_timeout=RPC_TIMEOUT)
@@ -649,9 +778,9 @@ async def _first_answer(handle, timeout_seconds: float = OPEN_CHECK_SECONDS) -> 
             return await failure_of(handle) if described.status == WorkflowExecutionStatus.FAILED else described.status.name.lower()
         history = await handle.fetch_history()
         if any(event.HasField("workflow_task_completed_event_attributes") for event in history.events):
-            return None
+            return "running"
         if asyncio.get_running_loop().time() > deadline:
-            return None
+            return "pending"
         await asyncio.sleep(0.2)
 
 
@@ -693,7 +822,8 @@ def _add_admin(app: FastAPI) -> None:
     async def create_key(request: Request, body: ApiKeyRequest, idempotency_key: IdempotencyKey,
                          principal: Annotated[keys.Principal, admin]) -> JSONResponse:
         """Create an API key; the answer's ``key`` is shown this once (only its hash is stored).
-        A replay with the same Idempotency-Key returns the same key. Needs scope ``admin``."""
+        A replay with the same Idempotency-Key answers the same key's id with ``key: null``: the
+        secret is stored nowhere. Needs scope ``admin``."""
 
         async def produce():
             row, secret = await asyncio.to_thread(keys.create_api_key, _engine(request), body.name, list(body.scopes))
@@ -701,7 +831,8 @@ def _add_admin(app: FastAPI) -> None:
             return 201, {**_key_out(row), "key": secret}
 
         return await run_idempotent(_engine(request), key_id=principal.key_id, idempotency_key=idempotency_key,
-                                    method="POST", path=request.url.path, body=body, produce=produce)
+                                    method="POST", path=request.url.path, body=body, produce=produce,
+                                    stored=lambda answer: {**answer, "key": None})
 
     @app.get("/v1/api-keys", response_model=ApiKeyList, tags=["admin"], responses=problem_responses(403))
     async def list_keys(request: Request, _: Annotated[keys.Principal, admin]) -> ApiKeyList:

@@ -27,6 +27,7 @@ PROBLEM_TYPES = {
     "temporal-unavailable": "The Temporal service did not answer",
     "method-not-allowed": "Method not allowed",
     "unsupported-media-type": "The body must be JSON",
+    "payload-too-large": "The body is too large",
 }
 
 
@@ -119,9 +120,11 @@ def validation_problem(err: RequestValidationError) -> ProblemError:
             from collections_domain.case import _PATTERN_RULES
 
             rule = _PATTERN_RULES.get((item.get("ctx") or {}).get("pattern"), rule)
-        if item.get("type") in ("json_invalid",):
-            rule = "must be valid JSON"
-        errors.append(FieldProblem(field=_location(tuple(item.get("loc", ()))), rule=rule))
+        location = _location(tuple(item.get("loc", ())))
+        if item.get("type") == "json_invalid":
+            rule = f"must be valid JSON ({(item.get('ctx') or {}).get('error', 'invalid')} at character {location})"
+            location = "(body)"
+        errors.append(FieldProblem(field=location, rule=rule))
     detail = "; ".join(f"{e.field}: {e.rule}" for e in errors) or "invalid request"
     return ProblemError(422, "invalid-input", detail, errors)
 

@@ -5,10 +5,10 @@ currency; dates are ``YYYY-MM-DD`` in the borrower's calendar; instants are RFC 
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict as StrictValue, field_validator, model_validator
 
 from collections_domain.case import CURRENCY_PATTERN, ID_PATTERN, REGION_PATTERN, ContactOutcomeKind, Outcome, PlanKind
 
@@ -17,8 +17,12 @@ MAX_MINOR = 9_007_199_254_740_991
 
 LoanIdStr = Annotated[str, Field(pattern=ID_PATTERN, description="1-64 letters, digits, '-', '_' or '.'.")]
 IdStr = Annotated[str, Field(pattern=ID_PATTERN)]
-Minor = Annotated[int, Field(ge=0, le=MAX_MINOR, description="Minor units (fen, cents), 0 to 2^53-1.")]
-PositiveMinor = Annotated[int, Field(ge=1, le=MAX_MINOR, description="Minor units (fen, cents), 1 to 2^53-1.")]
+#: How far back a due date or a payment may lie: 10 years, beyond the longest limitation period of
+#: the supported jurisdictions (CN 3 years, UK 6, US states at most 10).
+MAX_AGE_DAYS = 3650
+
+Minor = Annotated[int, StrictValue(), Field(ge=0, le=MAX_MINOR, description="Minor units (fen, cents), 0 to 2^53-1; a JSON integer.")]
+PositiveMinor = Annotated[int, StrictValue(), Field(ge=1, le=MAX_MINOR, description="Minor units (fen, cents), 1 to 2^53-1; a JSON integer.")]
 Currency = Annotated[str, Field(pattern=CURRENCY_PATTERN, description="ISO 4217 code in capitals, such as CNY.")]
 
 
@@ -44,15 +48,32 @@ class CaseOpenRequest(Strict):
     region: str | None = Field(None, pattern=REGION_PATTERN,
                                description="The borrower's ISO 3166-2 region (CN-SH, US-NY...), for filtering by Region.")
 
+    @field_validator("oldest_due_date")
+    @classmethod
+    def _recent_enough(cls, value: date) -> date:
+        if value < date.today() - timedelta(days=MAX_AGE_DAYS):
+            raise ValueError(f"must be within the last {MAX_AGE_DAYS} days (10 years: older debts are past every "
+                             "supported jurisdiction's limitation period)")
+        return value
+
+    @model_validator(mode="after")
+    def _total_fits(self) -> "CaseOpenRequest":
+        if self.principal_due_minor + self.interest_due_minor + self.fees_due_minor > MAX_MINOR:
+            raise ValueError("principal_due_minor + interest_due_minor + fees_due_minor: the sum must be at most 2^53-1")
+        return self
+
 
 class CaseRef(BaseModel):
     """Where a case runs. ``created`` is false when the loan's case was already running (nothing
-    changed; ``differences`` lists given values that differ from the running case's)."""
+    changed; ``differences`` lists given values that differ from the running case's).
+    ``pending`` is true when no worker had taken the case's first task yet (answered 202): the
+    worker still checks the input, so read ``status_url`` to see it open."""
 
     loan_id: str
     workflow_id: str
     run_id: str
     created: bool
+    pending: bool = False
     differences: list[str] = []
     status_url: str
 
@@ -63,7 +84,15 @@ class PaymentRequest(Strict):
     payment_id: IdStr
     amount_minor: PositiveMinor
     currency: Currency
-    paid_at: AwareDatetime = Field(description="When the money arrived, RFC 3339 with an offset; not in the future.")
+    paid_at: AwareDatetime = Field(description="When the money arrived, RFC 3339 with an offset; not in the future, "
+                                               "at most 10 years ago.")
+
+    @field_validator("paid_at")
+    @classmethod
+    def _recent_payment(cls, value: datetime) -> datetime:
+        if value < datetime.now(UTC) - timedelta(days=MAX_AGE_DAYS):
+            raise ValueError(f"must be within the last {MAX_AGE_DAYS} days (10 years)")
+        return value
 
 
 class PromiseRequest(Strict):
@@ -201,9 +230,11 @@ class ApiKeyOut(BaseModel):
 
 
 class ApiKeyCreated(ApiKeyOut):
-    """A new key: ``key`` is the whole secret, shown this once; send it as ``Authorization: Bearer <key>``."""
+    """A new key: ``key`` is the whole secret, shown this once; send it as ``Authorization: Bearer <key>``.
+    A replay of the creating request (same Idempotency-Key) answers ``key: null``: the secret is
+    never stored, not even for replays; revoke the key and make a new one if it was lost."""
 
-    key: str
+    key: str | None
 
 
 class ApiKeyList(BaseModel):
