@@ -161,6 +161,24 @@ def _drop_none_context(_logger: Any, _method: str, event_dict: dict) -> dict:
     return event_dict
 
 
+#: Activity failures that are business outcomes the workflow handles (a fallback task, a refused
+#: input): logged as one line with their type and message, without a traceback.
+EXPECTED_FAILURES = frozenset({"NoContactDetails", "DeliveryRejected", "ContactWindowClosed", "InvalidCaseInput"})
+
+
+class ExpectedFailureFilter(logging.Filter):
+    """Drop the traceback of a log record whose exception is one of ``EXPECTED_FAILURES`` (the
+    SDK logs every failed activity with one); the record keeps its message and level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and getattr(error, "type", None) in EXPECTED_FAILURES:
+            record.exc_info = None
+            record.exc_text = None
+            record.msg = f"{record.msg} ({error.type}: {getattr(error, 'message', error)})"
+        return True
+
+
 def configure_logging(level: str = "INFO", json: bool = False, *, stream: TextIO | None = None) -> None:
     """Route structlog and stdlib logging to ``stream`` (stderr), as JSON lines or readable
     console lines, with the Temporal context fields and personal data redacted at INFO+."""
@@ -191,6 +209,7 @@ def configure_logging(level: str = "INFO", json: bool = False, *, stream: TextIO
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
     handler.set_name("collections")
+    handler.addFilter(ExpectedFailureFilter())
     root = logging.getLogger()
     root.handlers = [h for h in root.handlers if h.get_name() != "collections"] + [handler]
     root.setLevel(level_no)

@@ -173,3 +173,28 @@ def test_redaction_rules():
     debug = redact_personal_data(None, "debug", {"level": "debug", "event": "contact.rendered", "body": "Dear Margaret"})
     assert debug["body"] == "Dear Margaret"
     assert mask_text("+1 415 555 0100") == "[phone]"
+
+
+def test_an_expected_activity_failure_is_one_line_without_a_traceback():
+    """The SDK logs every failed activity with its traceback; a business outcome the workflow
+    handles (no contact details: a manual-review task follows) is one line instead."""
+    import io
+    import logging
+
+    from temporalio.exceptions import ApplicationError
+
+    from collections_domain.logs import configure_logging
+
+    stream = io.StringIO()
+    configure_logging("INFO", json=True, stream=stream)
+    try:
+        raise ApplicationError("borrower B-1 has no phone on file", type="NoContactDetails", non_retryable=True)
+    except ApplicationError:
+        logging.getLogger("temporalio.activity").warning("Completing activity as failed", exc_info=True)
+    try:
+        raise RuntimeError("a real bug")
+    except RuntimeError:
+        logging.getLogger("temporalio.activity").warning("Completing activity as failed", exc_info=True)
+    expected, bug = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert "exception" not in expected and "NoContactDetails: borrower B-1 has no phone on file" in expected["event"]
+    assert "Traceback" in bug["exception"] and "a real bug" in bug["exception"]
