@@ -359,6 +359,10 @@ def pay(
     async def run() -> None:
         client = await _client()
         try:
+            running = await _latest_run_status(client, loan_id)
+            if running != WorkflowExecutionStatus.RUNNING:
+                _hold(loan_id, running, amount_minor, currency, payment_id, when)
+                return
             case_currency = currency or (await case_status(client, loan_id)).currency
             payment = PaymentReceived(
                 payment_id=payment_id or f"cli-{uuid.uuid4().hex[:12]}",
@@ -375,6 +379,43 @@ def pay(
         console.print(f"Check it was applied:  {_me()} status {loan_id}")
 
     asyncio.run(run())
+
+
+async def _latest_run_status(client: Client, loan_id: str) -> WorkflowExecutionStatus | None:
+    """The status of the loan's latest case run; ``None`` when it never had one."""
+    try:
+        return (await case_handle(client, loan_id).describe()).status
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+def _hold(loan_id: str, status, amount_minor: int, currency: str | None, payment_id: str | None, when: datetime) -> None:
+    """Hold a payment for a loan with no running case in ``unmatched_payments`` (as the HTTP API does)."""
+    from collections_domain.reconciliation import hold_payment
+
+    what = "never had a collections case" if status is None else "has no running collections case (it closed)"
+    if amount_minor <= 0:
+        _fail(f"amount_minor: must be a positive number of minor units to hold, got {amount_minor}")
+    if currency is None:
+        _fail(f"loan {loan_id!r} {what}; to hold the payment for reconciliation, give its --currency")
+    import re
+
+    from collections_domain.case import CURRENCY_PATTERN, ID_PATTERN
+
+    if not re.fullmatch(CURRENCY_PATTERN, currency):
+        _fail(f"currency: must be a 3-letter ISO 4217 code in capitals, such as CNY, got {currency!r}")
+    payment_id = payment_id or f"cli-{uuid.uuid4().hex[:12]}"
+    if not re.fullmatch(ID_PATTERN, payment_id):
+        _fail("payment_id: must be 1-64 characters, each a letter, a digit, '-', '_' or '.'")
+    try:
+        stored = hold_payment(_engine(), loan_id=loan_id, payment_id=payment_id, amount_minor=amount_minor,
+                              currency=currency, paid_at=when, reason="no_case" if status is None else "case_closed")
+    except ValueError as err:
+        _fail(str(err))
+    console.print(f"Loan {loan_id} {what}: payment {payment_id} ({amount_minor} {currency} minor units) "
+                  f"{'is held' if stored else 'was already held'} for reconciliation (table unmatched_payments).")
 
 
 @app.command()

@@ -18,6 +18,7 @@ import hashlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -29,8 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
@@ -98,8 +98,8 @@ from collections_domain.client import (
 )
 from collections_domain.db import make_engine
 from collections_domain.logs import get_logger
-from collections_domain.models import UnmatchedPayment
 from collections_domain.policy import PolicyRegistry
+from collections_domain.reconciliation import PaymentConflict, held_payments, hold_payment
 from collections_domain.settings import Settings, get_settings
 from collections_domain.validation import case_input_problems, due_date_problem, ended_case_problem
 
@@ -505,50 +505,12 @@ def _add_cases(app: FastAPI) -> None:
     ) -> UnmatchedPayments:
         """Payments held for reconciliation because no case was running for their loan."""
 
-        def rows() -> list[UnmatchedPayment]:
-            with Session(_engine(request)) as db:
-                statement = select(UnmatchedPayment).order_by(UnmatchedPayment.id)
-                if loan_id:
-                    statement = statement.where(UnmatchedPayment.loan_id == loan_id)
-                return list(db.exec(statement.limit(1000)))
-
-        found = await asyncio.to_thread(rows)
-        return UnmatchedPayments(payments=[
-            UnmatchedPaymentOut(**{**row.model_dump(), "paid_at": _utc(row.paid_at), "received_at": _utc(row.received_at)})
-            for row in found
-        ])
+        found = await asyncio.to_thread(held_payments, _engine(request), loan_id)
+        return UnmatchedPayments(payments=[UnmatchedPaymentOut(**row.model_dump()) for row in found])
 
 
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _hold_payment(engine: Engine, loan_id: str, payment: PaymentRequest, reason: str, key_id: str) -> bool:
-    """Store a payment with no running case, once per loan and payment id; ``True`` if stored now,
-    ``False`` if the same payment was already held.
-
-    Raises:
-        ProblemError: 409 when that payment id is already held with another amount, currency or time.
-    """
-    with Session(engine, expire_on_commit=False) as db:
-        row = UnmatchedPayment(loan_id=loan_id, payment_id=payment.payment_id, amount_minor=payment.amount_minor,
-                               currency=payment.currency, paid_at=payment.paid_at.astimezone(UTC),
-                               received_at=datetime.now(UTC), reason=reason, api_key_id=key_id)
-        db.add(row)
-        try:
-            db.commit()
-            return True
-        except IntegrityError:
-            db.rollback()
-        held = db.exec(select(UnmatchedPayment).where(UnmatchedPayment.loan_id == loan_id,
-                                                      UnmatchedPayment.payment_id == payment.payment_id)).one()
-    same = (held.amount_minor, held.currency, _utc(held.paid_at)) == (payment.amount_minor, payment.currency,
-                                                                      payment.paid_at.astimezone(UTC))
-    if not same:
-        rule = (f"payment {payment.payment_id} is already held for loan {loan_id} as {held.amount_minor} "
-                f"{held.currency} paid at {_utc(held.paid_at).isoformat()}; a different payment needs its own payment_id")
-        raise ProblemError(409, "conflict", f"payment_id: {rule}", [FieldProblem(field="payment_id", rule=rule)])
-    return False
 
 
 async def _running_status(client: Client, loan_id: str) -> WorkflowExecutionStatus | None:
@@ -643,7 +605,14 @@ def _add_writes(app: FastAPI) -> None:
                     raise _rpc_problem(err, loan_id) from err
                 status = WorkflowExecutionStatus.COMPLETED
             reason = "no_case" if status is None else "case_closed"
-            if await asyncio.to_thread(_hold_payment, _engine(request), loan_id, body, reason, principal.key_id):
+            try:
+                stored = await asyncio.to_thread(
+                    partial(hold_payment, _engine(request), loan_id=loan_id, payment_id=body.payment_id,
+                            amount_minor=body.amount_minor, currency=body.currency, paid_at=body.paid_at,
+                            reason=reason, api_key_id=principal.key_id))
+            except PaymentConflict as err:
+                raise ProblemError(409, "conflict", str(err), field_problems([str(err)])) from err
+            if stored:
                 request.app.state.metrics.payments_held.labels(reason).inc()
                 log.warning("api.payment.held", loan_id=loan_id, payment_id=body.payment_id, reason=reason)
             what = "no collections case was ever opened" if reason == "no_case" else "its collections case has closed"

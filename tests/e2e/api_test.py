@@ -64,8 +64,12 @@ async def test_open_pay_and_cure_over_http(api):
     assert opened.json()["workflow_id"] == f"collection-{loan_id}" and opened.json()["created"] is True
     api.harness.handles.append(api.harness.client.get_workflow_handle(f"collection-{loan_id}"))
 
-    status = await api.get(f"/v1/cases/{loan_id}")
-    assert status.status_code == 200 and status.json()["outstanding_minor"] == 250_000
+    async def readable():
+        answer = await api.get(f"/v1/cases/{loan_id}")
+        return answer if answer.status_code == 200 else None  # 503 while a loaded worker catches up
+
+    status = await eventually(readable)
+    assert status is not None and status.json()["outstanding_minor"] == 250_000, status and status.text
     assert status.json()["days_past_due"] == 5
 
     paid = await api.post(f"/v1/cases/{loan_id}/payments",
@@ -82,7 +86,8 @@ async def test_open_pay_and_cure_over_http(api):
 
     async def listed():
         page = (await api.get("/v1/cases", outcome="cured", jurisdiction="CN")).json()
-        return [c for c in page["cases"] if c["loan_id"] == loan_id]
+        # The outcome is upserted a moment before the run closes: wait for both.
+        return [c for c in page["cases"] if c["loan_id"] == loan_id and c["execution_status"] == "completed"]
 
     found = await eventually(listed)
     assert found and found[0]["execution_status"] == "completed" and found[0]["outstanding_minor"] == 0

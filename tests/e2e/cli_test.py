@@ -114,6 +114,18 @@ async def test_a_case_driven_from_the_command_line(cli_env):
     assert code != 0 and "no-such-loan" in out, out
 
 
+async def test_a_payment_with_no_running_case_is_held(cli_env):
+    loan = f"L-none-{uuid.uuid4().hex[:6]}"
+    code, out = await starter(cli_env, "pay", loan, "5000")
+    assert code != 0 and "--currency" in out, out
+    code, out = await starter(cli_env, "pay", loan, "5000", "--currency", "CNY", "--payment-id", "gw-77")
+    assert code == 0 and "is held for reconciliation" in out, out
+    code, out = await starter(cli_env, "pay", loan, "5000", "--currency", "CNY", "--payment-id", "gw-77")
+    assert code == 0 and "was already held" in out, out
+    code, out = await starter(cli_env, "pay", loan, "6000", "--currency", "CNY", "--payment-id", "gw-77")
+    assert code != 0 and "payment_id: payment gw-77 is already held" in out, out
+
+
 async def test_api_keys_from_the_command_line(cli_env):
     code, out = await starter(cli_env, "api-key", "create", "--name", "gateway", "--scopes", "read,write")
     assert code == 0 and "shown this once" in out.lower(), out
