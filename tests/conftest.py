@@ -27,10 +27,15 @@ from tests.databases import created_databases, drop_created_databases, fresh_dat
 
 
 
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The Java time-skipping test server, with the project's search attributes registered."""
+    """The Java time-skipping test server, with the project's search attributes registered.
+
+    One per test module: the server's clock is shared by everything on it, and in full runs a
+    file's leftovers (after ``negotiation_test``) stalled time skipping for the first tests of
+    the next file (``unlock_time_skipping_with_sleep`` timing out in ``signals_test``). A fresh
+    server per file costs about a second.
+    """
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=find_binary("temporal-test-server"),
         data_converter=pydantic_data_converter,
