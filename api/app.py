@@ -22,7 +22,7 @@ from functools import partial
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -260,6 +260,7 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     app.add_exception_handler(ProblemError, handle_problem)
     app.add_exception_handler(RequestValidationError, handle_validation)
     app.add_exception_handler(StarletteHTTPException, handle_http)
+    app.add_middleware(BodyLimit)
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next):
@@ -284,6 +285,32 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
 
 #: The largest request body the API reads (every body here is a few hundred bytes).
 MAX_BODY_BYTES = 64 * 1024
+
+
+class BodyLimit:
+    """ASGI middleware: stop reading a request body past ``MAX_BODY_BYTES`` (chunked bodies
+    included, which carry no Content-Length) and answer 413 through the problem handler."""
+
+    def __init__(self, app, limit: int = MAX_BODY_BYTES):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise HTTPException(413, detail=f"body: at most {self.limit} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
 
 
 def _body_problem(request: Request) -> ProblemError | None:
@@ -365,17 +392,18 @@ LIST_PARAMETERS = ("stage", "outcome", "jurisdiction", "region", "min_outstandin
                    "execution_status", "page_size", "page_token")
 
 
-def _check_list_parameters(request: Request) -> None:
+def _check_list_parameters(request: Request, allowed: tuple[str, ...] = LIST_PARAMETERS) -> None:
     """Refuse unknown or repeated query parameters: a misspelt filter must not list everything.
 
     Raises:
         ProblemError: 422 naming each such parameter.
     """
     names = [name for name, _ in request.query_params.multi_items()]
-    problems = [f"query.{name}: not a filter of this list; filters: {', '.join(LIST_PARAMETERS)}"
-                for name in dict.fromkeys(names) if name not in LIST_PARAMETERS]
+    known = ", ".join(allowed) or "none"
+    problems = [f"query.{name}: not a filter of this list; filters: {known}"
+                for name in dict.fromkeys(names) if name not in allowed]
     problems += [f"query.{name}: given more than once; give each filter once"
-                 for name in dict.fromkeys(names) if name in LIST_PARAMETERS and names.count(name) > 1]
+                 for name in dict.fromkeys(names) if name in allowed and names.count(name) > 1]
     if problems:
         raise invalid_input(problems)
 
@@ -505,6 +533,7 @@ def _add_cases(app: FastAPI) -> None:
     ) -> UnmatchedPayments:
         """Payments held for reconciliation because no case was running for their loan."""
 
+        _check_list_parameters(request, ("loan_id",))
         found = await asyncio.to_thread(held_payments, _engine(request), loan_id)
         return UnmatchedPayments(payments=[UnmatchedPaymentOut(**row.model_dump()) for row in found])
 
@@ -806,6 +835,7 @@ def _add_admin(app: FastAPI) -> None:
     @app.get("/v1/api-keys", response_model=ApiKeyList, tags=["admin"], responses=problem_responses(403))
     async def list_keys(request: Request, _: Annotated[keys.Principal, admin]) -> ApiKeyList:
         """Every API key, revoked ones too (never their secrets). Needs scope ``admin``."""
+        _check_list_parameters(request, ())
         rows = await asyncio.to_thread(keys.list_api_keys, _engine(request))
         return ApiKeyList(keys=[ApiKeyOut(**_key_out(row)) for row in rows])
 

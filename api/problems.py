@@ -139,12 +139,15 @@ async def handle_validation(request: Request, exc: RequestValidationError) -> JS
 
 async def handle_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     slug = {401: "unauthenticated", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
-            415: "unsupported-media-type"}.get(exc.status_code, "invalid-input")
+            413: "payload-too-large", 415: "unsupported-media-type"}.get(exc.status_code, "invalid-input")
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = ", ".join(allowed_methods(request))
         detail = f"{request.method} is not allowed on {request.url.path}; allowed: {headers['Allow']}"
+    if exc.status_code == 413:
+        return problem_response(ProblemError(413, slug, detail, [FieldProblem(field="(body)", rule=detail.partition(": ")[2])]),
+                                request.url.path)
     if exc.status_code == 400 and "parsing the body" in detail:
         return problem_response(ProblemError(400, "invalid-input", "body: must be valid JSON",
                                              [FieldProblem(field="(body)", rule="must be valid JSON")]), request.url.path)

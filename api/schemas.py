@@ -5,10 +5,20 @@ currency; dates are ``YYYY-MM-DD`` in the borrower's calendar; instants are RFC 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict as StrictValue, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict as StrictValue,
+    field_validator,
+    model_validator,
+)
 
 from collections_domain.case import CURRENCY_PATTERN, ID_PATTERN, REGION_PATTERN, ContactOutcomeKind, Outcome, PlanKind
 
@@ -26,6 +36,28 @@ PositiveMinor = Annotated[int, StrictValue(), Field(ge=1, le=MAX_MINOR, descript
 Currency = Annotated[str, Field(pattern=CURRENCY_PATTERN, description="ISO 4217 code in capitals, such as CNY.")]
 
 
+def _iso_date(value):
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("must be a date YYYY-MM-DD (a JSON string)")
+    return value
+
+
+def _rfc3339(value):
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})?", value):
+        raise ValueError("must be an RFC 3339 instant such as 2026-12-01T10:00:00+08:00 (a JSON string)")
+    return value
+
+
+#: A calendar date as a JSON string ``YYYY-MM-DD`` only (not a number, not an instant).
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+#: An instant as an RFC 3339 JSON string with its offset (not a Unix number).
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+
+
 class Strict(BaseModel):
     """Request bodies refuse unknown fields, so a typo is named instead of ignored."""
 
@@ -41,7 +73,7 @@ class CaseOpenRequest(Strict):
     principal_due_minor: Minor = 0
     interest_due_minor: Minor = 0
     fees_due_minor: Minor = 0
-    oldest_due_date: date = Field(description="The oldest unpaid due date, not after the borrower's today.")
+    oldest_due_date: IsoDate = Field(description="The oldest unpaid due date, not after the borrower's today.")
     timezone: str = Field("Asia/Shanghai", min_length=1, max_length=64, description="IANA time zone of the borrower.")
     jurisdiction: Literal["CN", "US", "UK"] = "CN"
     policy_version: str | None = Field(None, min_length=1, max_length=64, description="Default: the current policy.")
@@ -84,7 +116,7 @@ class PaymentRequest(Strict):
     payment_id: IdStr
     amount_minor: PositiveMinor
     currency: Currency
-    paid_at: AwareDatetime = Field(description="When the money arrived, RFC 3339 with an offset; not in the future, "
+    paid_at: Instant = Field(description="When the money arrived, RFC 3339 with an offset; not in the future, "
                                                "at most 10 years ago.")
 
     @field_validator("paid_at")
@@ -100,7 +132,7 @@ class PromiseRequest(Strict):
 
     promise_id: IdStr
     amount_minor: PositiveMinor
-    promised_date: date = Field(description="The borrower's calendar date they will pay by.")
+    promised_date: IsoDate = Field(description="The borrower's calendar date they will pay by.")
 
 
 class SignalAccepted(BaseModel):
@@ -128,11 +160,11 @@ class PlanRequest(Strict):
 
     plan_id: IdStr
     kind: PlanKind
-    instalment_dates: list[date] | None = Field(None, max_length=120)
+    instalment_dates: list[IsoDate] | None = Field(None, max_length=120)
     first_instalment_minor: PositiveMinor | None = None
-    new_due_date: date | None = None
+    new_due_date: IsoDate | None = None
     waive_minor: PositiveMinor | None = None
-    pay_by: date | None = None
+    pay_by: IsoDate | None = None
     approver_id: IdStr | None = None
     proposed_by: IdStr | None = None
 
@@ -140,7 +172,7 @@ class PlanRequest(Strict):
 class PromiseInOutcome(Strict):
     promise_id: IdStr
     amount_minor: PositiveMinor
-    promised_date: date
+    promised_date: IsoDate
 
 
 class ContactOutcomeRequest(Strict):

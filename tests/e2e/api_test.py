@@ -381,3 +381,26 @@ async def test_a_case_no_worker_takes_is_answered_pending(api):
     handle = api.harness.client.get_workflow_handle(f"collection-{loan_id}")
     await handle.terminate(reason="test finished")
     assert answer.status_code == 202 and answer.json()["pending"] is True and answer.json()["created"] is True
+
+
+async def test_what_the_second_trial_broke(api):
+    """A chunked body past the limit, filters on the other lists, numbers for dates."""
+    headers = {"Authorization": f"Bearer {api.writer}", "Idempotency-Key": uuid.uuid4().hex,
+               "Content-Type": "application/json"}
+
+    async def chunks():
+        for _ in range(40):
+            yield b" " * 4096  # 160 KB with no Content-Length
+
+    chunked = await api.http.post("/v1/cases", content=chunks(), headers=headers)
+    assert chunked.status_code == 413 and chunked.json()["errors"][0]["field"] == "(body)"
+    typo = await api.get("/v1/reconciliation/payments", loan="x")
+    assert typo.status_code == 422 and typo.json()["errors"][0]["field"] == "query.loan"
+    assert (await api.get("/v1/api-keys", key=api.admin, x="1")).status_code == 422
+    unix = await api.post("/v1/cases", {**case_body(loan("API-UNIX"), dpd=1), "oldest_due_date": 1795046400})
+    assert unix.status_code == 422 and unix.json()["errors"][0]["field"] == "oldest_due_date"
+    instant = await api.post("/v1/cases", {**case_body(loan("API-INST"), dpd=1), "oldest_due_date": "2026-11-20T00:00:00Z"})
+    assert instant.status_code == 422
+    paid_unix = await api.post(f"/v1/cases/{loan('API-PU')}/payments",
+                               {"payment_id": "p", "amount_minor": 1, "currency": "CNY", "paid_at": 1795046400})
+    assert paid_unix.status_code == 422 and paid_unix.json()["errors"][0]["field"] == "paid_at"
