@@ -27,10 +27,11 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from collections_domain import devserver, home_credit
-from collections_domain.calendar import daytime_zone
-from collections_domain.children import LegalStatusUpdate
-from collections_domain.case import WORKFLOW_ID_PREFIX, CaseInput, CaseStatus, PaymentReceived, PromiseToPay, describe_errors
+from collections_domain.ops import devserver
+from collections_domain.portfolio import home_credit
+from collections_domain.rules.calendar import daytime_zone
+from collections_domain.case.children import LegalStatusUpdate
+from collections_domain.case.contract import WORKFLOW_ID_PREFIX, CaseInput, CaseStatus, PaymentReceived, PromiseToPay, describe_errors
 from collections_domain.client import (
     UpdateRejected,
     case_handle,
@@ -46,10 +47,10 @@ from collections_domain.client import (
     send_promise,
     start_case,
 )
-from collections_domain.db import make_engine
-from collections_domain.logs import configure_logging
-from collections_domain.models import Borrower, Loan
-from collections_domain.settings import get_settings
+from collections_domain.store.db import make_engine
+from collections_domain.ops.logs import configure_logging
+from collections_domain.store.models import Borrower, Loan
+from collections_domain.ops.settings import get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode=None)
 console = Console(soft_wrap=True)
@@ -393,7 +394,7 @@ async def _latest_run_status(client: Client, loan_id: str) -> WorkflowExecutionS
 
 def _hold(loan_id: str, status, amount_minor: int, currency: str | None, payment_id: str | None, when: datetime) -> None:
     """Hold a payment for a loan with no running case in ``unmatched_payments`` (as the HTTP API does)."""
-    from collections_domain.reconciliation import hold_payment
+    from collections_domain.store.reconciliation import hold_payment
 
     what = "never had a collections case" if status is None else "has no running collections case (it closed)"
     if amount_minor <= 0:
@@ -402,7 +403,7 @@ def _hold(loan_id: str, status, amount_minor: int, currency: str | None, payment
         _fail(f"loan {loan_id!r} {what}; to hold the payment for reconciliation, give its --currency")
     import re
 
-    from collections_domain.case import CURRENCY_PATTERN, ID_PATTERN
+    from collections_domain.case.contract import CURRENCY_PATTERN, ID_PATTERN
 
     if not re.fullmatch(CURRENCY_PATTERN, currency):
         _fail(f"currency: must be a 3-letter ISO 4217 code in capitals, such as CNY, got {currency!r}")
@@ -837,7 +838,7 @@ def preferences_command(
 ) -> None:
     """Show or change a borrower's contact preferences and consents (read by the compliance gate
     before every step). Without options, shows them."""
-    from collections_domain.preferences import get_contact_preferences, set_contact_preferences
+    from collections_domain.store.preferences import get_contact_preferences, set_contact_preferences
 
     engine = _engine()
     changes = dict(
@@ -877,7 +878,7 @@ def record_call_command(
     borrower_id: Annotated[str | None, typer.Option(help="The borrower (default: the loan's case's borrower).")] = None,
 ) -> None:
     """Log a call attempt made outside the product, so the call caps count it."""
-    from collections_domain.preferences import record_call_attempt
+    from collections_domain.store.preferences import record_call_attempt
 
     loan_id = _loan_id(loan_id)
     try:
@@ -909,7 +910,7 @@ def audit_command(
 ) -> None:
     """The compliance audit: every contact decision (allowed, deferred, rerouted, skipped) with its
     rule id and what was sent, from the database. A portfolio audit ends with counts by rule."""
-    from collections_domain.audit import audit_rows, summary, write_csv
+    from collections_domain.store.audit import audit_rows, summary, write_csv
 
     if loan_id is not None:
         loan_id = _loan_id(loan_id)
@@ -1024,7 +1025,7 @@ def simulate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
 ) -> None:
     """Replay every case of the file through the real workflow on the time-skipping server."""
-    from collections_domain.simulation import simulate as run_simulation
+    from collections_domain.portfolio.simulation import simulate as run_simulation
 
     configure_logging("WARNING")
     try:
@@ -1082,7 +1083,7 @@ def db_upgrade_command() -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
-    from collections_domain.db import db_upgrade
+    from collections_domain.store.db import db_upgrade
 
     url = get_settings().resolved_database_url
     shown = make_url(url).render_as_string(hide_password=True)

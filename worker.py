@@ -7,10 +7,10 @@ import os
 import sys
 
 from collections_domain.client import connect
-from collections_domain.logs import configure_logging, get_logger
-from collections_domain.observability import configure_runtime, metrics_url
-from collections_domain.settings import get_settings
-from collections_domain.wiring import build_worker
+from collections_domain.ops.logs import configure_logging, get_logger
+from collections_domain.ops.observability import configure_runtime, metrics_url
+from collections_domain.ops.settings import get_settings
+from collections_domain.ops.wiring import build_worker
 
 
 async def main() -> None:

@@ -19,17 +19,17 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.delivery import Delivery, DeliveryBackend, RecordDelivery
-from collections_domain.case import CaseInput
-from collections_domain.db import session
-from collections_domain.logs import get_logger
-from collections_domain.metrics import CONTACT_DELIVERIES, count_in_activity
-from collections_domain.compliance import (
+from collections_domain.case.contract import CaseInput
+from collections_domain.store.db import session
+from collections_domain.ops.logs import get_logger
+from collections_domain.ops.metrics import CONTACT_DELIVERIES, count_in_activity
+from collections_domain.rules.compliance import (
     CALL_LOOKBACK,
     CONNECTED_OUTCOMES,
     CallAttempt,
     ContactProfile,
 )
-from collections_domain.models import (
+from collections_domain.store.models import (
     Attorney,
     Borrower,
     CallAttemptRecord,
@@ -50,9 +50,9 @@ from collections_domain.models import (
     WriteOff,
     utcnow,
 )
-from collections_domain.policy import ACTIONS, Channel, PolicyRegistry
-from collections_domain.preferences import preferences_of
-from collections_domain.records import (
+from collections_domain.rules.policy import ACTIONS, Channel, PolicyRegistry
+from collections_domain.store.preferences import preferences_of
+from collections_domain.store.records import (
     CaseSetup,
     CaseOpened,
     CaseProgress,
@@ -72,8 +72,8 @@ from collections_domain.records import (
     PromiseResolved,
     SignalRejected,
 )
-from collections_domain.templates import render
-from collections_domain.validation import case_input_problems, ended_case_problem
+from collections_domain.rules.templates import render
+from collections_domain.rules.validation import case_input_problems, ended_case_problem
 
 log = get_logger("activities")
 

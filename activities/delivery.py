@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import httpx
 from temporalio.exceptions import ApplicationError
 
-from collections_domain.logs import get_logger
+from collections_domain.ops.logs import get_logger
 
 log = get_logger("delivery")
 

@@ -68,8 +68,8 @@ from api.schemas import (
     UnmatchedPaymentOut,
     UnmatchedPayments,
 )
-from collections_domain import search_attributes as sa
-from collections_domain.case import (
+from collections_domain.case import search_attributes as sa
+from collections_domain.case.contract import (
     ID_PATTERN,
     REGION_PATTERN,
     SIGNAL_ID_FIELD,
@@ -96,12 +96,12 @@ from collections_domain.client import (
     send_case_signal,
     start_case,
 )
-from collections_domain.db import make_engine
-from collections_domain.logs import get_logger
-from collections_domain.policy import PolicyRegistry
-from collections_domain.reconciliation import PaymentConflict, held_payments, hold_payment
-from collections_domain.settings import Settings, get_settings
-from collections_domain.validation import case_input_problems, due_date_problem, ended_case_problem
+from collections_domain.store.db import make_engine
+from collections_domain.ops.logs import get_logger
+from collections_domain.rules.policy import PolicyRegistry
+from collections_domain.store.reconciliation import PaymentConflict, held_payments, hold_payment
+from collections_domain.ops.settings import Settings, get_settings
+from collections_domain.rules.validation import case_input_problems, due_date_problem, ended_case_problem
 
 log = get_logger("api")
 

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from api.problems import PROBLEM_MEDIA_TYPE, FieldProblem, ProblemError, problem_response
-from collections_domain.models import IdempotentRequest
+from collections_domain.store.models import IdempotentRequest
 
 #: An answer: HTTP status and a JSON-able body.
 Answer = tuple[int, Any]

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from collections_domain.models import ApiKey
+from collections_domain.store.models import ApiKey
 
 SCOPES = ("read", "write", "admin")
 KEY_PATTERN = re.compile(r"^lck_([0-9a-f]{16})_([0-9a-f]{64})$")

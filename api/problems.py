@@ -117,7 +117,7 @@ def validation_problem(err: RequestValidationError) -> ProblemError:
     for item in err.errors():
         rule = item.get("msg", "invalid")
         if item.get("type") == "string_pattern_mismatch":
-            from collections_domain.case import _PATTERN_RULES
+            from collections_domain.case.contract import _PATTERN_RULES
 
             rule = _PATTERN_RULES.get((item.get("ctx") or {}).get("pattern"), rule)
         location = _location(tuple(item.get("loc", ())))

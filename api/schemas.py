@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from collections_domain.case import CURRENCY_PATTERN, ID_PATTERN, REGION_PATTERN, ContactOutcomeKind, Outcome, PlanKind
+from collections_domain.case.contract import CURRENCY_PATTERN, ID_PATTERN, REGION_PATTERN, ContactOutcomeKind, Outcome, PlanKind
 
 #: The largest amount the API takes: 2^53 - 1 minor units, so that every JSON client reads it exactly.
 MAX_MINOR = 9_007_199_254_740_991

@@ -25,15 +25,15 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from bench.bare import BareWorkflow, noop
-from collections_domain import calendar
-from collections_domain import search_attributes as sa
-from collections_domain.binaries import find_binary
-from collections_domain.case import CaseInput
+from collections_domain.rules import calendar
+from collections_domain.case import search_attributes as sa
+from collections_domain.ops.binaries import find_binary
+from collections_domain.case.contract import CaseInput
 from collections_domain.client import start_case
-from collections_domain.models import Borrower, CollectionCase
-from collections_domain.settings import Settings
-from collections_domain.simulation import _register_search_attributes, skip_to
-from collections_domain.wiring import build_activities, build_worker
+from collections_domain.store.models import Borrower, CollectionCase
+from collections_domain.ops.settings import Settings
+from collections_domain.portfolio.simulation import _register_search_attributes, skip_to
+from collections_domain.ops.wiring import build_activities, build_worker
 
 
 def _bench_activities(folder: Path, task_queue: str):

@@ -19,9 +19,10 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 
-from collections_domain import calendar, ladder
-from collections_domain import search_attributes as sa
-from collections_domain.case import (
+from collections_domain.rules import calendar
+from collections_domain.rules import ladder
+from collections_domain.case import search_attributes as sa
+from collections_domain.case.contract import (
     BreathingSpace,
     WORKFLOW_TYPE,
     CaseInput,
@@ -40,10 +41,10 @@ from collections_domain.case import (
     describe_errors,
     workflow_id_for,
 )
-from collections_domain.models import CallAttemptRecord, ContactAttempt, ContactNote, ContactOutcomeRecord, HandOffEventRecord, RejectedUpdate
-from collections_domain.policy import CollectionPolicy, PolicyRegistry
-from collections_domain.settings import Settings, get_settings
-from collections_domain.validation import case_input_problems, due_date_problem
+from collections_domain.store.models import CallAttemptRecord, ContactAttempt, ContactNote, ContactOutcomeRecord, HandOffEventRecord, RejectedUpdate
+from collections_domain.rules.policy import CollectionPolicy, PolicyRegistry
+from collections_domain.ops.settings import Settings, get_settings
+from collections_domain.rules.validation import case_input_problems, due_date_problem
 
 
 async def connect(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Client:

@@ -1,6 +1,6 @@
 """An independent checker of contact records against the jurisdictions' rules.
 
-Written apart from the gate (``collections_domain.compliance``): it imports nothing of the
+Written apart from the gate (``collections_domain.rules.compliance``): it imports nothing of the
 product but reads the policy's raw TOML tables itself and does its own clock arithmetic with
 ``zoneinfo``. The property tests feed it what was recorded (contact decisions and the contacts
 they ran) and what the test knows of the world (preferences over time, the call log); it returns
@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-POLICY_FILE = Path(__file__).resolve().parents[1] / "collections_domain" / "policies" / "default.toml"
+POLICY_FILE = Path(__file__).resolve().parents[1] / "collections_domain" / "rules" / "policies" / "default.toml"
 
 MEDIUM = {
     "sms_reminder": "sms",

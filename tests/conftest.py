@@ -16,12 +16,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.collection_activities import CollectionActivities
 from activities.delivery import DeliveryBackend, RecordDelivery
-from collections_domain.binaries import find_binary
-from collections_domain.db import make_engine
-from collections_domain.policy import PolicyRegistry
-from collections_domain.search_attributes import CLI_TYPES, INDEXED_TYPES  # noqa: F401 (tests import it from here)
-from collections_domain.settings import Settings
-from collections_domain.wiring import build_worker
+from collections_domain.ops.binaries import find_binary
+from collections_domain.store.db import make_engine
+from collections_domain.rules.policy import PolicyRegistry
+from collections_domain.case.search_attributes import CLI_TYPES, INDEXED_TYPES  # noqa: F401 (tests import it from here)
+from collections_domain.ops.settings import Settings
+from collections_domain.ops.wiring import build_worker
 from tests.databases import created_databases, drop_created_databases, fresh_database_url
 
 

@@ -8,7 +8,7 @@
 per session; it is dropped when its test ends (the template, and anything left over, at the end of
 the session: ``drop_created_databases``).
 
-A new migration after a change to ``collections_domain/models.py`` (PostgreSQL needed)::
+A new migration after a change to ``collections_domain/store/models.py`` (PostgreSQL needed)::
 
     TEST_DATABASE_URL=postgresql+psycopg://... .venv/bin/python -m tests.databases revision -m "what changed"
 """
@@ -86,7 +86,7 @@ _TEMPLATE_KEY = ("", "template")
 def _migrated_template(url: URL) -> str:
     """This session's template database, made by the migrations (``upgrade head``)."""
     if _TEMPLATE_KEY not in _created:
-        from collections_domain.db import make_engine
+        from collections_domain.store.db import make_engine
 
         database = _create_database(url)
         _created[_TEMPLATE_KEY] = database
@@ -133,7 +133,7 @@ def _new_revision(message: str) -> None:
     from alembic import command
     from alembic.config import Config
 
-    from collections_domain.db import make_engine
+    from collections_domain.store.db import make_engine
 
     if server_url() is None:
         sys.exit(f"{ENV} must name a PostgreSQL server (revisions are generated against PostgreSQL)")

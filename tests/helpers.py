@@ -9,12 +9,12 @@ from sqlmodel import select
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from collections_domain import calendar
-from collections_domain.case import CaseInput, CaseStatus, PaymentReceived, PromiseToPay
-from collections_domain.children import legal_workflow_id, placement_workflow_id
+from collections_domain.rules import calendar
+from collections_domain.case.contract import CaseInput, CaseStatus, PaymentReceived, PromiseToPay
+from collections_domain.case.children import legal_workflow_id, placement_workflow_id
 from collections_domain.client import start_case
-from collections_domain.db import session
-from collections_domain.models import Borrower, ContactAttempt
+from collections_domain.store.db import session
+from collections_domain.store.models import Borrower, ContactAttempt
 
 
 def seed_borrower(engine, borrower_id: str, *, tz: str = "Asia/Shanghai", locale: str = "zh-CN", **overrides) -> None:

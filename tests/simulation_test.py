@@ -15,9 +15,9 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
-from collections_domain.home_credit import PACKAGED_CSV, market_for, read_cases
-from collections_domain.policy import DEFAULT_POLICY_PATH, load_policy
-from collections_domain.simulation import simulate
+from collections_domain.portfolio.home_credit import PACKAGED_CSV, market_for, read_cases
+from collections_domain.rules.policy import DEFAULT_POLICY_PATH, load_policy
+from collections_domain.portfolio.simulation import simulate
 from tests.databases import fresh_database_url
 
 

@@ -27,9 +27,9 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from activities.collection_activities import CollectionActivities
-    from collections_domain import calendar
-    from collections_domain.case import describe_errors
-    from collections_domain.children import (
+    from collections_domain.rules import calendar
+    from collections_domain.case.contract import describe_errors
+    from collections_domain.case.children import (
         ChildClosed,
         LEGAL_STATES,
         LEGAL_WORKFLOW_TYPE,
@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
         HandOffResult,
         LegalStatusUpdate,
     )
-    from collections_domain.records import CaseRecords, HandOffEvent, HandOffRequest, SignalRejected
+    from collections_domain.store.records import CaseRecords, HandOffEvent, HandOffRequest, SignalRejected
 
 CONTACT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),

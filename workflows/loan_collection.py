@@ -4,7 +4,7 @@ The case sleeps on a durable timer until its next ladder step (the contact windo
 the local day ``oldest_due_date + N``), and any signal wakes it early. Signal handlers only
 queue; the main loop applies signals in arrival order, writes what changed to the database
 through activities, and takes the step the ladder puts it in. Rules live in
-``collections_domain.ladder``; this module only sequences them.
+``collections_domain.rules.ladder``; this module only sequences them.
 """
 
 from __future__ import annotations
@@ -22,9 +22,13 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from activities.collection_activities import CollectionActivities
-    from collections_domain import calendar, compliance, ladder, metrics, plans
-    from collections_domain import search_attributes as sa
-    from collections_domain.case import (
+    from collections_domain.rules import calendar
+    from collections_domain.rules import compliance
+    from collections_domain.rules import ladder
+    from collections_domain.ops import metrics
+    from collections_domain.rules import plans
+    from collections_domain.case import search_attributes as sa
+    from collections_domain.case.contract import (
         SIGNAL_ID_FIELD,
         WORKFLOW_TYPE,
         ActionResult,
@@ -58,7 +62,7 @@ with workflow.unsafe.imports_passed_through():
         StepRecord,
         describe_errors,
     )
-    from collections_domain.children import (
+    from collections_domain.case.children import (
         LEGAL_WORKFLOW_TYPE,
         PLACEMENT_WORKFLOW_TYPE,
         PLAN_WORKFLOW_TYPE,
@@ -69,9 +73,9 @@ with workflow.unsafe.imports_passed_through():
         placement_workflow_id,
         plan_workflow_id,
     )
-    from collections_domain.policy import ACTIONS, LadderStep
-    from collections_domain.validation import due_date_problem
-    from collections_domain.records import (
+    from collections_domain.rules.policy import ACTIONS, LadderStep
+    from collections_domain.rules.validation import due_date_problem
+    from collections_domain.store.records import (
         CaseOpened,
         CaseProgress,
         CaseRecords,

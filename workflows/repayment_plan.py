@@ -20,10 +20,10 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.collection_activities import CollectionActivities
-    from collections_domain import calendar
-    from collections_domain.case import PlanInstalmentMissed
-    from collections_domain.children import PLAN_WORKFLOW_TYPE, ChildClosed, PlanPaymentForwarded, PlanResult, PlanRun
-    from collections_domain.records import PlanInstalmentUpdate
+    from collections_domain.rules import calendar
+    from collections_domain.case.contract import PlanInstalmentMissed
+    from collections_domain.case.children import PLAN_WORKFLOW_TYPE, ChildClosed, PlanPaymentForwarded, PlanResult, PlanRun
+    from collections_domain.store.records import PlanInstalmentUpdate
 
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 

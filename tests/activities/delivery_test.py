@@ -10,10 +10,10 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.collection_activities import CollectionActivities
 from activities.delivery import DeliveryRetryableError, HttpDelivery, RecordDelivery
-from collections_domain.db import make_engine, session
-from collections_domain.models import ContactAttempt, LegalReferral
-from collections_domain.policy import PolicyRegistry
-from collections_domain.records import ContactRequest
+from collections_domain.store.db import make_engine, session
+from collections_domain.store.models import ContactAttempt, LegalReferral
+from collections_domain.rules.policy import PolicyRegistry
+from collections_domain.store.records import ContactRequest
 from tests.helpers import seed_borrower
 from tests.provider import FakeProvider
 from tests.databases import fresh_database_url

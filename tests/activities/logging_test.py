@@ -15,10 +15,10 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.collection_activities import CollectionActivities
 from activities.delivery import DeliveryRetryableError, HttpDelivery, RecordDelivery
-from collections_domain.db import make_engine
-from collections_domain.logs import configure_logging, get_logger, mask_text, redact_personal_data
-from collections_domain.policy import PolicyRegistry
-from collections_domain.records import ContactRequest
+from collections_domain.store.db import make_engine
+from collections_domain.ops.logs import configure_logging, get_logger, mask_text, redact_personal_data
+from collections_domain.rules.policy import PolicyRegistry
+from collections_domain.store.records import ContactRequest
 from tests.databases import fresh_database_url
 from tests.helpers import seed_borrower
 from tests.provider import FakeProvider
@@ -183,7 +183,7 @@ def test_an_expected_activity_failure_is_one_line_without_a_traceback():
 
     from temporalio.exceptions import ApplicationError
 
-    from collections_domain.logs import configure_logging
+    from collections_domain.ops.logs import configure_logging
 
     stream = io.StringIO()
     configure_logging("INFO", json=True, stream=stream)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from collections_domain.case import DEFAULT_TASK_QUEUE
-from collections_domain.search_attributes import CLI_TYPES
-from collections_domain.settings import Settings
+from collections_domain.case.contract import DEFAULT_TASK_QUEUE
+from collections_domain.case.search_attributes import CLI_TYPES
+from collections_domain.ops.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -2,7 +2,7 @@
 
 On SQLite always (a temporary file), and on PostgreSQL when the suite runs against it
 (``TEST_DATABASE_URL``, see ``tests/databases.py``). When this fails after a change to
-``collections_domain/models.py``, the migration for it is missing: generate it with
+``collections_domain/store/models.py``, the migration for it is missing: generate it with
 ``TEST_DATABASE_URL=postgresql+psycopg://... .venv/bin/python -m tests.databases revision -m "..."``.
 """
 
@@ -19,9 +19,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 from sqlmodel import SQLModel, select
 
-from collections_domain import db
-from collections_domain.models import Payment
-from collections_domain.settings import PROJECT_ROOT
+from collections_domain.store import db
+from collections_domain.store.models import Payment
+from collections_domain.ops.settings import PROJECT_ROOT
 from tests.databases import fresh_database_url
 
 
@@ -54,7 +54,7 @@ def test_processes_starting_together_migrate_once(tmp_path):
     url = fresh_database_url(tmp_path, "together", empty=True)
     if not url.startswith("postgresql"):
         pytest.skip("SQLite files get their tables from create_all; the lock is PostgreSQL's")
-    script = "import sys; from collections_domain.db import make_engine; make_engine(sys.argv[1]).dispose()"
+    script = "import sys; from collections_domain.store.db import make_engine; make_engine(sys.argv[1]).dispose()"
     processes = [subprocess.Popen([sys.executable, "-c", script, url], stderr=subprocess.PIPE, text=True) for _ in range(4)]
     errors = [process.communicate(timeout=120)[1] for process in processes]
     assert [process.returncode for process in processes] == [0] * 4, errors

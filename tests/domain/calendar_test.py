@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collections_domain import calendar
+from collections_domain.rules import calendar
 
 
 def test_local_instant_in_shanghai_is_utc_plus_8():

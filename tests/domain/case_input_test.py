@@ -2,7 +2,7 @@
 
 import pytest
 
-from collections_domain.case import CaseInput
+from collections_domain.case.contract import CaseInput
 
 
 def test_valid_input_has_no_problems():

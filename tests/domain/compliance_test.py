@@ -1,4 +1,4 @@
-"""The compliance gate (``collections_domain.compliance``): examples for each rule, and a
+"""The compliance gate (``collections_domain.rules.compliance``): examples for each rule, and a
 Hypothesis property checked by the independent checker (``tests/compliance_checker.py``)."""
 
 from __future__ import annotations
@@ -9,15 +9,15 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from collections_domain import calendar
-from collections_domain.compliance import (
+from collections_domain.rules import calendar
+from collections_domain.rules.compliance import (
     CallAttempt,
     CaseFacts,
     ContactPreferences,
     ContactProfile,
     decide_step,
 )
-from collections_domain.policy import DEFAULT_POLICY_PATH, PolicyError, load_policy, parse_policy
+from collections_domain.rules.policy import DEFAULT_POLICY_PATH, PolicyError, load_policy, parse_policy
 from tests import compliance_checker as checker
 
 POLICY = load_policy(DEFAULT_POLICY_PATH)

@@ -2,7 +2,7 @@
 
 from decimal import Decimal
 
-from collections_domain.home_credit import PACKAGED_CSV, read_cases, to_minor
+from collections_domain.portfolio.home_credit import PACKAGED_CSV, read_cases, to_minor
 
 
 def test_rounding_is_half_up_to_minor_units():

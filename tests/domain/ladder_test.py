@@ -2,9 +2,9 @@
 
 from datetime import UTC, date, datetime
 
-from collections_domain import ladder
-from collections_domain.case import OpenPromise, PaymentReceived, PromiseToPay
-from collections_domain.policy import DEFAULT_POLICY_PATH, load_policy
+from collections_domain.rules import ladder
+from collections_domain.case.contract import OpenPromise, PaymentReceived, PromiseToPay
+from collections_domain.rules.policy import DEFAULT_POLICY_PATH, load_policy
 
 POLICY = load_policy(DEFAULT_POLICY_PATH)
 DUE = date(2026, 12, 1)

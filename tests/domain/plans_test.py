@@ -7,9 +7,11 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from collections_domain import calendar, ladder, plans
-from collections_domain.case import PlanProposal
-from collections_domain.policy import DEFAULT_POLICY_PATH, load_policy
+from collections_domain.rules import calendar
+from collections_domain.rules import ladder
+from collections_domain.rules import plans
+from collections_domain.case.contract import PlanProposal
+from collections_domain.rules.policy import DEFAULT_POLICY_PATH, load_policy
 
 POLICY = load_policy(DEFAULT_POLICY_PATH)
 RULES = POLICY.plans

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from collections_domain.policy import DEFAULT_POLICY_PATH, PolicyError, PolicyRegistry, load_policy, parse_policy
+from collections_domain.rules.policy import DEFAULT_POLICY_PATH, PolicyError, PolicyRegistry, load_policy, parse_policy
 
 BASE = DEFAULT_POLICY_PATH.read_text()
 

@@ -1,4 +1,4 @@
-"""Borrower preferences, attorneys and the call log (``collections_domain.preferences``)."""
+"""Borrower preferences, attorneys and the call log (``collections_domain.store.preferences``)."""
 
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -6,12 +6,12 @@ import pytest
 
 from activities.collection_activities import CollectionActivities
 from activities.delivery import RecordDelivery
-from collections_domain.case import SIGNAL_ID_FIELD
+from collections_domain.case.contract import SIGNAL_ID_FIELD
 from collections_domain.client import CASE_SIGNALS
-from collections_domain.db import make_engine
-from collections_domain.policy import PolicyRegistry
-from collections_domain.preferences import get_contact_preferences, record_call_attempt, set_contact_preferences
-from collections_domain.records import ProfileRequest
+from collections_domain.store.db import make_engine
+from collections_domain.rules.policy import PolicyRegistry
+from collections_domain.store.preferences import get_contact_preferences, record_call_attempt, set_contact_preferences
+from collections_domain.store.records import ProfileRequest
 from tests.databases import fresh_database_url
 
 

@@ -4,7 +4,7 @@ from datetime import date
 
 import pytest
 
-from collections_domain.templates import format_money, render, supported_locales
+from collections_domain.rules.templates import format_money, render, supported_locales
 
 TEMPLATES = ["sms_reminder", "email_overdue_notice", "agent_call", "field_visit", "demand_letter", "agency_placement", "legal_referral", "manual_review"]
 
@@ -34,7 +34,7 @@ def test_email_and_sms_carry_an_opt_out():
 
 
 def test_every_sms_and_email_template_must_carry_an_opt_out(tmp_path, monkeypatch):
-    from collections_domain import templates
+    from collections_domain.rules import templates
 
     text = templates.TEMPLATES_PATH.read_text(encoding="utf-8").replace(" Reply STOP to opt out.", "")
     broken = tmp_path / "messages.toml"

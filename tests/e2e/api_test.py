@@ -11,8 +11,8 @@ from sqlmodel import Session, select
 
 from api import keys
 from api.app import create_app
-from collections_domain import calendar
-from collections_domain.models import ApiKey, ContactNote, IdempotentRequest, RejectedUpdate, UnmatchedPayment
+from collections_domain.rules import calendar
+from collections_domain.store.models import ApiKey, ContactNote, IdempotentRequest, RejectedUpdate, UnmatchedPayment
 from tests.e2e.conftest import eventually, zone_in_contact_window
 
 

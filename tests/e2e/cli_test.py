@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest_asyncio
 
-from collections_domain import calendar
-from collections_domain.db import make_engine
+from collections_domain.rules import calendar
+from collections_domain.store.db import make_engine
 from tests.e2e.conftest import zone_in_contact_window
 from tests.helpers import seed_borrower
 from tests.databases import fresh_database_url

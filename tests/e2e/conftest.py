@@ -8,9 +8,9 @@ import pytest_asyncio
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from collections_domain import calendar
-from collections_domain import search_attributes as sa
-from collections_domain.binaries import find_binary
+from collections_domain.rules import calendar
+from collections_domain.case import search_attributes as sa
+from collections_domain.ops.binaries import find_binary
 
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
 
-from collections_domain import calendar
+from collections_domain.rules import calendar
 from collections_domain.client import propose_plan
 from tests.e2e.conftest import start_dev_server
 from tests.helpers import open_case, payment, promise, status

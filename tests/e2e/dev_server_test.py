@@ -4,7 +4,7 @@ the search attributes."""
 
 from datetime import UTC, datetime, timedelta
 
-from collections_domain import calendar
+from collections_domain.rules import calendar
 from tests.e2e.conftest import eventually, zone_in_contact_window
 from tests.helpers import contact_rows, open_case, payment, status
 
@@ -49,9 +49,9 @@ async def test_a_saved_dev_server_state_gets_the_search_attributes_it_lacks():
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
 
-    from collections_domain import search_attributes as sa
-    from collections_domain.binaries import find_binary
-    from collections_domain.devserver import ensure_search_attributes
+    from collections_domain.case import search_attributes as sa
+    from collections_domain.ops.binaries import find_binary
+    from collections_domain.ops.devserver import ensure_search_attributes
 
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=find_binary("temporal"),

@@ -16,11 +16,11 @@ from pathlib import Path
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from collections_domain import calendar
-from collections_domain.binaries import find_binary
-from collections_domain.simulation import _register_search_attributes
+from collections_domain.rules import calendar
+from collections_domain.ops.binaries import find_binary
+from collections_domain.portfolio.simulation import _register_search_attributes
 from tests.conftest import Harness
-from collections_domain.case import CaseStatus
+from collections_domain.case.contract import CaseStatus
 from collections_domain.client import propose_plan, record_contact_outcome
 from tests.helpers import advance_to, open_case, payment, promise, server_now
 
@@ -106,7 +106,7 @@ async def _issue_4_openings(env, h, handles, today) -> None:
     """The compliance gate (recorded from v3 on): a deferral for preferred hours, a US call cap
     rerouted to email, an attorney, a UK breathing space and a UK legal step that sends the
     default notice first."""
-    from collections_domain.preferences import record_call_attempt, set_contact_preferences
+    from collections_domain.store.preferences import record_call_attempt, set_contact_preferences
 
     case, handles["cn_preferred_hours_deferral"] = await open_case(h, due=today - timedelta(days=1), amount_minor=300_000)
     set_contact_preferences(h.engine, case.borrower_id, preferred_hours="18:00-20:00")

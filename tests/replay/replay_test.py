@@ -11,7 +11,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from collections_domain.wiring import WORKFLOWS
+from collections_domain.ops.wiring import WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*/*.json"))
 

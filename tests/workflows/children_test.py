@@ -6,12 +6,12 @@ from datetime import time, timedelta
 from sqlmodel import select
 from temporalio.api.enums.v1 import EventType
 
-from collections_domain import calendar
-from collections_domain.case import Instalment
-from collections_domain.children import PlanPaymentForwarded, PlanRun
+from collections_domain.rules import calendar
+from collections_domain.case.contract import Instalment
+from collections_domain.case.children import PlanPaymentForwarded, PlanRun
 from collections_domain.client import propose_plan, record_contact_outcome
-from collections_domain.db import session
-from collections_domain.models import HandOffEventRecord, PlanInstalmentRecord, RepaymentPlan
+from collections_domain.store.db import session
+from collections_domain.store.models import HandOffEventRecord, PlanInstalmentRecord, RepaymentPlan
 from tests.helpers import advance_to, contact_rows, open_case, payment, server_now, status
 from tests.workflows.ladder_test import TZ, at_local, close_to, due_days_ago
 

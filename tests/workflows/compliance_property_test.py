@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 from sqlmodel import select
 from temporalio.service import RPCError
 
-from collections_domain import calendar
-from collections_domain.case import CaseStatus
-from collections_domain.db import session
-from collections_domain.models import ContactAttempt, ContactDecisionRecord, Payment
-from collections_domain.preferences import record_call_attempt, set_contact_preferences
+from collections_domain.rules import calendar
+from collections_domain.case.contract import CaseStatus
+from collections_domain.store.db import session
+from collections_domain.store.models import ContactAttempt, ContactDecisionRecord, Payment
+from collections_domain.store.preferences import record_call_attempt, set_contact_preferences
 from tests import compliance_checker as checker
 from tests.helpers import advance_to, open_case, payment, promise, server_now, status
 

@@ -7,10 +7,10 @@ from datetime import UTC, time, timedelta
 import pytest
 from sqlmodel import select
 
-from collections_domain import calendar
-from collections_domain.db import session
-from collections_domain.models import ContactAttempt, ContactDecisionRecord
-from collections_domain.preferences import record_call_attempt, set_contact_preferences
+from collections_domain.rules import calendar
+from collections_domain.store.db import session
+from collections_domain.store.models import ContactAttempt, ContactDecisionRecord
+from collections_domain.store.preferences import record_call_attempt, set_contact_preferences
 from tests.helpers import advance_to, advance_to_local, contact_rows, open_case, server_now, status
 
 
@@ -157,7 +157,7 @@ async def test_audit_report_lists_every_decision_with_its_rule_as_csv_and_table(
     from typer.testing import CliRunner
 
     import starter
-    from collections_domain.audit import audit_rows, summary, write_csv
+    from collections_domain.store.audit import audit_rows, summary, write_csv
 
     tz = "America/New_York"
     h = harness_factory(time_env)
@@ -186,7 +186,7 @@ async def test_audit_report_lists_every_decision_with_its_rule_as_csv_and_table(
     assert ("US", "allowed", "US.permitted", 1) in summary(rows)
     # The command line prints the same, as CSV and as a table.
     monkeypatch.setenv("DATABASE_URL", h.settings.resolved_database_url)
-    from collections_domain.settings import get_settings
+    from collections_domain.ops.settings import get_settings
     get_settings.cache_clear() if hasattr(get_settings, "cache_clear") else None
     runner = CliRunner()
     printed = runner.invoke(starter.app, ["audit", case.loan_id, "--csv", "-"])

@@ -6,7 +6,7 @@ from datetime import time, timedelta
 import pytest
 
 from activities.delivery import HttpDelivery
-from collections_domain import calendar
+from collections_domain.rules import calendar
 from tests.helpers import advance_to, contact_rows, open_case, server_now, status
 from tests.provider import FakeProvider
 

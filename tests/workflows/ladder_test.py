@@ -6,11 +6,11 @@ from datetime import time, timedelta
 import pytest
 from sqlmodel import select
 
-from collections_domain import calendar
-from collections_domain import search_attributes as sa
+from collections_domain.rules import calendar
+from collections_domain.case import search_attributes as sa
 from collections_domain.client import start_case
-from collections_domain.db import session
-from collections_domain.models import (
+from collections_domain.store.db import session
+from collections_domain.store.models import (
     CollectionCase,
     ContactOutcomeRecord,
     HandOffEventRecord,

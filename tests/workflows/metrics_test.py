@@ -18,10 +18,10 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from collections_domain.binaries import find_binary
-from collections_domain.observability import configure_runtime, metrics_url
-from collections_domain.search_attributes import CLI_TYPES
-from collections_domain.settings import Settings
+from collections_domain.ops.binaries import find_binary
+from collections_domain.ops.observability import configure_runtime, metrics_url
+from collections_domain.case.search_attributes import CLI_TYPES
+from collections_domain.ops.settings import Settings
 from tests.activities.logging_test import json_logs, lines  # noqa: F401 (fixture)
 from tests.conftest import INDEXED_TYPES
 from tests.helpers import advance_to, open_case, payment, promise, server_now

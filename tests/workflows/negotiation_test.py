@@ -6,10 +6,10 @@ from datetime import time, timedelta
 import pytest
 from sqlmodel import select
 
-from collections_domain import calendar
+from collections_domain.rules import calendar
 from collections_domain.client import UpdateRejected, contact_history, propose_plan, record_contact_outcome
-from collections_domain.db import session
-from collections_domain.models import (
+from collections_domain.store.db import session
+from collections_domain.store.models import (
     CasePause,
     ContactNote,
     HandOffEventRecord,

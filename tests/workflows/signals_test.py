@@ -7,10 +7,10 @@ from sqlmodel import select
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from collections_domain import calendar
-from collections_domain.case import CaseStatus
-from collections_domain.db import session
-from collections_domain.models import CollectionCase, PromiseRecord, RejectedSignalRecord
+from collections_domain.rules import calendar
+from collections_domain.case.contract import CaseStatus
+from collections_domain.store.db import session
+from collections_domain.store.models import CollectionCase, PromiseRecord, RejectedSignalRecord
 from tests.helpers import advance_to, contact_rows, new_loan_id, open_case, payment, promise, seed_borrower, server_now, status
 
 TZ = "Asia/Shanghai"

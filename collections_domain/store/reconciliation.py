@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from collections_domain.models import UnmatchedPayment
+from collections_domain.store.models import UnmatchedPayment
 
 #: Why a payment is held.
 REASONS = ("no_case", "case_closed")

@@ -9,10 +9,10 @@ from temporalio.worker import Worker
 
 from activities.collection_activities import CollectionActivities
 from activities.delivery import backend_from_settings
-from collections_domain.db import make_engine
-from collections_domain.observability import LogContextInterceptor
-from collections_domain.policy import PolicyRegistry
-from collections_domain.settings import Settings
+from collections_domain.store.db import make_engine
+from collections_domain.ops.observability import LogContextInterceptor
+from collections_domain.rules.policy import PolicyRegistry
+from collections_domain.ops.settings import Settings
 from workflows.hand_offs import AgencyPlacementWorkflow, LegalReferralWorkflow
 from workflows.loan_collection import LoanCollectionWorkflow
 from workflows.repayment_plan import RepaymentPlanWorkflow

@@ -3,7 +3,7 @@
 - ``configure_runtime(settings)``: a Temporal ``Runtime`` whose Prometheus exporter serves
   ``http://<METRICS_BIND_ADDRESS>/metrics``: the SDK's own metrics (``temporal_*``: workflow and
   activity completions, failures, latencies, poller and slot gauges...) and the product's
-  counters (``collections_*``, see ``collections_domain.metrics``). Pass it to
+  counters (``collections_*``, see ``collections_domain.ops.metrics``). Pass it to
   ``client.connect(settings, runtime=...)``; every worker built on that client reports there.
 - ``LogContextInterceptor``: binds ``loan_id``, ``workflow_id``, ``run_id``, ``activity`` and
   ``attempt`` into structlog's context for the duration of each activity, so every log line the
@@ -34,7 +34,7 @@ from temporalio.runtime import (
 )
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
-from collections_domain.settings import Settings
+from collections_domain.ops.settings import Settings
 
 #: The content type of Prometheus' text exposition format.
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -1,8 +1,8 @@
-"""Alembic environment: the schema is ``SQLModel.metadata`` (``collections_domain.models``), the
-database is the project's ``DATABASE_URL`` (``collections_domain.settings``).
+"""Alembic environment: the schema is ``SQLModel.metadata`` (``collections_domain.store.models``), the
+database is the project's ``DATABASE_URL`` (``collections_domain.ops.settings``).
 
 Run from the command line (``alembic upgrade head``, ``alembic revision --autogenerate -m ...``
-with the repository's ``alembic.ini``), or in code through ``collections_domain.db``, which
+with the repository's ``alembic.ini``), or in code through ``collections_domain.store.db``, which
 passes its own connection in ``config.attributes["connection"]``.
 """
 
@@ -14,8 +14,8 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
-from collections_domain import models  # noqa: F401  (registers the tables)
-from collections_domain.settings import Settings
+from collections_domain.store import models  # noqa: F401  (registers the tables)
+from collections_domain.ops.settings import Settings
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -24,8 +24,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from collections_domain import calendar
-from collections_domain.policy import ACTIONS, ComplianceRules, Medium, _parse_hhmm
+from collections_domain.rules import calendar
+from collections_domain.rules.policy import ACTIONS, ComplianceRules, Medium, _parse_hhmm
 
 Decision = Literal["allowed", "deferred", "rerouted", "skipped"]
 MEDIA: tuple[str, ...] = ("sms", "email", "call", "visit", "letter")

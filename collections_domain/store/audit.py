@@ -17,9 +17,9 @@ from typing import IO
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from collections_domain import calendar
-from collections_domain.db import session
-from collections_domain.models import CollectionCase, ContactAttempt, ContactDecisionRecord
+from collections_domain.rules import calendar
+from collections_domain.store.db import session
+from collections_domain.store.models import CollectionCase, ContactAttempt, ContactDecisionRecord
 
 COLUMNS = (
     "decided_at_utc", "decided_at_local", "loan_id", "jurisdiction", "step", "days_past_due", "action",

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from collections_domain import calendar
-from collections_domain.case import OpenPromise, PaymentReceived, PromiseToPay
-from collections_domain.policy import CollectionPolicy, LadderStep
+from collections_domain.rules import calendar
+from collections_domain.case.contract import OpenPromise, PaymentReceived, PromiseToPay
+from collections_domain.rules.policy import CollectionPolicy, LadderStep
 
 
 @dataclass(frozen=True)

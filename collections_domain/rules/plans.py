@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 
-from collections_domain import calendar
-from collections_domain.case import Instalment, PlanProposal
-from collections_domain.policy import CollectionPolicy
+from collections_domain.rules import calendar
+from collections_domain.case.contract import Instalment, PlanProposal
+from collections_domain.rules.policy import CollectionPolicy
 
 BPS = 10_000
 

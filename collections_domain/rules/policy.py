@@ -60,7 +60,7 @@ ACTIONS: dict[str, ActionSpec] = {
     "demand_letter": ActionSpec(
         channel=Channel.LETTER, template="demand_letter", label="demand letter", medium="letter"
     ),
-    # Added by the compliance gate, not named in ladders (collections_domain/compliance.py):
+    # Added by the compliance gate, not named in ladders (collections_domain/rules/compliance.py):
     "validation_notice": ActionSpec(
         channel=Channel.LETTER, template="validation_notice", label="validation notice", medium="letter"
     ),
@@ -240,7 +240,7 @@ SUPPORTED_JURISDICTIONS = ("CN", "US", "UK")
 
 class ComplianceRules(BaseModel):
     """One jurisdiction's contact rules (policy table ``[compliance.<CODE>]``), which the gate
-    (``collections_domain.compliance``) applies before every contact. The policy file names the
+    (``collections_domain.rules.compliance``) applies before every contact. The policy file names the
     source of each number; ``None`` switches a rule off.
 
     Hours are local wall-clock hours at the borrower's location (``opens`` <= t < ``closes``);

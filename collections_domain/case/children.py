@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from collections_domain.case import ID_PATTERN, Instalment
+from collections_domain.case.contract import ID_PATTERN, Instalment
 
 PLAN_WORKFLOW_TYPE = "RepaymentPlanWorkflow"
 PLACEMENT_WORKFLOW_TYPE = "AgencyPlacementWorkflow"

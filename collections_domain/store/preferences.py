@@ -15,10 +15,10 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from collections_domain.case import ID_PATTERN
-from collections_domain.compliance import MEDIA, ContactPreferences
-from collections_domain.db import session
-from collections_domain.models import Attorney, CallAttemptRecord, CollectionCase, ContactPreferencesRecord, utcnow
+from collections_domain.case.contract import ID_PATTERN
+from collections_domain.rules.compliance import MEDIA, ContactPreferences
+from collections_domain.store.db import session
+from collections_domain.store.models import Attorney, CallAttemptRecord, CollectionCase, ContactPreferencesRecord, utcnow
 
 _ID = re.compile(ID_PATTERN)
 CALL_SOURCES = ("agent", "agency", "dialer")

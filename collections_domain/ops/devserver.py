@@ -12,9 +12,9 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from collections_domain.binaries import find_binary
-from collections_domain.search_attributes import CLI_TYPES, INDEXED_TYPES
-from collections_domain.settings import Settings
+from collections_domain.ops.binaries import find_binary
+from collections_domain.case.search_attributes import CLI_TYPES, INDEXED_TYPES
+from collections_domain.ops.settings import Settings
 
 UI_PORT = 8233
 
@@ -132,4 +132,4 @@ def stop(process: subprocess.Popen, timeout_seconds: float = 15.0) -> None:
 
 def python_command(script: str) -> list[str]:
     """Run one of the project's scripts with this interpreter."""
-    return [sys.executable, str(Path(__file__).resolve().parent.parent / script)]
+    return [sys.executable, str(Path(__file__).resolve().parents[2] / script)]

@@ -35,7 +35,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-from collections_domain.case import CaseInput
+from collections_domain.case.contract import CaseInput
 
 PACKAGED_CSV = Path(__file__).parent / "data" / "home_credit_installments_cases.csv"
 COLUMNS = (

@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from collections_domain.compliance import ContactDecision
-from collections_domain.policy import SUPPORTED_JURISDICTIONS, CollectionPolicy
+from collections_domain.rules.compliance import ContactDecision
+from collections_domain.rules.policy import SUPPORTED_JURISDICTIONS, CollectionPolicy
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -504,7 +504,7 @@ class CaseStatus(BaseModel):
     waived_minor: int = 0
     closed_at: datetime | None = None
     written_off_minor: int | None = None
-    #: Every compliance gate decision, in order (``collections_domain.compliance``).
+    #: Every compliance gate decision, in order (``collections_domain.rules.compliance``).
     contact_decisions: list[ContactDecision] = []
     deferred_step: DeferredStep | None = None
 
@@ -561,7 +561,7 @@ class CaseState(BaseModel):
     waived_minor: int = 0
     closed_at: datetime | None = None
     written_off_minor: int | None = None
-    #: Every compliance gate decision, in order (``collections_domain.compliance``).
+    #: Every compliance gate decision, in order (``collections_domain.rules.compliance``).
     contact_decisions: list[ContactDecision] = []
     deferred_step: DeferredStep | None = None
 

@@ -1,7 +1,7 @@
 """The product's own counters, emitted through the Temporal SDK's metric meter.
 
 They appear on the same Prometheus endpoint as the SDK's metrics (``METRICS_BIND_ADDRESS``, see
-``collections_domain.observability``). Workflow code counts through ``workflow.metric_meter()``
+``collections_domain.ops.observability``). Workflow code counts through ``workflow.metric_meter()``
 (``count_in_workflow``): nothing is emitted while a history replays, and no command is added,
 so counting never changes a workflow's history. Activities count through
 ``activity.metric_meter()`` (``count_in_activity``).

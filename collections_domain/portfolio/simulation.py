@@ -30,16 +30,17 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from collections_domain import calendar, ladder
-from collections_domain.binaries import find_binary
-from collections_domain.case import CaseStatus, PaymentReceived
+from collections_domain.rules import calendar
+from collections_domain.rules import ladder
+from collections_domain.ops.binaries import find_binary
+from collections_domain.case.contract import CaseStatus, PaymentReceived
 from collections_domain.client import start_case
-from collections_domain.home_credit import HomeCreditCase, borrower_row
-from collections_domain.models import Borrower
-from collections_domain.policy import CollectionPolicy
-from collections_domain.search_attributes import CLI_TYPES
-from collections_domain.settings import Settings
-from collections_domain.wiring import build_activities, build_worker
+from collections_domain.portfolio.home_credit import HomeCreditCase, borrower_row
+from collections_domain.store.models import Borrower
+from collections_domain.rules.policy import CollectionPolicy
+from collections_domain.case.search_attributes import CLI_TYPES
+from collections_domain.ops.settings import Settings
+from collections_domain.ops.wiring import build_activities, build_worker
 
 PAYMENT_WALL_TIME = time(12, 0)
 #: How long past the last event the run goes on, so every case that ends then has closed.

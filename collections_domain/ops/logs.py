@@ -94,7 +94,7 @@ def redact_personal_data(_logger: Any, _method: str, event_dict: dict) -> dict:
 def loan_id_from_workflow_id(workflow_id: str | None) -> str | None:
     """The loan id in a case's workflow id (``collection-<loan>``) or a child's
     (``collection-<loan>-plan-<id>``, ``-placement-<date>``, ``-legal-<date>``)."""
-    from collections_domain.case import WORKFLOW_ID_PREFIX
+    from collections_domain.case.contract import WORKFLOW_ID_PREFIX
 
     if not workflow_id or not workflow_id.startswith(WORKFLOW_ID_PREFIX):
         return None

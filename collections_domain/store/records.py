@@ -10,9 +10,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from collections_domain.case import Instalment
-from collections_domain.compliance import ContactDecision
-from collections_domain.policy import CollectionPolicy
+from collections_domain.case.contract import Instalment
+from collections_domain.rules.compliance import ContactDecision
+from collections_domain.rules.policy import CollectionPolicy
 
 
 class CaseOpened(BaseModel):

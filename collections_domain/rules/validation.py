@@ -11,9 +11,9 @@ from datetime import datetime
 
 from babel.numbers import is_currency
 
-from collections_domain import calendar
-from collections_domain.case import CaseInput
-from collections_domain.policy import PolicyRegistry
+from collections_domain.rules import calendar
+from collections_domain.case.contract import CaseInput
+from collections_domain.rules.policy import PolicyRegistry
 
 
 def case_input_problems(case: CaseInput, policies: PolicyRegistry) -> list[str]:
@@ -61,7 +61,7 @@ def ended_case_problem(engine, case: CaseInput) -> str | None:
     (one case per delinquency), or ``None``. Reads ``collection_cases``."""
     from sqlmodel import Session, select
 
-    from collections_domain.models import CollectionCase
+    from collections_domain.store.models import CollectionCase
 
     with Session(engine) as db:
         closed = db.exec(

@@ -2,7 +2,7 @@
 
 SQLite files (development, tests) get their tables straight from the models. Any other database
 (PostgreSQL in production) gets its schema from the Alembic migrations in
-``collections_domain/migrations``: every engine runs ``upgrade head`` first, under a PostgreSQL
+``collections_domain/store/migrations``: every engine runs ``upgrade head`` first, under a PostgreSQL
 advisory lock so that workers and starters starting together migrate once.
 """
 
@@ -16,7 +16,7 @@ from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, SQLModel, create_engine
 
-from collections_domain import models  # noqa: F401  (registers the tables)
+from collections_domain.store import models  # noqa: F401  (registers the tables)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -111,7 +111,7 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def head_revision() -> str | None:
-    """The latest revision in ``collections_domain/migrations/versions``."""
+    """The latest revision in ``collections_domain/store/migrations/versions``."""
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config()).get_current_head()

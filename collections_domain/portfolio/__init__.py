@@ -1,0 +1,1 @@
+"""Portfolios of real loans: the Home Credit data, the loan book and the replay simulation."""

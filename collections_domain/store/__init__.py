@@ -1,0 +1,1 @@
+"""The product database: tables, engine and migrations, the records workflows write, held payments, preferences, the audit."""
