@@ -25,7 +25,6 @@ from collections_domain.ops.logs import get_logger
 from collections_domain.ops.metrics import CONTACT_DELIVERIES, count_in_activity
 from collections_domain.rules.compliance import (
     CALL_LOOKBACK,
-    CONNECTED_OUTCOMES,
     CallAttempt,
     ContactProfile,
 )
@@ -35,45 +34,33 @@ from collections_domain.store.models import (
     CallAttemptRecord,
     ContactDecisionRecord,
     ContactPreferencesRecord,
-    CasePause,
     CollectionCase,
     ContactAttempt,
-    ContactOutcomeRecord,
     HandOffEventRecord,
     LegalReferral,
-    Payment,
     Placement,
     PlanInstalmentRecord,
-    PromiseRecord,
-    RejectedSignalRecord,
-    RepaymentPlan,
-    WriteOff,
     utcnow,
 )
 from collections_domain.rules.policy import ACTIONS, Channel, PolicyRegistry
 from collections_domain.store.preferences import preferences_of
+from collections_domain.case.contract import ActionResult
 from collections_domain.store.records import (
     CaseSetup,
-    CaseOpened,
-    CaseProgress,
+    ContactBatch,
+    OpenCaseRequest,
+    OpenedCase,
     CaseRecords,
     ContactRequest,
     ContactResult,
-    CaseWrittenOff,
-    ContactDecisionRecorded,
-    ContactOutcomeRecorded,
     HandOffEvent,
     ProfileRequest,
-    PauseRecorded,
-    PaymentApplied,
     PlanInstalmentUpdate,
-    PlanRecorded,
-    PromiseOpened,
-    PromiseResolved,
-    SignalRejected,
 )
 from collections_domain.rules.templates import render
-from collections_domain.rules.validation import case_input_problems, ended_case_problem
+from collections_domain.rules.validation import case_input_problems
+from collections_domain.store.reconciliation import ended_case_problem, hold_signals, reopen_facts
+from collections_domain.store.writer import RecordRefused, write_case_records
 
 log = get_logger("activities")
 
@@ -132,240 +119,95 @@ class CollectionActivities:
 
     @activity.defn(name="record_case_events")
     def record_case_events(self, records: CaseRecords) -> int:
-        """Write a batch of case events in one transaction; events already written are skipped.
+        """Write a batch of case events in one transaction (``store.writer``); events already
+        written are skipped.
 
         Returns:
             How many events were new.
-        """
-        written = 0
-        with session(self.engine) as db:
-            case = db.exec(
-                select(CollectionCase).where(
-                    CollectionCase.workflow_id == records.workflow_id,
-                    CollectionCase.oldest_due_date == records.oldest_due_date,
-                )
-            ).first()
-            for event in records.events:
-                if isinstance(event, CaseOpened):
-                    if case is None:
-                        case = CollectionCase(
-                            workflow_id=records.workflow_id,
-                            loan_id=event.loan_id,
-                            borrower_id=event.borrower_id,
-                            currency=event.currency,
-                            opening_overdue_minor=event.opening_overdue_minor,
-                            outstanding_minor=event.opening_overdue_minor,
-                            oldest_due_date=event.oldest_due_date,
-                            timezone=event.timezone,
-                            jurisdiction=event.jurisdiction,
-                            policy_version=event.policy_version,
-                            opened_at=event.at,
-                        )
-                        db.add(case)
-                        written += 1
-                elif isinstance(event, CaseProgress):
-                    if case is not None:
-                        case.stage = event.stage
-                        case.outstanding_minor = event.outstanding_minor
-                        if event.outcome is not None:
-                            case.outcome = event.outcome
-                            case.closed_at = event.at
-                        db.add(case)
-                        written += 1
-                elif isinstance(event, PaymentApplied):
-                    if db.exec(select(Payment).where(Payment.loan_id == records.loan_id, Payment.payment_id == event.payment_id)).first() is None:
-                        db.add(
-                            Payment(
-                                payment_id=event.payment_id,
-                                workflow_id=records.workflow_id,
-                                loan_id=records.loan_id,
-                                amount_minor=event.amount_minor,
-                                applied_minor=event.applied_minor,
-                                overpaid_minor=event.overpaid_minor,
-                                currency=event.currency,
-                                paid_at=event.paid_at,
-                                applied_at=event.at,
-                            )
-                        )
-                        written += 1
-                elif isinstance(event, PromiseOpened):
-                    if db.exec(select(PromiseRecord).where(PromiseRecord.loan_id == records.loan_id, PromiseRecord.promise_id == event.promise_id)).first() is None:
-                        db.add(
-                            PromiseRecord(
-                                promise_id=event.promise_id,
-                                workflow_id=records.workflow_id,
-                                loan_id=records.loan_id,
-                                amount_minor=event.amount_minor,
-                                promised_date=event.promised_date,
-                                made_at=event.at,
-                            )
-                        )
-                        written += 1
-                elif isinstance(event, PromiseResolved):
-                    promise = db.exec(select(PromiseRecord).where(PromiseRecord.loan_id == records.loan_id, PromiseRecord.promise_id == event.promise_id)).first()
-                    if promise is not None and promise.status == "open":
-                        promise.status = event.status
-                        promise.paid_toward_minor = event.paid_toward_minor
-                        promise.resolved_at = event.at
-                        db.add(promise)
-                        written += 1
-                elif isinstance(event, SignalRejected):
-                    exists = db.exec(
-                        select(RejectedSignalRecord).where(RejectedSignalRecord.record_key == event.key)
-                    ).first()
-                    if exists is None:
-                        db.add(
-                            RejectedSignalRecord(
-                                record_key=event.key,
-                                workflow_id=records.workflow_id,
-                                loan_id=records.loan_id,
-                                kind=event.signal_kind,
-                                signal_id=event.signal_id,
-                                reason=event.reason,
-                                received_at=event.at,
-                            )
-                        )
-                        written += 1
-                        log.info(
-                            "signal.rejected",
-                            workflow_id=records.workflow_id,
-                            kind=event.signal_kind,
-                            signal_id=event.signal_id,
-                            reason=event.reason,
-                        )
-                elif isinstance(event, PlanRecorded):
-                    written += self._write_plan(db, records, event)
-                elif isinstance(event, ContactOutcomeRecorded):
-                    exists = db.exec(
-                        select(ContactOutcomeRecord).where(ContactOutcomeRecord.record_key == event.key)
-                    ).first()
-                    if exists is None:
-                        db.add(
-                            ContactOutcomeRecord(
-                                record_key=event.key,
-                                workflow_id=records.workflow_id,
-                                loan_id=records.loan_id,
-                                task_key=event.task_key,
-                                action=event.action,
-                                outcome=event.outcome,
-                                agent_id=event.agent_id,
-                                promise_id=event.promise_id,
-                                dispute_id=event.dispute_id,
-                                recorded_at=event.at,
-                            )
-                        )
-                        written += 1
-                        if event.action == "agent_call" and event.outcome not in ("missed", "cancelled") and case:
-                            # The agent's call is a call attempt the compliance gate counts.
-                            db.add(
-                                CallAttemptRecord(
-                                    attempt_key=event.key,
-                                    borrower_id=case.borrower_id,
-                                    loan_id=records.loan_id,
-                                    attempted_at=event.at,
-                                    connected=event.outcome in CONNECTED_OUTCOMES,
-                                    source="agent",
-                                    task_key=event.task_key,
-                                )
-                            )
-                elif isinstance(event, ContactDecisionRecorded):
-                    exists = db.exec(
-                        select(ContactDecisionRecord).where(ContactDecisionRecord.record_key == event.key)
-                    ).first()
-                    if exists is None:
-                        decision = event.decision
-                        db.add(
-                            ContactDecisionRecord(
-                                record_key=event.key,
-                                workflow_id=records.workflow_id,
-                                loan_id=records.loan_id,
-                                jurisdiction=event.jurisdiction,
-                                run_key=event.run_key,
-                                requirements=",".join(decision.requirements),
-                                **decision.model_dump(include=DECISION_COLUMNS),
-                            )
-                        )
-                        written += 1
-                elif isinstance(event, PauseRecorded):
-                    pause = db.exec(
-                        select(CasePause).where(
-                            CasePause.workflow_id == records.workflow_id,
-                            CasePause.kind == event.pause_kind,
-                            CasePause.pause_id == event.pause_id,
-                        )
-                    ).first()
-                    if pause is None:
-                        pause = CasePause(
-                            workflow_id=records.workflow_id,
-                            loan_id=records.loan_id,
-                            kind=event.pause_kind,
-                            pause_id=event.pause_id,
-                            started_at=event.started_at,
-                            until=event.until,
-                        )
-                    if event.ended_at is not None:
-                        pause.ended_at = event.ended_at
-                        pause.resolution = event.resolution
-                    db.add(pause)
-                    written += 1
-                elif isinstance(event, CaseWrittenOff):
-                    if db.exec(select(WriteOff).where(WriteOff.record_key == event.key)).first() is None:
-                        db.add(
-                            WriteOff(
-                                record_key=event.key,
-                                workflow_id=records.workflow_id,
-                                loan_id=records.loan_id,
-                                amount_minor=event.amount_minor,
-                                currency=event.currency,
-                                days_past_due=event.days_past_due,
-                                last_payment_at=event.last_payment_at,
-                                policy_version=event.policy_version,
-                                written_off_at=event.at,
-                            )
-                        )
-                        written += 1
-            db.commit()
-        return written
 
-    @staticmethod
-    def _write_plan(db: Any, records: CaseRecords, event: PlanRecorded) -> int:
-        plan = db.exec(
-            select(RepaymentPlan).where(RepaymentPlan.loan_id == records.loan_id, RepaymentPlan.plan_id == event.plan_id)
-        ).first()
-        if plan is None:
-            plan = RepaymentPlan(
-                plan_id=event.plan_id,
-                workflow_id=records.workflow_id,
-                plan_workflow_id=event.plan_workflow_id,
-                loan_id=records.loan_id,
-                kind=event.plan_kind,
-                total_minor=event.total_minor,
-                waived_minor=event.waived_minor,
-                currency=event.currency,
-                approver_id=event.approver_id,
-                proposed_by=event.proposed_by,
-                accepted_at=event.at,
-            )
-            for instalment in event.instalments:
-                db.add(
-                    PlanInstalmentRecord(
-                        plan_id=event.plan_id,
-                        loan_id=records.loan_id,
-                        seq=instalment.seq,
-                        due_date=instalment.due_date,
-                        amount_minor=instalment.amount_minor,
-                        updated_at=event.at,
-                    )
-                )
-        elif plan.status != "active" or event.status == "active":
-            return 0
-        if event.status != "active":
-            plan.status = event.status
-            plan.reason = event.reason
-            plan.waived_minor = event.waived_minor
-            plan.ended_at = event.at
-        db.add(plan)
-        return 1
+        Raises:
+            ApplicationError: non-retryable, type ``RecordRejected``, when the database refuses a
+                value for good (its message names the table and the record, never the values).
+        """
+        try:
+            return write_case_records(self.engine, records)
+        except RecordRefused as err:
+            raise ApplicationError(str(err), type="RecordRejected", non_retryable=True) from None
+
+    @activity.defn(name="open_case")
+    def open_case(self, request: OpenCaseRequest) -> OpenedCase:
+        """Check a new case (``rules.validation``; a loan whose case ended for that due date, or
+        that was written off, does not open again) and return the policy it runs under.
+
+        Raises:
+            ApplicationError: non-retryable, type ``InvalidCaseInput``, naming every broken field
+                and rule; the payments and reversals that came with the case are held first
+                (``unmatched_payments``, or recoveries of a written-off loan), and the message
+                says so.
+        """
+        case = request.case
+        problems = case_input_problems(case, self.policies)
+        reopen = None
+        if not problems:
+            ended = ended_case_problem(self.engine, case)
+            reopen = reopen_facts(self.engine, case, request.signals) if ended else None
+            if ended and reopen is None:
+                problems.append(ended)
+        if problems:
+            message = "invalid case input: " + "; ".join(problems)
+            held = hold_signals(self.engine, request)
+            raise ApplicationError(message + (f"; {held}" if held else ""), type="InvalidCaseInput", non_retryable=True)
+        policy = self.policies.get(case.policy_version)
+        return OpenedCase(policy_version=policy.version, policy_digest=policy.digest,
+                          currency_exponent=get_currency_precision(case.currency), reopen=reopen)
+
+    @activity.defn(name="hold_unapplied")
+    def hold_unapplied(self, request: OpenCaseRequest) -> str:
+        """Hold the payments and reversals of a case that cannot open (``store.reconciliation``);
+        returns what was done, for the failure message."""
+        return hold_signals(self.engine, request) or "no money came with it"
+
+    @activity.defn(name="run_step_contacts")
+    def run_step_contacts(self, batch: ContactBatch) -> list[ActionResult]:
+        """Write the step's records, then run each contact of a ladder step, in order.
+
+        A contact the provider refuses for good (4xx, no contact details, past the permitted
+        hours), or that still fails on attempt ``batch.max_attempts``, gets the fallback action
+        (a manual review, database only) and is reported ``failed``; any other failure is raised
+        so that Temporal retries the batch, whose contacts already sent are not sent again (their
+        idempotency keys are in ``contact_attempts``).
+        """
+        if batch.records is not None:
+            self.record_case_events(batch.records)
+        last = activity.info().attempt >= batch.max_attempts
+        results = []
+        for request in batch.requests:
+            try:
+                done = self._run_one(request)
+                results.append(ActionResult(action=request.action, status=done.status,
+                                            idempotency_key=request.idempotency_key))
+            except ApplicationError as err:
+                if not (err.non_retryable or last):
+                    raise
+                results.append(self._fall_back(request, batch.fallback_action, err.message or str(err)))
+            except Exception as err:  # a transient failure (timeout, connection): retried, or the fallback at the end
+                if not last:
+                    raise
+                results.append(self._fall_back(request, batch.fallback_action, f"{err.__class__.__name__}: {err}"[:300]))
+        return results
+
+    def _run_one(self, request: ContactRequest) -> ContactResult:
+        if request.action == "manual_review":
+            return self.queue_manual_review(request)
+        return self._contact(request)
+
+    def _fall_back(self, request: ContactRequest, fallback: str, reason: str) -> ActionResult:
+        """Queue ``fallback`` (database only) for a contact that failed for good."""
+        log.warning("contact.failed", idempotency_key=request.idempotency_key, action=request.action, reason=reason[:200])
+        self.queue_manual_review(request.model_copy(update={"idempotency_key": f"{request.idempotency_key}:fallback",
+                                                           "action": fallback, "failed_key": request.idempotency_key}))
+        return ActionResult(action=request.action, status="failed", idempotency_key=request.idempotency_key,
+                            detail=f"{reason[:300]}; fallback {fallback} queued")
 
     # -- compliance ----------------------------------------------------------------------------
 

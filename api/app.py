@@ -101,7 +101,8 @@ from collections_domain.ops.logs import get_logger
 from collections_domain.rules.policy import PolicyRegistry
 from collections_domain.store.reconciliation import PaymentConflict, held_payments, hold_payment
 from collections_domain.ops.settings import Settings, get_settings
-from collections_domain.rules.validation import case_input_problems, due_date_problem, ended_case_problem
+from collections_domain.rules.validation import case_input_problems, due_date_problem
+from collections_domain.store.reconciliation import ended_case_problem
 
 log = get_logger("api")
 

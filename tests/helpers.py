@@ -67,9 +67,11 @@ async def open_case(
     jurisdiction: str = "CN",
     seed: bool = True,
     first_payment: PaymentReceived | None = None,
+    portfolio: str | None = "no-accrual",
     **extra,
 ) -> tuple[CaseInput, WorkflowHandle]:
-    """Seed a borrower and open a case for a new loan due on local ``due``."""
+    """Seed a borrower and open a case for a new loan due on local ``due`` (in a portfolio that
+    accrues nothing, unless ``portfolio`` says otherwise, so that amounts stay round)."""
     loan_id = new_loan_id()
     borrower_id = f"B-{loan_id}"
     if seed:
@@ -82,6 +84,7 @@ async def open_case(
         oldest_due_date=due,
         timezone=tz,
         jurisdiction=jurisdiction,
+        portfolio=portfolio,
         **extra,
     )
     handle = await start_case(harness.client, case, task_queue=harness.task_queue, first_payment=first_payment)

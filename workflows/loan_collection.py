@@ -1,382 +1,631 @@
 """LoanCollectionWorkflow: one durable collections case per delinquent loan (CONTRACT.md).
 
-The case sleeps on a durable timer until its next ladder step (the contact window's opening on
-the local day ``oldest_due_date + N``), and any signal wakes it early. Signal handlers only
-queue; the main loop applies signals in arrival order, writes what changed to the database
-through activities, and takes the step the ladder puts it in. Rules live in
-``collections_domain.rules.ladder``; this module only sequences them.
+The workflow is the shell around the case core (``collections_domain.case.core``): it opens the
+case, hands every signal and update to the core, asks it what is due, and does what the core
+cannot: wait on durable timers, run activities (the compliance profile, contacts, database
+records), start children (plan, placement, legal referral), upsert search attributes, set the
+details the UI shows, and continue as new. The loop reads like the process:
+
+    open the case
+    loop: apply what arrived -> write what changed -> close what is due (tasks, pauses,
+          promises, write-off) -> take the due step through the compliance gate, or sleep
+    recall the children, wait for them, return the final status
+
+Cases started before the loan ledger keep running on ``workflows.legacy.loan_collection_v3``:
+their input has no ``instalments`` and their first task wrote no ``case-core-ledger`` marker.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import ValidationError
-
     from activities.collection_activities import CollectionActivities
-    from collections_domain.rules import calendar
-    from collections_domain.rules import compliance
-    from collections_domain.rules import ladder
-    from collections_domain.ops import metrics
-    from collections_domain.rules import plans
-    from collections_domain.case import search_attributes as sa
+    from collections_domain.case import core
+    from collections_domain.case import status as case_status
+    from collections_domain.case.base import money
+    from collections_domain.case.children import PLAN_WORKFLOW_TYPE, ChildClosed
     from collections_domain.case.contract import (
-        SIGNAL_ID_FIELD,
         WORKFLOW_TYPE,
         ActionResult,
-        ActivePlan,
-        AgentTask,
-        BreathingSpace,
         CaseInput,
-        CaseState,
         CaseStatus,
-        CaseStop,
-        CeaseContact,
         ContactOutcome,
-        ContactOutcomeReport,
-        DeferredStep,
-        DisputeOpened,
-        DisputeResolved,
-        EndedPlan,
-        HandOff,
-        Hardship,
         NextStep,
-        OpenPromise,
-        Pause,
-        PaymentReceived,
+        OpeningReason,
         PendingSignal,
         PlanAccepted,
-        PlanInstalmentMissed,
-        PlanProposal,
-        PromiseToPay,
-        RejectedSignal,
-        SkippedStep,
-        StepRecord,
-        describe_errors,
     )
-    from collections_domain.case.children import (
-        LEGAL_WORKFLOW_TYPE,
-        PLACEMENT_WORKFLOW_TYPE,
-        PLAN_WORKFLOW_TYPE,
-        ChildClosed,
-        PlanPaymentForwarded,
-        PlanRun,
-        legal_workflow_id,
-        placement_workflow_id,
-        plan_workflow_id,
-    )
-    from collections_domain.rules.policy import ACTIONS, LadderStep
+    from collections_domain.case.progress import Due
+    from collections_domain.case.state import CaseCore, ChildEnding, Count, Log, Record, SignalWorkflow, Step
+    from collections_domain.ops import metrics
+    from collections_domain.rules.policy import ACTIONS, CollectionPolicy, worker_policy
     from collections_domain.rules.validation import due_date_problem
     from collections_domain.store.records import (
-        CaseOpened,
-        CaseProgress,
         CaseRecords,
-        CaseWrittenOff,
-        ContactDecisionRecorded,
-        ContactOutcomeRecorded,
-        ContactRequest,
-        HandOffRequest,
-        PauseRecorded,
-        PaymentApplied,
-        PlanRecorded,
+        ContactBatch,
+        OpenCaseRequest,
         ProfileRequest,
-        PromiseOpened,
-        PromiseResolved,
-        SignalRejected,
     )
+    from workflows.legacy.loan_collection_v3 import LegacyLoanCollection
 
-#: The activity each policy action runs (one activity type per channel, for readable histories).
-ACTIVITY_FOR_ACTION = {
-    "sms_reminder": CollectionActivities.send_sms,
-    "email_overdue_notice": CollectionActivities.send_email,
-    "agent_call": CollectionActivities.create_agent_task,
-    "field_visit": CollectionActivities.create_agent_task,
-    "demand_letter": CollectionActivities.issue_demand_letter,
-    "agency_placement": CollectionActivities.place_with_agency,
-    "legal_referral": CollectionActivities.file_legal_referral,
-    "manual_review": CollectionActivities.queue_manual_review,
-    "validation_notice": CollectionActivities.issue_notice_letter,
-    "attorney_notice": CollectionActivities.issue_notice_letter,
-}
-
-#: Contacts: 5xx and timeouts retried with backoff for about an hour, then the fallback.
-CONTACT_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=5),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=10),
-    maximum_attempts=10,
-    non_retryable_error_types=["DeliveryRejected", "NoContactDetails"],
-)
-CONTACT_TIMEOUT = timedelta(seconds=60)
-#: Database bookkeeping must not be lost: retried until it succeeds.
-BOOKKEEPING_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+#: Written on the first task of a case whose input has no ``instalments`` (the contract's
+#: original shape): from then on it runs on the case core. Inputs with instalments (every client
+#: of this project) need no marker; histories without either replay on the legacy engine.
+CORE_PATCH = "case-core-ledger"
+#: Database bookkeeping must not be lost: retried until it succeeds, unless a record is refused.
+BOOKKEEPING_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1),
+                                non_retryable_error_types=["RecordRejected"])
 BOOKKEEPING_TIMEOUT = timedelta(seconds=30)
+#: Contacts: transient provider failures retried with backoff; the activity itself turns the last
+#: attempt's failure into the fallback (``policy.delivery.fallback_action``), so no contact is lost.
+CONTACT_ATTEMPTS = 10
+CONTACT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), backoff_coefficient=2.0,
+                            maximum_interval=timedelta(minutes=10), maximum_attempts=CONTACT_ATTEMPTS)
+CONTACT_TIMEOUT = timedelta(seconds=120)
 #: Continue-as-new at this many history events when the server gives no suggestion.
 MAX_HISTORY_EVENTS = 8_000
-#: Patch id of the change that added agent-task deadlines, placement/legal child workflows and
-#: write-off. Histories recorded before it replay the old commands (``workflow.patched``).
-PATCH_CHILDREN_AND_WRITE_OFF = "hand-off-children-task-deadlines-write-off"
-#: Patch id of the compliance gate: before each step the case loads the borrower's contact
-#: profile, asks ``compliance.decide_step`` and records every decision; steps wait for the
-#: jurisdiction's hours instead of the ladder's contact window.
-PATCH_COMPLIANCE_GATE = "compliance-gate"
-#: Hand-off actions run as child workflows (after the patch above).
-HAND_OFF_WORKFLOWS = {"agency_placement": "placement", "legal_referral": "legal_referral"}
 #: How long a closing case waits for its children to confirm they closed.
 CHILD_CLOSE_WAIT = timedelta(hours=1)
 CHILD_COMPLETION_GRACE = timedelta(seconds=10)
-#: Pauses that stop the ladder (and shift its later steps); ``cease_contact`` filters actions instead.
-LADDER_PAUSES = ("dispute", "hardship", "breathing_space")
+#: The signals of a case, each handed to the core in arrival order.
+SIGNALS = ("payment_received", "payment_reversed", "instalment_due", "schedule_adjusted", "promise_to_pay",
+           "dispute_opened", "dispute_resolved", "cease_contact", "hardship", "bankruptcy", "deceased",
+           "breathing_space", "plan_instalment_missed", "legal_status_changed")
+
+
+def _runs_legacy(case: CaseInput) -> bool:
+    """Whether this run is a case started before the loan ledger (module docstring)."""
+    if case.resume is not None:
+        return True  # a legacy run that continued as new
+    if case.core is not None or case.instalments:
+        return False
+    return not workflow.patched(CORE_PATCH)
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
 class LoanCollectionWorkflow:
     """One collections case, from the first missed due date until it ends.
 
-    Input ``CaseInput``; signals ``payment_received`` (``PaymentReceived``),
-    ``promise_to_pay`` (``PromiseToPay``), ``dispute_opened``/``dispute_resolved``,
-    ``cease_contact``, ``hardship``, ``bankruptcy``, ``deceased`` and (from the plan's child)
-    ``plan_instalment_missed``; updates ``propose_plan`` (``PlanProposal`` -> ``PlanAccepted``)
-    and ``record_contact_outcome`` (``ContactOutcomeReport``); query ``status`` (``CaseStatus``),
+    Input ``CaseInput``; signals (``SIGNALS``) ``payment_received``, ``payment_reversed``,
+    ``instalment_due``, ``schedule_adjusted``, ``promise_to_pay``, ``dispute_opened``,
+    ``dispute_resolved``, ``cease_contact``, ``hardship``, ``breathing_space``, ``bankruptcy``,
+    ``deceased``, and from its children ``plan_instalment_missed``, ``legal_status_changed``,
+    ``child_closed``; updates ``propose_plan`` (``PlanProposal`` -> ``PlanAccepted``) and
+    ``record_contact_outcome`` (``ContactOutcomeReport``); query ``status`` (``CaseStatus``),
     which is also the result. Raises a non-retryable ``ApplicationError`` (type
-    ``InvalidCaseInput``) at once for an input that breaks CONTRACT.md's rules, before anything
-    is sent.
+    ``InvalidCaseInput``) for an input that breaks CONTRACT.md's rules, after holding any money
+    that came with it (``unmatched_payments``), before anything is sent.
     """
 
     @workflow.init
     def __init__(self, case: CaseInput) -> None:
-        self._case = case
-        resume = case.resume if not case.input_problems else None
-        self._state: CaseState | None = resume
-        self._inbox: list[PendingSignal] = list(resume.inbox) if resume else []
-        self._pending: list[Any] = []
+        self._input = case
+        self._legacy = LegacyLoanCollection(case) if not case.input_problems and _runs_legacy(case) else None
+        self._core: CaseCore | None = None
+        self._policy: CollectionPolicy | None = None
+        if case.core is not None and not case.input_problems:
+            self._core = CaseCore.model_validate(case.core)
+        self._inbox: list[PendingSignal] = list(self._core.inbox) if self._core else []
+        self._effects: list[Any] = []
         self._next_step: NextStep | None = None
-        #: Signals to other workflows (children), sent by the main loop in order.
-        self._outbox: list[tuple[str, str, Any]] = []
-        #: Set by update handlers so the main loop wakes to write what they changed.
         self._woken = False
-        #: Whether this run records the commands added by PATCH_CHILDREN_AND_WRITE_OFF.
-        self._patched = False
-        #: Whether this run asks the compliance gate before each step (PATCH_COMPLIANCE_GATE).
-        self._gated = False
-        #: Children told to end when the case ended, and children that said they closed.
+        self._timer: tuple[Any, asyncio.Future] | None = None
+        #: Children told to end, children that said they closed, and handles of those started here.
         self._children_ending: list[str] = []
         self._children_closed: list[str] = []
-        #: Handles of the children this run started (awaited when the case ends).
         self._child_handles: dict[str, Any] = {}
 
-    # -- signals and query -------------------------------------------------------------------
+    # -- messages ----------------------------------------------------------------------------
+
+    def _queue(self, kind: str, payload: Any) -> None:
+        if self._legacy is not None:
+            self._legacy_signal(kind, payload)
+            return
+        self._inbox.append(PendingSignal(kind=kind, payload=payload, received_at=workflow.now()))  # type: ignore[arg-type]
+
+    def _legacy_signal(self, kind: str, payload: Any) -> None:
+        legacy = self._legacy
+        assert legacy is not None
+        if hasattr(legacy, kind):
+            getattr(legacy, kind)(payload)
+            return
+        # A signal added with the ledger: the engine before it cannot apply it; say so, on the record.
+        if legacy._state is not None:
+            legacy._reject(PendingSignal(kind=kind, payload=payload, received_at=workflow.now()),  # type: ignore[arg-type]
+                           f"signal: {kind} needs the loan ledger; this case started before it (it ends on its own)")
+            legacy._woken = True
+        else:
+            workflow.logger.warning("signal.not_applied", extra={"kind": kind})
 
     @workflow.signal(name="payment_received")
     def payment_received(self, payment: Any = None) -> None:
-        """Queue a payment; it is validated and applied (or rejected and recorded) in order."""
-        self._inbox.append(PendingSignal(kind="payment_received", payload=payment, received_at=workflow.now()))
+        """A payment (``PaymentReceived``), applied as of its ``paid_at`` once per ``payment_id``."""
+        self._queue("payment_received", payment)
+
+    @workflow.signal(name="payment_reversed")
+    def payment_reversed(self, reversal: Any = None) -> None:
+        """A payment bounced or was charged back (``PaymentReversed``)."""
+        self._queue("payment_reversed", reversal)
+
+    @workflow.signal(name="instalment_due")
+    def instalment_due(self, instalment: Any = None) -> None:
+        """Another instalment of the loan fell due (``InstalmentDue``)."""
+        self._queue("instalment_due", instalment)
+
+    @workflow.signal(name="schedule_adjusted")
+    def schedule_adjusted(self, adjustment: Any = None) -> None:
+        """The loan's schedule changed (``ScheduleAdjusted``: a restructure, a cancellation)."""
+        self._queue("schedule_adjusted", adjustment)
 
     @workflow.signal(name="promise_to_pay")
     def promise_to_pay(self, promise: Any = None) -> None:
-        """Queue a promise to pay; it is validated and opened (or rejected and recorded) in order."""
-        self._inbox.append(PendingSignal(kind="promise_to_pay", payload=promise, received_at=workflow.now()))
+        """A promise to pay (``PromiseToPay``)."""
+        self._queue("promise_to_pay", promise)
 
     @workflow.signal(name="dispute_opened")
     def dispute_opened(self, dispute: Any = None) -> None:
-        """Queue a dispute (``DisputeOpened``): no collection contact while it is open."""
+        """A dispute (``DisputeOpened``): no collection contact while it is open."""
         self._queue("dispute_opened", dispute)
 
     @workflow.signal(name="dispute_resolved")
     def dispute_resolved(self, resolution: Any = None) -> None:
-        """Queue a dispute's resolution (``DisputeResolved``): upheld corrects the amount."""
+        """A dispute's resolution (``DisputeResolved``): upheld corrects the amount."""
         self._queue("dispute_resolved", resolution)
 
     @workflow.signal(name="cease_contact")
     def cease_contact(self, request: Any = None) -> None:
-        """Queue a cease-contact request (``CeaseContact``)."""
+        """A cease-contact request (``CeaseContact``)."""
         self._queue("cease_contact", request)
 
     @workflow.signal(name="hardship")
     def hardship(self, hardship: Any = None) -> None:
-        """Queue a hardship pause (``Hardship``) of the policy's ``pauses.hardship_days``."""
+        """A hardship pause (``Hardship``) of the policy's ``pauses.hardship_days``."""
         self._queue("hardship", hardship)
+
+    @workflow.signal(name="breathing_space")
+    def breathing_space(self, breathing_space: Any = None) -> None:
+        """A breathing space (``BreathingSpace``, UK)."""
+        self._queue("breathing_space", breathing_space)
 
     @workflow.signal(name="bankruptcy")
     def bankruptcy(self, notice: Any = None) -> None:
-        """Queue a bankruptcy notice (``CaseStop``): the case ends ``closed_bankruptcy``."""
+        """A bankruptcy notice (``CaseStop``): the case ends ``closed_bankruptcy``."""
         self._queue("bankruptcy", notice)
 
     @workflow.signal(name="deceased")
     def deceased(self, notice: Any = None) -> None:
-        """Queue a notice of death (``CaseStop``): the case ends ``closed_deceased``."""
+        """A notice of death (``CaseStop``): the case ends ``closed_deceased``."""
         self._queue("deceased", notice)
-
-    @workflow.signal(name="breathing_space")
-    def breathing_space(self, breathing_space: Any = None) -> None:
-        """Queue a breathing space (``BreathingSpace``, UK): the ladder pauses for the policy's
-        ``compliance.UK.breathing_space_days``."""
-        self._queue("breathing_space", breathing_space)
 
     @workflow.signal(name="plan_instalment_missed")
     def plan_instalment_missed(self, missed: Any = None) -> None:
-        """From the plan's child workflow (``PlanInstalmentMissed``): the plan is broken."""
+        """From the plan's child (``PlanInstalmentMissed``): the plan is broken."""
         self._queue("plan_instalment_missed", missed)
+
+    @workflow.signal(name="legal_status_changed")
+    def legal_status_changed(self, event: Any = None) -> None:
+        """From the legal referral (``LegalStatusChanged``): judgment, costs, settlement."""
+        self._queue("legal_status_changed", event)
 
     @workflow.signal(name="child_closed")
     def child_closed(self, closed: ChildClosed) -> None:
         """A child (plan, placement, legal referral) is about to complete."""
+        if self._legacy is not None:
+            self._legacy.child_closed(closed)
+            return
         self._children_closed.append(closed.workflow_id)
-        state = self._state
-        if state is not None:
-            for hand_off in state.hand_offs:
-                if hand_off.workflow_id == closed.workflow_id and hand_off.status == "active":
-                    hand_off.status = "recalled" if hand_off.kind == "placement" else "withdrawn"
-                    hand_off.ended_at = workflow.now()
-                    hand_off.reason = closed.reason
-
-    def _queue(self, kind: str, payload: Any) -> None:
-        self._inbox.append(PendingSignal(kind=kind, payload=payload, received_at=workflow.now()))  # type: ignore[arg-type]
-
-    # -- updates -----------------------------------------------------------------------------
+        if self._core is not None:
+            core.child_closed(self._core, self._step(), closed)
 
     @workflow.update(name="propose_plan")
     async def propose_plan(self, proposal: Any) -> PlanAccepted:
-        """Accept a repayment plan (``PlanProposal``) and return its schedule (``PlanAccepted``).
-
-        The validator refuses, naming the field and the rule, a proposal that breaks the policy's
-        ``plans.*`` limits or comes while the case is closed, on another plan, waiting on a
-        promise or under dispute; a refused proposal leaves no trace in the history.
-        """
-        await workflow.wait_condition(lambda: self._state is not None)  # a case still opening
+        """Accept a repayment plan (``PlanProposal``) and return its schedule; the validator
+        refuses, naming the field and the rule, what breaks the policy's ``plans.*`` limits or
+        comes while the case is closed, on another plan, waiting on a promise or under dispute."""
+        if self._legacy is not None:
+            return await self._legacy.propose_plan(proposal)
+        await workflow.wait_condition(lambda: self._core is not None)
         self._apply_inbox()  # signals that arrived with the update count first
-        retried = self._retried_plan(proposal)
+        case = self._require_core()
+        retried = core.plan.retried_plan(case, proposal)
         if retried is not None:
             return retried
-        parsed, problem = self._plan_check(proposal)
+        parsed, problem = core.plan.plan_check(case, self._step(), proposal)
         if problem or parsed is None:
             raise ApplicationError(problem or "invalid proposal", type="PlanRejected", non_retryable=True)
-        return self._accept_plan(parsed)
+        step = self._step()
+        accepted = core.plan.accept_plan(case, step, parsed)
+        self._take(step)
+        return accepted
 
     @propose_plan.validator
     def _validate_plan(self, proposal: Any) -> None:
-        if self._retried_plan(proposal) is not None:
-            return  # a retry of the accepted proposal: answered with the same schedule
-        _, problem = self._plan_check(proposal)
+        if self._legacy is not None:
+            self._legacy._validate_plan(proposal)
+            return
+        if core.plan.retried_plan(self._core, proposal) is not None:
+            return
+        _, problem = core.plan.plan_check(self._core, self._step() if self._core else None, proposal)
         if problem:
             metrics.count_in_workflow(metrics.UPDATES_REJECTED, update="propose_plan", field=metrics.rejected_field(problem))
             raise ApplicationError(problem, type="PlanRejected", non_retryable=True)
 
     @workflow.update(name="record_contact_outcome")
     async def record_contact_outcome(self, report: Any) -> ContactOutcome:
-        """Record what an open agent task achieved (``ContactOutcomeReport``).
-
-        ``promise_made`` opens the promise it carries; ``dispute_raised`` opens a dispute. The
-        validator refuses unknown or already closed tasks, and any free-text ``note`` (notes go
-        to the database through the CLI/API, never into the history).
-        """
-        await workflow.wait_condition(lambda: self._state is not None)
+        """Record what an open agent task achieved (``ContactOutcomeReport``); free-text notes go to
+        the database through the CLI/API, never into the history."""
+        if self._legacy is not None:
+            return await self._legacy.record_contact_outcome(report)
+        await workflow.wait_condition(lambda: self._core is not None)
         self._apply_inbox()
-        retried = self._retried_outcome(report)
+        case = self._require_core()
+        retried = core.agents.retried_outcome(case, report)
         if retried is not None:
             return retried
-        parsed, problem = self._outcome_check(report)
+        step = self._step()
+        parsed, problem = core.agents.outcome_check(case, step, report)
         if problem or parsed is None:
             raise ApplicationError(problem or "invalid report", type="OutcomeRejected", non_retryable=True)
-        return self._apply_outcome(parsed)
+        recorded = core.agents.apply_outcome(case, step, parsed)
+        self._take(step)
+        return recorded
 
     @record_contact_outcome.validator
     def _validate_outcome(self, report: Any) -> None:
-        if self._retried_outcome(report) is not None:
-            return  # a retry of a recorded report: answered with the same record
-        _, problem = self._outcome_check(report)
+        if self._legacy is not None:
+            self._legacy._validate_outcome(report)
+            return
+        if core.agents.retried_outcome(self._core, report) is not None:
+            return
+        _, problem = core.agents.outcome_check(self._core, self._step() if self._core else None, report)
         if problem:
-            metrics.count_in_workflow(
-                metrics.UPDATES_REJECTED, update="record_contact_outcome", field=metrics.rejected_field(problem)
-            )
+            metrics.count_in_workflow(metrics.UPDATES_REJECTED, update="record_contact_outcome",
+                                      field=metrics.rejected_field(problem))
             raise ApplicationError(problem, type="OutcomeRejected", non_retryable=True)
 
     @workflow.query(name="status")
     def status(self) -> CaseStatus:
         """The case as CONTRACT.md's ``status`` shape (amounts in minor units)."""
-        return self._status()
+        if self._legacy is not None:
+            return self._legacy.status()
+        if self._core is None:
+            return case_status.opening_status(self._input, workflow.now())
+        return case_status.status(self._core, self._policy_now(), workflow.now(), self._next_step)
 
-    # -- main loop ---------------------------------------------------------------------------
+    # -- the case ----------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, case: CaseInput) -> CaseStatus:
         """Run the case until it ends; returns the final ``status``."""
-        self._patched = workflow.patched(PATCH_CHILDREN_AND_WRITE_OFF)
-        self._gated = workflow.patched(PATCH_COMPLIANCE_GATE)
-        problems = case.input_problems
+        if self._legacy is not None:
+            return await self._legacy.run(case)
+        problems = list(case.input_problems)
+        if not problems and workflow.info().workflow_id != case.workflow_id:
+            problems.append(f"workflow id: must be {case.workflow_id!r} (collection-<loan_id>), "
+                            f"got {workflow.info().workflow_id!r}")
         if problems:
-            raise ApplicationError(
-                "invalid case input: " + "; ".join(problems), type="InvalidCaseInput", non_retryable=True
-            )
-        if workflow.info().workflow_id != case.workflow_id:
-            raise ApplicationError(
-                f"workflow id: must be {case.workflow_id!r} (collection-<loan_id>), "
-                f"got {workflow.info().workflow_id!r}",
-                type="InvalidCaseInput",
-                non_retryable=True,
-            )
-        if self._state is None:
+            await self._refuse("invalid case input: " + "; ".join(problems))
+        if self._core is None:
             await self._open_case()
-        # A case whose policy predates the compliance rules (carried through continue-as-new)
-        # keeps the ladder's contact window: its policy has no rules to gate with.
-        self._gated = self._gated and case.jurisdiction in self._require_state().policy.compliance
-        self._sync_search_attributes()
-
+        self._policy = self._policy or self._case_policy()
+        self._sync()
         while True:
-            self._woken = False
             self._apply_inbox()
-            if self._pending:
-                await self._flush_records()
+            if self._effects:
+                await self._perform_effects()
                 continue
-            if self._outbox:
-                await self._send_outbox()
-                continue
-            state = self._require_state()
-            if state.outcome is not None:
+            case_core = self._require_core()
+            if case_core.outcome is not None:
                 break
-            if self._housekeeping():
+            step = self._step()
+            if core.housekeeping(case_core, step):
+                self._take(step)
                 continue
-            if self._judge_promise():
-                continue
-            if state.plan is not None and not state.plan.started:
+            if case_core.plan is not None and not case_core.plan.started:
                 await self._start_plan()
                 continue
             if self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                state.inbox = list(self._inbox)
-                workflow.continue_as_new(self._case.model_copy(update={"resume": state}))
-            wake_at, summary, due = self._plan()
-            if due is not None:
-                if not self._gated:
-                    await self._take_step(due)
-                    continue
-                gate = await self._ask_gate(due)
-                if gate is not None and not self._inbox:
-                    await self._take_step(due, gate)
+                case_core.inbox = list(self._inbox)
+                workflow.continue_as_new(self._input.model_copy(update={"core": case_core, "resume": None}))
+            move = core.next_move(case_core, step)
+            self._take(step)
+            if self._effects:
                 continue
-            await self._sleep_until(wake_at, summary)
+            if isinstance(move, Due):
+                await self._take_step(move)
+                continue
+            self._next_step = move.next_step
+            await self._sleep(move.until, move.summary)
+        await self._close()
+        return self.status()
 
-        # The case ended: recall the placement, withdraw the referral, close the plan, and wait
-        # (bounded) until each child says it closed, so none outlives the case unreported.
-        self._close_children(f"case {self._require_state().outcome}")
-        while self._outbox or self._pending:
-            if self._outbox:
-                await self._send_outbox()
-            if self._pending:
-                await self._flush_records()
+    async def _refuse(self, message: str) -> None:
+        """Fail the run as ``InvalidCaseInput`` after holding the money that came with it."""
+        money_signals = [s for s in self._inbox if s.kind in ("payment_received", "payment_reversed")]
+        if money_signals:
+            loan_id = workflow.info().workflow_id.removeprefix("collection-")[:64]
+            held = await workflow.execute_local_activity_method(
+                CollectionActivities.hold_unapplied,
+                OpenCaseRequest(case=self._input.model_copy(update={"core": None}), now=workflow.now(),
+                                workflow_id=workflow.info().workflow_id, episode_id=workflow.info().first_execution_run_id,
+                                signals=money_signals, loan_id=loan_id),
+                start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY,
+                summary="hold the payments that came with a refused case",
+            )
+            message += f"; {held}"
+        raise ApplicationError(message, type="InvalidCaseInput", non_retryable=True)
+
+    async def _open_case(self) -> None:
+        info = workflow.info()
+        request = OpenCaseRequest(case=self._input.model_copy(update={"core": None}), now=workflow.now(),
+                                  workflow_id=info.workflow_id, episode_id=info.first_execution_run_id,
+                                  signals=[s for s in self._inbox if s.kind in ("payment_received", "payment_reversed")])
+        try:
+            setup = await workflow.execute_local_activity_method(
+                CollectionActivities.open_case, request, start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1),
+                                         non_retryable_error_types=["InvalidCaseInput"]),
+                summary="check the case, load its policy",
+            )
+        except ActivityError as err:
+            raise ApplicationError(_failure_message(err), type="InvalidCaseInput", non_retryable=True) from err
+        if setup.reopen is not None:
+            # A reversal re-opens the ended case it came from: start from that case's ledger.
+            reopen = setup.reopen
+            self._input = self._input.model_copy(update={
+                "instalments": reopen.instalments, "payments": reopen.payments, "reopened_from": reopen.reopened_from,
+                "oldest_due_date": min(i.due_date for i in reopen.instalments),
+                "principal_due_minor": 0, "interest_due_minor": 0, "fees_due_minor": 0,
+                "opening_reason": OpeningReason(source="reversal", rule=reopen.rule),
+            })
+        problem = due_date_problem(self._input, workflow.now())  # against the workflow's own clock
+        if problem:
+            await self._refuse("invalid case input: " + problem)
+        self._policy = worker_policy(setup.policy_version, setup.policy_digest)
+        step = self._step()
+        self._core = core.open_case(self._input, step, workflow_id=info.workflow_id, episode_id=info.first_execution_run_id,
+                                    currency_exponent=setup.currency_exponent)
+        self._take(step)
+
+    def _case_policy(self) -> CollectionPolicy:
+        case_core = self._require_core()
+        return worker_policy(case_core.policy_version, case_core.policy_digest)
+
+    # -- a ladder step -----------------------------------------------------------------------
+
+    async def _take_step(self, due: Due) -> None:
+        """Ask the compliance gate about ``due``'s step and run what it allows (contacts in one
+        activity, hand-offs as children), or keep the deferral it asks for."""
+        case_core = self._require_core()
+        name = due.position.step.name  # type: ignore[union-attr]
+        profile = await workflow.execute_local_activity_method(
+            CollectionActivities.load_contact_profile,
+            ProfileRequest(borrower_id=case_core.borrower_id, loan_id=case_core.loan_id, as_of=workflow.now()),
+            start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY,
+            summary=f"DPD {due.days_past_due} {name}: the borrower's contact preferences and call log",
+        )
+        step = self._step()
+        answer = core.gate(case_core, step, due, profile)
+        if answer.deferred_until is not None:
+            core.defer(case_core, step, due, answer.decisions, answer.deferred_until)
+            self._take(step)
+            return
+        core.record_decisions(case_core, step, due, answer.decisions)
+        self._take(step)
+        decisions = answer.decisions
+        results: list[ActionResult | None] = [None] * len(decisions)
+        contacts = []
+        for index, decision in enumerate(decisions):
+            if decision.run_action is None:
+                results[index] = core.not_run(decision)
+            elif decision.run_action in core.HAND_OFF_KINDS:
+                results[index] = await self._start_hand_off(due, decision)
+            else:
+                contacts.append((index, core.contact_request(case_core, step, due, decision.run_action, decision), decision))
+        if contacts:
+            ran = await self._run_contacts(due, [request for _, request, _ in contacts])
+            for (index, _, decision), result in zip(contacts, ran):
+                if decision.decision == "rerouted":
+                    note = f"rerouted from {decision.action} ({decision.rule_id})"
+                    result.detail = f"{note}; {result.detail}" if result.detail else note
+                results[index] = result
+        step = self._step()
+        core.step_taken(case_core, step, due, decisions, [r for r in results if r is not None])
+        self._take(step)
+
+    async def _run_contacts(self, due: Due, requests: list) -> list[ActionResult]:
+        """Run the step's contacts in one local activity, with the records written so far."""
+        labels = ", ".join(ACTIONS[r.action].label for r in requests) or "records"
+        records = self._take_records()
+        return await workflow.execute_local_activity_method(
+            CollectionActivities.run_step_contacts,
+            ContactBatch(requests=requests, records=records, fallback_action=self._policy_now().delivery.fallback_action,
+                         max_attempts=CONTACT_ATTEMPTS),
+            start_to_close_timeout=CONTACT_TIMEOUT, retry_policy=CONTACT_RETRY,
+            summary=f"DPD {due.days_past_due} {due.position.step.name}: {labels}",  # type: ignore[union-attr]
+        ) if requests or records else []
+
+    async def _start_hand_off(self, due: Due, decision: Any) -> ActionResult:
+        """Start the placement or legal-referral child (abandoned on continue-as-new: the case
+        signals it by id when it ends)."""
+        case_core = self._require_core()
+        step = self._step()
+        request = core.contact_request(case_core, step, due, decision.run_action, decision)
+        child_type, child_id, hand_off = core.hand_off_request(case_core, step, due, request)
+        label = ACTIONS[decision.run_action].label
+        try:
+            self._child_handles[child_id] = await workflow.start_child_workflow(
+                child_type, hand_off, id=child_id, parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=(f"DPD {due.days_past_due} {due.position.step.name}: {label} · loan {case_core.loan_id} · "  # type: ignore[union-attr]
+                                f"{money(case_core, request.outstanding_minor)} outstanding"),
+            )
+        except WorkflowAlreadyStartedError:
+            fallback = request.model_copy(update={"idempotency_key": f"{request.idempotency_key}:fallback",
+                                                  "action": self._policy_now().delivery.fallback_action,
+                                                  "failed_key": request.idempotency_key})
+            await self._run_contacts(due, [fallback])
+            return ActionResult(action=decision.run_action, status="failed", idempotency_key=request.idempotency_key,
+                                detail=f"a hand-off workflow {child_id} already exists; manual review queued")
+        result = core.hand_off_started(case_core, step, decision.run_action, child_id)
+        self._take(step)
+        return result
+
+    async def _start_plan(self) -> None:
+        case_core = self._require_core()
+        active = case_core.plan
+        assert active is not None
+        active.started = True
+        self._child_handles[active.plan_workflow_id] = await workflow.start_child_workflow(
+            PLAN_WORKFLOW_TYPE, core.plan.plan_run(case_core, self._step()), id=active.plan_workflow_id,
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            static_summary=(f"{active.kind} plan {active.plan_id} · loan {case_core.loan_id} · stage {case_core.stage} · "
+                            f"{len(active.instalments)} instalment(s), {money(case_core, active.total_minor)}"),
+        )
+
+    # -- effects, timers, search attributes --------------------------------------------------
+
+    def _step(self) -> Step:
+        return Step(self._policy_now(), workflow.now())
+
+    def _policy_now(self) -> CollectionPolicy:
+        if self._policy is None:
+            self._policy = self._case_policy()
+        return self._policy
+
+    def _take(self, step: Step) -> None:
+        """Keep the effects a core transition asked for; the main loop performs them."""
+        self._effects += step.effects
+        self._woken = True
+
+    def _apply_inbox(self) -> None:
+        case_core = self._core
+        if case_core is None:
+            return  # still opening: applied once the case is open
+        while self._inbox:
+            step = self._step()
+            core.apply_signal(case_core, step, self._inbox.pop(0))
+            self._take(step)
+
+    def _take_records(self) -> CaseRecords | None:
+        """The records asked for so far, as one batch (the other effects stay queued)."""
+        records = [e.event for e in self._effects if isinstance(e, Record)]
+        if not records:
+            return None
+        self._effects = [e for e in self._effects if not isinstance(e, Record)]
+        case_core = self._require_core()
+        return CaseRecords(workflow_id=case_core.workflow_id, loan_id=case_core.loan_id,
+                           oldest_due_date=case_core.opening_due_date, events=records, episode_id=case_core.episode_id)
+
+    async def _perform_effects(self) -> None:
+        """Write the records (one local activity), log, count, and signal the children, in order."""
+        records = self._take_records()
+        effects, self._effects = self._effects, []
+        for effect in effects:
+            if isinstance(effect, Log):
+                log = workflow.logger.warning if effect.level == "warning" else workflow.logger.info
+                log(effect.name, extra=effect.fields)
+            elif isinstance(effect, Count):
+                metrics.count_in_workflow(effect.metric, **effect.labels)
+        if records is not None:
+            await self._write(records)
+        for effect in effects:
+            if isinstance(effect, SignalWorkflow):
+                await self._signal_child(effect)
+            elif isinstance(effect, ChildEnding) and effect.workflow_id not in self._children_ending:
+                self._children_ending.append(effect.workflow_id)
+        self._sync()
+
+    async def _write(self, records: CaseRecords) -> None:
+        try:
+            await workflow.execute_local_activity_method(
+                CollectionActivities.record_case_events, records, start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+                retry_policy=BOOKKEEPING_RETRY, summary="record " + ", ".join(sorted({e.kind for e in records.events})),
+            )
+        except ActivityError as err:
+            step = self._step()
+            core.bookkeeping_failed(self._require_core(), step, _failure_message(err))
+            self._effects += [e for e in step.effects if not isinstance(e, Record)]
+
+    async def _signal_child(self, effect: SignalWorkflow) -> None:
+        if effect.ends_child and effect.workflow_id not in self._children_ending:
+            self._children_ending.append(effect.workflow_id)
+        try:
+            await workflow.get_external_workflow_handle(effect.workflow_id).signal(effect.signal, effect.argument)
+        except Exception as err:  # the child already ended (a placement's term ran out)
+            self._children_closed.append(effect.workflow_id)
+            workflow.logger.info("child.signal_not_delivered",
+                                 extra={"child": effect.workflow_id, "signal": effect.signal, "reason": str(err)})
+
+    def _sync(self) -> None:
+        """Upsert the search attributes whose values changed; refresh the current details."""
+        case_core = self._require_core()
+        now = workflow.now()
+        wanted = case_status.search_attribute_pairs(case_core, case_core.view(self._policy_now(), now))
+        current = workflow.info().typed_search_attributes
+        changed = [pair for pair in wanted if current.get(pair.key) != pair.value]
+        if changed:
+            workflow.upsert_search_attributes([pair.key.value_set(pair.value) for pair in changed])
+        workflow.set_current_details(case_status.details(case_core, self._policy_now(), now, self._next_step))
+
+    async def _sleep(self, until: Any, summary: str | None) -> None:
+        """Wait for a message, or until ``until`` (one durable timer, kept across wake-ups while
+        the instant it waits for stays the same)."""
+        self._sync()
+        self._woken = False
+        woken = asyncio.ensure_future(workflow.wait_condition(self._has_work))
+        if until is None:
+            await woken
+            return
+        if self._timer is not None and self._timer[0] != until:
+            self._timer[1].cancel()
+            self._timer = None
+        if self._timer is None:
+            delay = until - workflow.now()
+            if delay <= timedelta(0):
+                woken.cancel()
+                return
+            self._timer = (until, asyncio.ensure_future(workflow.sleep(delay, summary=summary)))
+        timer = self._timer[1]
+        await workflow.wait([timer, woken], return_when=asyncio.FIRST_COMPLETED)
+        if timer.done():
+            self._timer = None
+        if not woken.done():
+            woken.cancel()
+
+    def _has_work(self) -> bool:
+        return bool(self._inbox) or self._woken or bool(self._effects)
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() >= MAX_HISTORY_EVENTS
+
+    def _require_core(self) -> CaseCore:
+        if self._core is None:
+            raise ApplicationError("case state used before the case was opened", non_retryable=True)
+        return self._core
+
+    # -- the end -----------------------------------------------------------------------------
+
+    async def _close(self) -> None:
+        """The case ended: perform what ending asked for (recall, withdraw, close the plan), keep
+        applying what still arrives (money is recorded, the rest refused on the record), and
+        wait (bounded) until each child said it closed, so none outlives the case unreported."""
+        if self._timer is not None:
+            self._timer = None  # left to the server: completing drops it without an event
+        self._apply_inbox()
+        while self._effects:
+            await self._perform_effects()
+            self._apply_inbox()
         if self._children_ending:
-            # Wait (bounded) until each child has ended: a child this run started is awaited to
-            # completion; one started before a continue-as-new confirms with `child_closed`, and
-            # then gets a moment to complete. (Temporal's time-skipping test server stops skipping
-            # time when a child completes after its abandoned parent closed.)
             try:
                 await workflow.wait_condition(self._children_ended, timeout=CHILD_CLOSE_WAIT,
                                               timeout_summary="waiting for the children to close")
@@ -385,820 +634,10 @@ class LoanCollectionWorkflow:
             if any(child not in self._child_handles for child in self._children_ending):
                 await workflow.sleep(CHILD_COMPLETION_GRACE, summary="let the children complete")
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._status()
-
-    async def _open_case(self) -> None:
-        case = self._case
-        try:
-            setup = await workflow.execute_local_activity_method(
-                CollectionActivities.resolve_case_policy,
-                case,
-                start_to_close_timeout=BOOKKEEPING_TIMEOUT,
-                # Transient failures (a locked database) are retried; only a broken rule ends the case.
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=1),
-                    maximum_interval=timedelta(minutes=1),
-                    non_retryable_error_types=["InvalidCaseInput"],
-                ),
-                summary="check the case and load its policy",
-            )
-        except ActivityError as err:
-            raise ApplicationError(
-                _failure_message(err), type="InvalidCaseInput", non_retryable=True
-            ) from err
-        # Checked here, after the time zone is known to be valid, against the workflow's clock.
-        problem = due_date_problem(case, workflow.now())
-        if problem:
-            raise ApplicationError("invalid case input: " + problem, type="InvalidCaseInput", non_retryable=True)
-        self._state = CaseState(
-            policy=setup.policy,
-            currency_exponent=setup.currency_exponent,
-            opening_overdue_minor=case.overdue_minor,
-            outstanding_minor=case.overdue_minor,
-            interest_fees_outstanding_minor=case.interest_due_minor + case.fees_due_minor,
-            opened_at=workflow.now(),
-        )
-        self._record(
-            CaseOpened(
-                key=self._next_key(),
-                at=workflow.now(),
-                loan_id=case.loan_id,
-                borrower_id=case.borrower_id,
-                currency=case.currency,
-                opening_overdue_minor=case.overdue_minor,
-                oldest_due_date=case.oldest_due_date,
-                timezone=case.timezone,
-                jurisdiction=case.jurisdiction,
-                policy_version=setup.policy.version,
-            )
-        )
-        metrics.count_in_workflow(metrics.CASES_OPENED, jurisdiction=case.jurisdiction, currency=case.currency)
-        workflow.logger.info("case.opened")
-
-    def _plan(self) -> tuple[datetime | None, str | None, ladder.LadderPosition | None]:
-        """What to do next: take the due step of a position now, or sleep until the earliest
-        instant something is due (``None``: until a signal or update) with a summary for the timer.
-
-        The ladder does not move while a plan is active, a promise is open or a dispute or
-        hardship pause holds; agent-task deadlines, the promise's judgement and the hardship's
-        end still wake the case.
-        """
-        state = self._require_state()
-        case = self._case
-        now = workflow.now()
-        wakes: list[tuple[datetime, str]] = []
-        for task in state.open_tasks:
-            wakes.append((task.report_by, f"outcome of {ACTIONS[task.action].label} due by {self._local(task.report_by)}"))
-        for pause in state.pauses:
-            if pause.until is not None:
-                wakes.append((pause.until, f"{pause.kind} {pause.id} ends at {self._local(pause.until)}"))
-        self._next_step = None
-        if state.plan is not None:
-            pass  # the plan's child workflow watches the instalments
-        elif state.open_promise is not None:
-            deadline = state.open_promise.deadline
-            if deadline is not None:
-                wakes.append((deadline, f"promise {state.open_promise.promise_id}: judged at {self._local(deadline)}"))
-        elif not self._ladder_paused():
-            pos = self._position()
-            deferred = state.deferred_step
-            if pos.due is not None and pos.step is not None and self._gated:
-                # The compliance gate decides when contact is lawful; a deferred step waits.
-                if deferred is None or deferred.step != pos.step.name or deferred.until <= now:
-                    return None, None, pos
-                self._next_step = NextStep(step=pos.step.name, at=deferred.until)
-                wakes.append((deferred.until, f"{pos.step.name}: deferred ({deferred.rule_id}) until {self._local(deferred.until)}"))
-            elif pos.due is not None and pos.step is not None:
-                contact_at = ladder.next_contact_instant(now, case.timezone, state.policy)
-                if contact_at <= now:
-                    return None, None, pos
-                self._next_step = NextStep(step=pos.step.name, at=contact_at)
-                wakes.append((contact_at, f"{pos.step.name}: waiting for the contact window, {self._local(contact_at)}"))
-            elif pos.upcoming is not None and pos.upcoming_at is not None:
-                step = pos.upcoming.step_for(state.outstanding_minor, state.policy, case.currency)
-                name = step.name if step else pos.upcoming.label
-                self._next_step = NextStep(step=name, at=pos.upcoming_at)
-                wakes.append(
-                    (pos.upcoming_at, f"until DPD {pos.upcoming.days_past_due} {name} at {self._local(pos.upcoming_at)}")
-                )
-            if self._patched:
-                write_off_at = self._write_off_at()
-                if self._next_step is None:
-                    self._next_step = NextStep(step="write_off", at=write_off_at)
-                wakes.append((write_off_at, f"write-off at {self._local(write_off_at)} unless paid"))
-        if not wakes:
-            return None, None, None
-        wake_at, summary = min(wakes, key=lambda wake: wake[0])
-        return wake_at, summary, None
-
-    async def _sleep_until(self, wake_at: datetime | None, summary: str | None) -> None:
-        """Wait for a signal or update, or until ``wake_at`` (a durable timer either cancels)."""
-        self._set_details()
-        if wake_at is None:
-            await workflow.wait_condition(self._has_work)
-            return
-        delay = wake_at - workflow.now()
-        if delay <= timedelta(0):
-            return
-        try:
-            await workflow.wait_condition(self._has_work, timeout=delay, timeout_summary=summary)
-        except asyncio.TimeoutError:
-            pass  # the timer fired: the loop takes whatever is now due
-
-    def _has_work(self) -> bool:
-        return bool(self._inbox) or self._woken or bool(self._pending) or bool(self._outbox)
-
-    def _housekeeping(self) -> bool:
-        """Close what is due without a step: agent tasks past their report deadline (recorded
-        ``missed``), hardship pauses at their end, and the write-off. True when it changed state."""
-        state = self._require_state()
-        now = workflow.now()
-        changed = False
-        for task in [t for t in state.open_tasks if t.report_by <= now]:
-            state.open_tasks.remove(task)
-            self._add_outcome(task, "missed", None)
-            workflow.logger.info("contact_outcome.missed", extra={"task_key": task.task_key})
-            changed = True
-        for pause in [p for p in state.pauses if p.until is not None and p.until <= now]:
-            self._end_pause(pause, "expired")
-            changed = True
-        if (
-            self._patched
-            and state.plan is None
-            and state.open_promise is None
-            and not self._ladder_paused()
-            and self._write_off_at() <= now
-        ):
-            self._write_off()
-            changed = True
-        return changed
-
-    # -- ladder steps ------------------------------------------------------------------------
-
-    async def _ask_gate(self, pos: ladder.LadderPosition) -> list[compliance.ContactDecision] | None:
-        """Ask the compliance gate about ``pos``'s due step: load the borrower's contact profile
-        (an activity: preferences, consents, the call log), decide every action, and return the
-        decisions; or, when the step must wait (the hour, a notice period), record the deferral,
-        keep it in ``state.deferred_step`` and return ``None``."""
-        state = self._require_state()
-        case = self._case
-        step = pos.step
-        assert step is not None
-        now = workflow.now()
-        dpd = calendar.days_past_due(case.oldest_due_date, now, case.timezone)
-        profile = await workflow.execute_activity_method(
-            CollectionActivities.load_contact_profile,
-            ProfileRequest(borrower_id=case.borrower_id, loan_id=case.loan_id, as_of=now),
-            start_to_close_timeout=BOOKKEEPING_TIMEOUT,
-            retry_policy=BOOKKEEPING_RETRY,
-            summary=f"DPD {dpd} {step.name}: load the borrower's contact preferences and call log",
-        )
-        answer = compliance.decide_step(
-            step=step.name,
-            actions=step.actions,
-            rules=state.policy.compliance_rules(case.jurisdiction),
-            facts=self._case_facts(),
-            profile=profile,
-            now=workflow.now(),
-            days_past_due=dpd,
-        )
-        if answer.deferred_until is None:
-            state.deferred_step = None
-            return answer.decisions
-        first = answer.decisions[0]
-        again = state.deferred_step
-        state.deferred_step = DeferredStep(step=step.name, until=answer.deferred_until, rule_id=first.rule_id)
-        if again is None or again.step != step.name or again.until != answer.deferred_until:
-            for decision in answer.decisions:
-                self._record_decision(decision, None)
-            workflow.logger.info(
-                "contact.deferred", extra={"step": step.name, "rule_id": first.rule_id, "until": answer.deferred_until.isoformat()}
-            )
-        return None
-
-    def _case_facts(self) -> compliance.CaseFacts:
-        state = self._require_state()
-        case = self._case
-        notices = [
-            record.at
-            for record in state.steps_done
-            for result in record.results
-            if result.action == compliance.DEFAULT_NOTICE_ACTION and result.status in ("sent", "recorded", "already_done")
-        ]
-        return compliance.CaseFacts(
-            jurisdiction=case.jurisdiction,
-            timezone=case.timezone,
-            loan_id=case.loan_id,
-            oldest_due_date=case.oldest_due_date,
-            cease_contact=state.cease_contact,
-            permitted_after_cease=state.policy.pauses.permitted_after_cease(case.jurisdiction),
-            default_notice_at=max(notices) if notices else None,
-            validation_notice_sent=any(
-                d.run_action == compliance.VALIDATION_ACTION for d in state.contact_decisions
-            ),
-        )
-
-    def _record_decision(self, decision: compliance.ContactDecision, run_key: str | None) -> None:
-        state = self._require_state()
-        state.contact_decisions.append(decision)
-        self._record(
-            ContactDecisionRecorded(
-                key=self._next_key(), at=decision.decided_at, jurisdiction=self._case.jurisdiction,
-                decision=decision, run_key=run_key,
-            )
-        )
-
-    async def _take_step(self, pos: ladder.LadderPosition, gate: list[compliance.ContactDecision] | None = None) -> None:
-        """Take ``pos``'s due step now, recording the stale rungs before it as skipped. With the
-        compliance gate's ``gate`` decisions, run what they allow or reroute to, and record each."""
-        state = self._require_state()
-        case = self._case
-        rung, step = pos.due, pos.step
-        assert rung is not None and step is not None
-        now = workflow.now()
-        dpd = calendar.days_past_due(case.oldest_due_date, now, case.timezone)
-        for stale in pos.stale:
-            self._skip(stale, f"superseded: at DPD {dpd} the case went straight to {step.name}")
-        if gate is None or not any(d.repeat_step for d in gate):
-            state.last_rung_days = rung.days_past_due
-        if gate is None:
-            results = await asyncio.gather(*(self._run_action(step, action, dpd) for action in step.actions))
-        else:
-            for decision in gate:
-                run_key = self._contact_request(step.name, decision.run_action, dpd).idempotency_key if decision.run_action else None
-                self._record_decision(decision, run_key)
-            results = await asyncio.gather(*(self._run_decision(step, decision, dpd) for decision in gate))
-        state.steps_done.append(
-            StepRecord(step=step.name, days_past_due=dpd, at=now, actions=list(step.actions), results=list(results))
-        )
-        state.stage = step.name
-        self._record_progress()
-        self._sync_search_attributes()
-        decisions = [d.decision for d in gate] if gate is not None else ["ungated"] * len(results)
-        for result, decision in zip(results, decisions):
-            spec = ACTIONS.get(result.action)
-            metrics.count_in_workflow(
-                metrics.STEPS_TAKEN,
-                step=step.name,
-                action=result.action,
-                channel=spec.channel.value if spec else "unknown",
-                decision=decision,
-                status=result.status,
-                jurisdiction=case.jurisdiction,
-            )
-        workflow.logger.info("case.step_taken", extra={"step": step.name, "days_past_due": dpd})
-
-    async def _run_decision(self, step: LadderStep, decision: compliance.ContactDecision, dpd: int) -> ActionResult:
-        """Run what the gate's ``decision`` allows (the action, or its reroute), or record why not."""
-        if decision.run_action is None:
-            return ActionResult(
-                action=decision.action,
-                status=decision.decision,
-                idempotency_key="",
-                detail=f"{decision.rule_id}: {decision.reason}",
-            )
-        result = await self._run_action(step, decision.run_action, dpd, decision)
-        if decision.decision == "rerouted":
-            note = f"rerouted from {decision.action} ({decision.rule_id})"
-            result.detail = f"{note}; {result.detail}" if result.detail else note
-        return result
-
-    async def _run_action(
-        self, step: LadderStep, action: str, dpd: int, decision: compliance.ContactDecision | None = None
-    ) -> ActionResult:
-        """Run one action of a step; on a permanent failure, record it and queue the fallback.
-
-        After a cease-contact request only the policy's ``pauses.after_cease_contact`` actions
-        run; the others are recorded ``skipped``. Hand-offs (placement, legal referral) start
-        their child workflow; agent calls and visits open a task awaiting its outcome.
-        """
-        state = self._require_state()
-        request = self._contact_request(step.name, action, dpd)
-        if decision is not None:
-            request = request.model_copy(update={"requirements": list(decision.requirements), "send_by": decision.send_by})
-        label = ACTIONS[action].label
-        if decision is None and state.cease_contact and action not in state.policy.pauses.permitted_after_cease(self._case.jurisdiction):
-            return ActionResult(
-                action=action,
-                status="skipped",
-                idempotency_key=request.idempotency_key,
-                detail=(
-                    "cease_contact: the borrower asked that contact stop "
-                    f"(policy pauses.after_cease_contact.{self._case.jurisdiction})"
-                ),
-            )
-        try:
-            if self._patched and action in HAND_OFF_WORKFLOWS:
-                return await self._start_hand_off(action, request, f"DPD {dpd} {step.name}: {label}")
-            result = await workflow.execute_activity_method(
-                ACTIVITY_FOR_ACTION[action],
-                request,
-                start_to_close_timeout=CONTACT_TIMEOUT,
-                retry_policy=CONTACT_RETRY,
-                summary=f"DPD {dpd} {step.name}: {label}",
-            )
-            if self._patched and ACTIONS[action].task_kind in ("call", "visit"):
-                self._open_task(action, request.idempotency_key)
-            return ActionResult(action=action, status=result.status, idempotency_key=request.idempotency_key)
-        except (ActivityError, ChildWorkflowError) as err:
-            reason = _failure_message(err)
-            workflow.logger.warning("contact.failed", extra={"action": action, "reason": reason})
-        except WorkflowAlreadyStartedError:
-            reason = "a hand-off workflow with this id already exists"
-        fallback = state.policy.delivery.fallback_action
-        fallback_request = request.model_copy(
-            update={
-                "idempotency_key": f"{request.idempotency_key}:fallback",
-                "action": fallback,
-                "failed_key": request.idempotency_key,
-            }
-        )
-        await workflow.execute_activity_method(
-            CollectionActivities.queue_manual_review,
-            fallback_request,
-            start_to_close_timeout=CONTACT_TIMEOUT,
-            retry_policy=BOOKKEEPING_RETRY,
-            summary=f"DPD {dpd} {step.name}: {label} failed, {ACTIONS[fallback].label} queued",
-        )
-        return ActionResult(
-            action=action,
-            status="failed",
-            idempotency_key=request.idempotency_key,
-            detail=f"{reason}; fallback {fallback} queued",
-        )
-
-    async def _start_hand_off(self, action: str, request: ContactRequest, summary: str) -> ActionResult:
-        """Start the placement or legal-referral child workflow (abandoned on continue-as-new:
-        the case signals it by id when it ends)."""
-        state = self._require_state()
-        case = self._case
-        kind = HAND_OFF_WORKFLOWS[action]
-        if kind == "placement":
-            child_id = placement_workflow_id(case.workflow_id, case.oldest_due_date)
-            child_type = PLACEMENT_WORKFLOW_TYPE
-        else:
-            child_id = legal_workflow_id(case.workflow_id, case.oldest_due_date)
-            child_type = LEGAL_WORKFLOW_TYPE
-        self._child_handles[child_id] = await workflow.start_child_workflow(
-            child_type,
-            HandOffRequest(
-                request=request,
-                parent_workflow_id=case.workflow_id,
-                timezone=case.timezone,
-                term_days=state.policy.placement.term_days if kind == "placement" else None,
-            ),
-            id=child_id,
-            parent_close_policy=ParentClosePolicy.ABANDON,
-            static_summary=f"{summary} · loan {case.loan_id} · {self._money(request.outstanding_minor)} outstanding",
-        )
-        state.hand_offs.append(HandOff(kind=kind, workflow_id=child_id, started_at=workflow.now()))  # type: ignore[arg-type]
-        return ActionResult(
-            action=action, status="started", idempotency_key=request.idempotency_key, detail=f"child workflow {child_id}"
-        )
-
-    def _open_task(self, action: str, task_key: str) -> None:
-        state = self._require_state()
-        rules = state.policy.contact_outcomes
-        hours = rules.visit_report_hours if ACTIONS[action].task_kind == "visit" else rules.call_report_hours
-        now = workflow.now()
-        state.open_tasks.append(
-            AgentTask(task_key=task_key, action=action, created_at=now, report_by=now + timedelta(hours=hours))
-        )
-
-    def _contact_request(self, step: str, action: str, dpd: int) -> ContactRequest:
-        state = self._require_state()
-        case = self._case
-        return ContactRequest(
-            idempotency_key=f"{case.workflow_id}:{case.oldest_due_date.isoformat()}:{step}:{action}",
-            workflow_id=case.workflow_id,
-            loan_id=case.loan_id,
-            borrower_id=case.borrower_id,
-            step=step,
-            action=action,
-            days_past_due=dpd,
-            outstanding_minor=state.outstanding_minor,
-            paid_minor=state.paid_minor,
-            currency=case.currency,
-            oldest_due_date=case.oldest_due_date,
-            jurisdiction=case.jurisdiction,
-            policy_version=state.policy.version,
-        )
-
-    def _position(self) -> ladder.LadderPosition:
-        """Where the case stands on its ladder now (``ladder.position``), its later steps moved by
-        the days the ladder was paused."""
-        state = self._require_state()
-        case = self._case
-        return ladder.position(
-            state.policy,
-            currency=case.currency,
-            oldest_due_date=case.oldest_due_date + timedelta(days=state.ladder_shift_days),
-            tz_name=case.timezone,
-            last_rung_days=state.last_rung_days,
-            outstanding_minor=state.outstanding_minor,
-            now=workflow.now(),
-        )
-
-    def _skip(self, rung: ladder.Rung, reason: str) -> None:
-        state = self._require_state()
-        step = rung.step_for(state.outstanding_minor, state.policy, self._case.currency)
-        state.steps_skipped.append(
-            SkippedStep(
-                step=step.name if step else rung.label,
-                days_past_due=rung.days_past_due,
-                at=workflow.now(),
-                reason=reason,
-            )
-        )
-        state.last_rung_days = max(state.last_rung_days, rung.days_past_due)
-
-    # -- signals, applied in order by the main loop ------------------------------------------
-
-    def _apply_inbox(self) -> None:
-        if self._state is None:
-            return  # the case is still opening: the main loop applies them once it is open
-        appliers = {
-            "payment_received": self._apply_payment,
-            "promise_to_pay": self._apply_promise,
-            "dispute_opened": self._apply_dispute_opened,
-            "dispute_resolved": self._apply_dispute_resolved,
-            "cease_contact": self._apply_cease_contact,
-            "hardship": self._apply_hardship,
-            "bankruptcy": self._apply_stop,
-            "deceased": self._apply_stop,
-            "plan_instalment_missed": self._apply_instalment_missed,
-            "breathing_space": self._apply_breathing_space,
-        }
-        while self._inbox:
-            signal = self._inbox.pop(0)
-            appliers[signal.kind](signal)
-
-    def _parse(self, signal: PendingSignal, model: type[Any], id_field: str, seen: list[str], verb: str) -> Any:
-        """The signal's payload as ``model``, or ``None`` after recording why it was rejected
-        (a broken field rule, or an id already ``verb`` once)."""
-        try:
-            parsed = model.model_validate(signal.payload)
-        except ValidationError as err:
-            self._reject(signal, "; ".join(describe_errors(err)))
-            return None
-        if getattr(parsed, id_field) in seen:
-            kind = "breathing space" if signal.kind == "breathing_space" else signal.kind.split("_")[0]
-            self._reject(signal, f"{id_field}: duplicate, this {kind} was already {verb}")
-            return None
-        return parsed
-
-    def _apply_payment(self, signal: PendingSignal) -> None:
-        state = self._require_state()
-        case = self._case
-        payment = self._parse(signal, PaymentReceived, "payment_id", state.applied_payment_ids, "applied")
-        if payment is None:
-            return
-        problem = ladder.payment_problem(payment, currency=case.currency, now=workflow.now())
-        if problem:
-            self._reject(signal, problem)
-            return
-        applied = min(payment.amount_minor, state.outstanding_minor)
-        overpaid = payment.amount_minor - applied
-        state.applied_payment_ids.append(payment.payment_id)
-        state.outstanding_minor -= applied
-        state.paid_minor += applied
-        state.overpaid_minor += overpaid
-        # Payments go to interest and fees first, then principal (what a waiver may forgive).
-        state.interest_fees_outstanding_minor = max(0, self._interest_fees_outstanding() - applied)
-        state.last_payment_at = workflow.now()
-        self._record(
-            PaymentApplied(
-                key=self._next_key(),
-                at=workflow.now(),
-                payment_id=payment.payment_id,
-                amount_minor=payment.amount_minor,
-                applied_minor=applied,
-                overpaid_minor=overpaid,
-                currency=payment.currency,
-                paid_at=payment.paid_at,
-            )
-        )
-        workflow.logger.info("payment.applied", extra={"payment_id": payment.payment_id, "applied_minor": applied})
-        promise = state.open_promise
-        if promise is not None:
-            promise.paid_toward_minor += payment.amount_minor
-            if promise.paid_toward_minor >= promise.amount_minor:
-                self._resolve_promise("kept")
-        plan = state.plan
-        if plan is not None and applied:
-            plan.paid_toward_minor += applied
-            self._mark_instalments(plan)
-            if plan.started:
-                self._outbox.append(
-                    (
-                        plan.plan_workflow_id,
-                        "payment_applied",
-                        PlanPaymentForwarded(payment_id=payment.payment_id, amount_minor=applied),
-                    )
-                )
-            if plan.paid_toward_minor >= plan.total_minor and state.outcome is None:
-                self._settle()
-                return
-        if state.outstanding_minor == 0 and state.outcome is None:
-            now = workflow.now()
-            state.cured_at = now
-            state.cured_days_past_due = calendar.days_past_due(case.oldest_due_date, now, case.timezone)
-            self._end_case("cured")
-            workflow.logger.info("case.cured", extra={"days_past_due": state.cured_days_past_due})
-        elif applied:
-            self._record_progress()
-            self._sync_search_attributes()
-
-    def _apply_promise(self, signal: PendingSignal) -> None:
-        state = self._require_state()
-        promise = self._parse(signal, PromiseToPay, "promise_id", state.seen_promise_ids, "accepted")
-        if promise is None:
-            return
-        problem = self._promise_problem(promise)
-        if problem:
-            self._reject(signal, problem)
-            return
-        self._open_promise(promise)
-
-    def _promise_problem(self, promise: PromiseToPay) -> str | None:
-        state = self._require_state()
-        if state.outcome is not None:
-            return f"promise_id: the case is closed ({state.outcome})"
-        if promise.promise_id in state.seen_promise_ids:
-            return "promise_id: duplicate, this promise was already accepted"
-        if state.plan is not None:
-            return f"promise_id: plan {state.plan.plan_id} is active; payments count toward its instalments"
-        return ladder.promise_problem(
-            promise,
-            policy=state.policy,
-            tz_name=self._case.timezone,
-            outstanding_minor=state.outstanding_minor,
-            open_promise=state.open_promise,
-            promises_broken=state.promises_broken,
-            now=workflow.now(),
-        )
-
-    def _open_promise(self, promise: PromiseToPay) -> None:
-        state = self._require_state()
-        now = workflow.now()
-        state.seen_promise_ids.append(promise.promise_id)
-        state.open_promise = OpenPromise(
-            promise_id=promise.promise_id,
-            amount_minor=promise.amount_minor,
-            promised_date=promise.promised_date,
-            made_at=now,
-            deadline=ladder.promise_deadline(promise.promised_date, self._case.timezone, state.policy),
-        )
-        self._record(
-            PromiseOpened(
-                key=self._next_key(),
-                at=now,
-                promise_id=promise.promise_id,
-                amount_minor=promise.amount_minor,
-                promised_date=promise.promised_date,
-            )
-        )
-        workflow.logger.info("promise.opened", extra={"promise_id": promise.promise_id})
-
-    # -- pauses and stops --------------------------------------------------------------------
-
-    def _closed_problem(self, field: str) -> str | None:
-        state = self._require_state()
-        return f"{field}: the case is closed ({state.outcome})" if state.outcome is not None else None
-
-    def _apply_dispute_opened(self, signal: PendingSignal) -> None:
-        state = self._require_state()
-        dispute = self._parse(signal, DisputeOpened, "dispute_id", self._seen("dispute"), "opened")
-        if dispute is None:
-            return
-        problem = self._closed_problem("dispute_id")
-        if problem:
-            self._reject(signal, problem)
-            return
-        self._start_pause("dispute", dispute.dispute_id, None)
-        workflow.logger.info("dispute.opened", extra={"dispute_id": dispute.dispute_id})
-        del state
-
-    def _apply_dispute_resolved(self, signal: PendingSignal) -> None:
-        state = self._require_state()
-        try:
-            resolved = DisputeResolved.model_validate(signal.payload)
-        except ValidationError as err:
-            self._reject(signal, "; ".join(describe_errors(err)))
-            return
-        open_dispute = next((p for p in state.pauses if p.kind == "dispute" and p.id == resolved.dispute_id), None)
-        if open_dispute is None:
-            open_ids = [p.id for p in state.pauses if p.kind == "dispute"]
-            self._reject(signal, f"dispute_id: no open dispute {resolved.dispute_id!r}; open: {open_ids or 'none'}")
-            return
-        corrected = resolved.corrected_outstanding_minor
-        if resolved.resolution == "upheld":
-            if corrected is None:
-                self._reject(signal, "corrected_outstanding_minor: required when the dispute is upheld")
-                return
-            if not 0 <= corrected <= state.outstanding_minor:
-                self._reject(
-                    signal,
-                    f"corrected_outstanding_minor: must be from 0 to the outstanding amount "
-                    f"{state.outstanding_minor}, got {corrected}",
-                )
-                return
-        elif corrected is not None:
-            self._reject(signal, "corrected_outstanding_minor: only for a dispute that is upheld")
-            return
-        self._end_pause(open_dispute, resolved.resolution)
-        workflow.logger.info("dispute.resolved", extra={"dispute_id": resolved.dispute_id, "resolution": resolved.resolution})
-        if resolved.resolution == "upheld" and corrected is not None and corrected != state.outstanding_minor:
-            state.outstanding_minor = corrected
-            state.interest_fees_outstanding_minor = min(self._interest_fees_outstanding(), corrected)
-            if state.plan is not None:
-                self._end_plan("closed", f"amount corrected by dispute {resolved.dispute_id}")
-            if corrected == 0:
-                self._end_case("closed_dispute_upheld")
-            else:
-                self._record_progress()
-                self._sync_search_attributes()
-
-    def _apply_cease_contact(self, signal: PendingSignal) -> None:
-        state = self._require_state()
-        request = self._parse(signal, CeaseContact, "request_id", self._seen("cease_contact"), "recorded")
-        if request is None:
-            return
-        problem = self._closed_problem("request_id")
-        if not problem and state.cease_contact:
-            first = next(p.id for p in state.pauses if p.kind == "cease_contact")
-            problem = f"request_id: contact already ceased by request {first}"
-        if problem:
-            self._reject(signal, problem)
-            return
-        state.cease_contact = True
-        self._start_pause("cease_contact", request.request_id, None)
-        # An agency is a debt collector too: the placement is recalled.
-        self._close_children("cease_contact", plans_too=False, legal_too=False)
-        workflow.logger.info("contact.ceased", extra={"request_id": request.request_id})
-
-    def _apply_hardship(self, signal: PendingSignal) -> None:
-        state = self._require_state()
-        hardship = self._parse(signal, Hardship, "hardship_id", self._seen("hardship"), "recorded")
-        if hardship is None:
-            return
-        problem = self._closed_problem("hardship_id")
-        active = next((p for p in state.pauses if p.kind == "hardship"), None)
-        if not problem and active is not None:
-            problem = f"hardship_id: hardship {active.id} is already active until {self._local(active.until)}"
-        if problem:
-            self._reject(signal, problem)
-            return
-        until = workflow.now() + timedelta(days=state.policy.pauses.hardship_days)
-        self._start_pause("hardship", hardship.hardship_id, until)
-        workflow.logger.info("hardship.started", extra={"hardship_id": hardship.hardship_id})
-
-    def _apply_breathing_space(self, signal: PendingSignal) -> None:
-        state = self._require_state()
-        case = self._case
-        space = self._parse(signal, BreathingSpace, "breathing_space_id", self._seen("breathing_space"), "recorded")
-        if space is None:
-            return
-        problem = self._closed_problem("breathing_space_id")
-        rules = state.policy.compliance.get(case.jurisdiction)
-        days = rules.breathing_space_days if rules is not None else None
-        if not problem and days is None:
-            problem = (
-                f"breathing_space_id: no breathing space scheme in jurisdiction {case.jurisdiction} "
-                f"(policy compliance.{case.jurisdiction}.breathing_space_days is not set)"
-            )
-        active = next((p for p in state.pauses if p.kind == "breathing_space"), None)
-        if not problem and active is not None:
-            problem = f"breathing_space_id: breathing space {active.id} is already active until {self._local(active.until)}"
-        if problem:
-            self._reject(signal, problem)
-            return
-        assert days is not None
-        self._start_pause("breathing_space", space.breathing_space_id, workflow.now() + timedelta(days=days))
-        workflow.logger.info("breathing_space.started", extra={"breathing_space_id": space.breathing_space_id})
-
-    def _apply_stop(self, signal: PendingSignal) -> None:
-        stop = self._parse(signal, CaseStop, "notice_id", self._seen(signal.kind), "recorded")
-        if stop is None:
-            return
-        problem = self._closed_problem("notice_id")
-        if problem:
-            self._reject(signal, problem)
-            return
-        self._start_pause(signal.kind, stop.notice_id, None)
-        self._end_case("closed_bankruptcy" if signal.kind == "bankruptcy" else "closed_deceased")
-        workflow.logger.info("case.stopped", extra={"kind": signal.kind, "notice_id": stop.notice_id})
-
-    def _seen(self, kind: str) -> list[str]:
-        prefix = f"{kind}:"
-        return [key[len(prefix):] for key in self._require_state().seen_pause_ids if key.startswith(prefix)]
-
-    def _ladder_paused(self) -> bool:
-        return any(p.kind in LADDER_PAUSES for p in self._require_state().pauses)
-
-    def _start_pause(self, kind: str, pause_id: str, until: datetime | None) -> None:
-        state = self._require_state()
-        now = workflow.now()
-        if kind in LADDER_PAUSES and not self._ladder_paused():
-            state.paused_since = now
-        pause = Pause(kind=kind, id=pause_id, started_at=now, until=until)
-        state.seen_pause_ids.append(f"{kind}:{pause_id}")
-        state.pauses.append(pause)
-        self._record(
-            PauseRecorded(
-                key=self._next_key(), at=now, pause_kind=kind, pause_id=pause_id, started_at=now, until=until
-            )
-        )
-
-    def _end_pause(self, pause: Pause, resolution: str) -> None:
-        """End ``pause``; when no ladder pause remains, move the ladder's later steps by the
-        local days it was paused (``ladder.paused_days``)."""
-        state = self._require_state()
-        now = workflow.now()
-        state.pauses.remove(pause)
-        pause.ended_at = now
-        pause.resolution = resolution
-        state.pauses_ended.append(pause)
-        if pause.kind in LADDER_PAUSES and not self._ladder_paused() and state.paused_since is not None:
-            state.ladder_shift_days += ladder.paused_days(state.paused_since, now, self._case.timezone)
-            state.paused_since = None
-        self._record(
-            PauseRecorded(
-                key=self._next_key(),
-                at=now,
-                pause_kind=pause.kind,
-                pause_id=pause.id,
-                started_at=pause.started_at,
-                until=pause.until,
-                ended_at=now,
-                resolution=resolution,
-            )
-        )
-
-    # -- endings -----------------------------------------------------------------------------
-
-    def _end_case(self, outcome: str) -> None:
-        """Close the case with ``outcome``; the main loop then recalls its children."""
-        state = self._require_state()
-        # Agent tasks still waiting for an outcome are closed with the case (same database write).
-        for task in list(state.open_tasks):
-            state.open_tasks.remove(task)
-            self._add_outcome(task, "cancelled", None)
-        state.outcome = outcome  # type: ignore[assignment]
-        state.closed_at = workflow.now()
-        metrics.count_in_workflow(metrics.CASES_CLOSED, outcome=outcome, jurisdiction=self._case.jurisdiction)
-        self._next_step = None
-        self._record_progress()
-        self._sync_search_attributes()
-
-    def _write_off_at(self) -> datetime:
-        state = self._require_state()
-        reference = state.last_payment_at or state.opened_at or workflow.info().start_time
-        return ladder.write_off_instant(
-            state.policy,
-            oldest_due_date=self._case.oldest_due_date,
-            tz_name=self._case.timezone,
-            last_activity_at=reference,
-        )
-
-    def _write_off(self) -> None:
-        state = self._require_state()
-        case = self._case
-        now = workflow.now()
-        dpd = calendar.days_past_due(case.oldest_due_date, now, case.timezone)
-        state.written_off_minor = state.outstanding_minor
-        self._record(
-            CaseWrittenOff(
-                key=self._next_key(),
-                at=now,
-                amount_minor=state.outstanding_minor,
-                currency=case.currency,
-                days_past_due=dpd,
-                last_payment_at=state.last_payment_at,
-                policy_version=state.policy.version,
-            )
-        )
-        self._end_case("written_off")
-        workflow.logger.info("case.written_off", extra={"days_past_due": dpd, "amount_minor": state.outstanding_minor})
-
-    def _close_children(self, reason: str, *, plans_too: bool = True, legal_too: bool = True) -> None:
-        """Queue the signals that end the case's children: ``recall`` to an active placement,
-        ``withdraw`` to an active legal referral, ``close_plan`` to an active plan."""
-        state = self._require_state()
-        now = workflow.now()
-        for hand_off in state.hand_offs:
-            if hand_off.status != "active" or (hand_off.kind == "legal_referral" and not legal_too):
-                continue
-            if hand_off.kind == "placement":
-                self._outbox.append((hand_off.workflow_id, "recall", reason))
-                hand_off.status = "recalled"
-            else:
-                self._outbox.append((hand_off.workflow_id, "withdraw", reason))
-                hand_off.status = "withdrawn"
-            hand_off.ended_at = now
-            hand_off.reason = reason
-        if plans_too and state.plan is not None:
-            self._end_plan("closed", reason)
+        self._apply_inbox()
+        while self._effects:
+            await self._perform_effects()
+            self._apply_inbox()
 
     def _children_ended(self) -> bool:
         for child in self._children_ending:
@@ -1209,565 +648,6 @@ class LoanCollectionWorkflow:
             elif child not in self._children_closed:
                 return False
         return True
-
-    async def _send_outbox(self) -> None:
-        messages, self._outbox = self._outbox, []
-        for workflow_id, signal_name, argument in messages:
-            ending = signal_name in ("recall", "withdraw", "close_plan")
-            if ending and workflow_id not in self._children_ending:
-                self._children_ending.append(workflow_id)
-            try:
-                await workflow.get_external_workflow_handle(workflow_id).signal(signal_name, argument)
-            except Exception as err:  # the child already ended (a placement's term ran out)
-                self._children_closed.append(workflow_id)
-                workflow.logger.info(
-                    "child.signal_not_delivered", extra={"child": workflow_id, "signal": signal_name, "reason": str(err)}
-                )
-
-    # -- repayment plans ---------------------------------------------------------------------
-
-    def _interest_fees_outstanding(self) -> int:
-        """Interest and fees still outstanding (what a waiver may forgive). Pure: update
-        validators call it, and validators must not change state."""
-        state = self._require_state()
-        tracked = state.interest_fees_outstanding_minor
-        if tracked is None:
-            # A state saved before components were tracked: payments went to interest and fees first.
-            case = self._case
-            tracked = max(0, case.interest_due_minor + case.fees_due_minor - state.paid_minor)
-        return min(tracked, state.outstanding_minor)
-
-    def _retried_plan(self, payload: Any) -> PlanAccepted | None:
-        """The active plan when ``payload`` proposes it again (same ``plan_id``): a client retry."""
-        state = self._state
-        plan_id = payload.get("plan_id") if isinstance(payload, dict) else getattr(payload, "plan_id", None)
-        if state is None or state.plan is None or plan_id != state.plan.plan_id:
-            return None
-        return PlanAccepted.model_validate(state.plan.model_dump(include=set(PlanAccepted.model_fields)))
-
-    def _retried_outcome(self, payload: Any) -> ContactOutcome | None:
-        """The recorded outcome when ``payload`` reports the same task, outcome and agent again."""
-        state = self._state
-        if state is None or not isinstance(payload, dict) or "note" in payload:
-            return None
-        for recorded in state.contact_outcomes:
-            if (recorded.task_key, recorded.outcome, recorded.agent_id) == (
-                payload.get("task_key"), payload.get("outcome"), payload.get("agent_id")
-            ):
-                return recorded
-        return None
-
-    def _plan_check(self, payload: Any) -> tuple[PlanProposal | None, str | None]:
-        """The proposal, or the reason it is refused (``"field: rule"``)."""
-        state = self._state
-        try:
-            proposal = PlanProposal.model_validate(payload)
-        except ValidationError as err:
-            return None, "; ".join(describe_errors(err))
-        if state is None:
-            return proposal, None  # the case is still opening: the handler waits and checks again
-        if state.outcome is not None:
-            return None, f"plan_id: the case is closed ({state.outcome})"
-        if proposal.plan_id in state.seen_plan_ids:
-            return None, "plan_id: duplicate, a plan with this id was already accepted"
-        if state.plan is not None:
-            return None, f"plan_id: plan {state.plan.plan_id} is active; it must end first"
-        if state.open_promise is not None:
-            return None, f"plan_id: promise {state.open_promise.promise_id} is open; a plan can follow once it is kept or broken"
-        dispute = next((p for p in state.pauses if p.kind == "dispute"), None)
-        if dispute is not None:
-            return None, f"plan_id: dispute {dispute.id} is open; no collection while it is"
-        problem = plans.plan_problem(
-            proposal,
-            policy=state.policy,
-            tz_name=self._case.timezone,
-            now=workflow.now(),
-            outstanding_minor=state.outstanding_minor,
-            interest_fees_outstanding_minor=self._interest_fees_outstanding(),
-        )
-        return (None, problem) if problem else (proposal, None)
-
-    def _accept_plan(self, proposal: PlanProposal) -> PlanAccepted:
-        state = self._require_state()
-        case = self._case
-        now = workflow.now()
-        instalments, waived = plans.build_schedule(
-            proposal, policy=state.policy, tz_name=case.timezone, now=now, outstanding_minor=state.outstanding_minor
-        )
-        plan = ActivePlan(
-            plan_id=proposal.plan_id,
-            kind=proposal.kind,
-            instalments=instalments,
-            total_minor=sum(i.amount_minor for i in instalments),
-            waived_minor=waived,
-            currency=case.currency,
-            plan_workflow_id=plan_workflow_id(case.workflow_id, proposal.plan_id),
-            approver_id=proposal.approver_id,
-            accepted_at=now,
-        )
-        state.plan = plan
-        state.seen_plan_ids.append(plan.plan_id)
-        self._record(
-            PlanRecorded(
-                key=self._next_key(),
-                at=now,
-                plan_id=plan.plan_id,
-                plan_kind=plan.kind,
-                status="active",
-                total_minor=plan.total_minor,
-                waived_minor=plan.waived_minor,
-                currency=plan.currency,
-                approver_id=plan.approver_id,
-                proposed_by=proposal.proposed_by,
-                plan_workflow_id=plan.plan_workflow_id,
-                instalments=plan.instalments,
-            )
-        )
-        self._woken = True
-        workflow.logger.info("plan.accepted", extra={"plan_id": plan.plan_id, "kind": plan.kind})
-        return PlanAccepted.model_validate(plan.model_dump(include=set(PlanAccepted.model_fields)))
-
-    async def _start_plan(self) -> None:
-        state = self._require_state()
-        case = self._case
-        plan = state.plan
-        assert plan is not None
-        plan.started = True
-        self._child_handles[plan.plan_workflow_id] = await workflow.start_child_workflow(
-            PLAN_WORKFLOW_TYPE,
-            PlanRun(
-                plan_id=plan.plan_id,
-                parent_workflow_id=case.workflow_id,
-                loan_id=case.loan_id,
-                currency=case.currency,
-                timezone=case.timezone,
-                instalments=plan.instalments,
-                deadlines=[plans.instalment_deadline(i.due_date, case.timezone, state.policy) for i in plan.instalments],
-                instalments_per_run=state.policy.plans.instalments_per_run,
-                paid_toward_minor=plan.paid_toward_minor,
-            ),
-            id=plan.plan_workflow_id,
-            parent_close_policy=ParentClosePolicy.ABANDON,
-            static_summary=(
-                f"{plan.kind} plan {plan.plan_id} · loan {case.loan_id} · stage {state.stage} · "
-                f"{len(plan.instalments)} instalment(s), {self._money(plan.total_minor)}"
-            ),
-        )
-
-    def _mark_instalments(self, plan: ActivePlan) -> None:
-        covered = 0
-        for instalment in plan.instalments:
-            covered += instalment.amount_minor
-            if instalment.status == "open" and plan.paid_toward_minor >= covered:
-                instalment.status = "paid"
-
-    def _apply_instalment_missed(self, signal: PendingSignal) -> None:
-        state = self._require_state()
-        try:
-            missed = PlanInstalmentMissed.model_validate(signal.payload)
-        except ValidationError as err:
-            self._reject(signal, "; ".join(describe_errors(err)))
-            return
-        if state.plan is None or state.plan.plan_id != missed.plan_id:
-            active = state.plan.plan_id if state.plan else "none"
-            self._reject(signal, f"plan_id: {missed.plan_id!r} is not the active plan (active: {active})")
-            return
-        for instalment in state.plan.instalments:
-            if instalment.seq == missed.seq:
-                instalment.status = "missed"
-        self._end_plan("broken", f"instalment {missed.seq} missed")
-        workflow.logger.info("plan.broken", extra={"plan_id": missed.plan_id, "seq": missed.seq})
-
-    def _end_plan(self, status: str, reason: str) -> None:
-        """End the active plan; ``closed`` also tells its child workflow to stop watching."""
-        state = self._require_state()
-        plan = state.plan
-        assert plan is not None
-        now = workflow.now()
-        state.plan = None
-        if status == "closed" and plan.started:
-            self._outbox.append((plan.plan_workflow_id, "close_plan", reason))
-        state.plans_ended.append(
-            EndedPlan(plan_id=plan.plan_id, kind=plan.kind, status=status, ended_at=now, reason=reason)  # type: ignore[arg-type]
-        )
-        self._record(
-            PlanRecorded(
-                key=self._next_key(),
-                at=now,
-                plan_id=plan.plan_id,
-                plan_kind=plan.kind,
-                status=status,  # type: ignore[arg-type]
-                total_minor=plan.total_minor,
-                waived_minor=plan.waived_minor if status == "completed" else 0,
-                currency=plan.currency,
-                approver_id=plan.approver_id,
-                plan_workflow_id=plan.plan_workflow_id,
-                reason=reason,
-            )
-        )
-
-    def _settle(self) -> None:
-        """The plan's payments reached its total: forgive what remains (at most the waiver) and
-        end the case ``settled``."""
-        state = self._require_state()
-        plan = state.plan
-        assert plan is not None
-        waived = state.outstanding_minor
-        plan.waived_minor = waived
-        if plan.started:
-            self._children_ending.append(plan.plan_workflow_id)
-        state.waived_minor += waived
-        state.outstanding_minor = 0
-        state.interest_fees_outstanding_minor = max(0, self._interest_fees_outstanding() - waived)
-        self._end_plan("completed", f"all {len(plan.instalments)} instalment(s) paid")
-        self._end_case("settled")
-        workflow.logger.info("case.settled", extra={"plan_id": plan.plan_id, "waived_minor": waived})
-
-    # -- contact outcomes --------------------------------------------------------------------
-
-    def _outcome_check(self, payload: Any) -> tuple[ContactOutcomeReport | None, str | None]:
-        """The report, or the reason it is refused (``"field: rule"``)."""
-        state = self._state
-        if isinstance(payload, dict) and "note" in payload:
-            return None, (
-                "note: free text never goes to the workflow (its history is stored in plaintext); "
-                "give it to `starter.py record-outcome --note` or the API, which store it in the database"
-            )
-        try:
-            report = ContactOutcomeReport.model_validate(payload)
-        except ValidationError as err:
-            return None, "; ".join(describe_errors(err))
-        if state is None:
-            return report, None  # the case is still opening: the handler waits and checks again
-        if state.outcome is not None:
-            return None, f"task_key: the case is closed ({state.outcome})"
-        task = next((t for t in state.open_tasks if t.task_key == report.task_key), None)
-        if task is None:
-            done = next((o for o in state.contact_outcomes if o.task_key == report.task_key), None)
-            if done is not None:
-                return None, f"task_key: this task's outcome was already recorded ({done.outcome} at {done.recorded_at.isoformat()})"
-            open_keys = [t.task_key for t in state.open_tasks]
-            return None, f"task_key: no open agent task with this key; open tasks: {open_keys or 'none'}"
-        if report.outcome == "promise_made":
-            if report.promise is None:
-                return None, "promise: required when the outcome is promise_made"
-            problem = self._promise_problem(report.promise)
-            if problem:
-                return None, "promise." + problem
-        elif report.promise is not None:
-            return None, "promise: only with the outcome promise_made"
-        if report.outcome == "dispute_raised":
-            if report.dispute_id is None:
-                return None, "dispute_id: required when the outcome is dispute_raised"
-            if report.dispute_id in self._seen("dispute"):
-                return None, "dispute_id: duplicate, this dispute was already opened"
-        elif report.dispute_id is not None:
-            return None, "dispute_id: only with the outcome dispute_raised"
-        return report, None
-
-    def _apply_outcome(self, report: ContactOutcomeReport) -> ContactOutcome:
-        state = self._require_state()
-        task = next(t for t in state.open_tasks if t.task_key == report.task_key)
-        state.open_tasks.remove(task)
-        if report.outcome == "promise_made" and report.promise is not None:
-            self._open_promise(report.promise)
-        if report.outcome == "dispute_raised" and report.dispute_id is not None:
-            self._start_pause("dispute", report.dispute_id, None)
-        outcome = self._add_outcome(task, report.outcome, report)
-        self._woken = True
-        workflow.logger.info("contact_outcome.recorded", extra={"task_key": task.task_key, "outcome": report.outcome})
-        return outcome
-
-    def _add_outcome(self, task: AgentTask, outcome: str, report: ContactOutcomeReport | None) -> ContactOutcome:
-        state = self._require_state()
-        now = workflow.now()
-        recorded = ContactOutcome(
-            task_key=task.task_key,
-            action=task.action,
-            outcome=outcome,
-            recorded_at=now,
-            agent_id=report.agent_id if report else None,
-            promise_id=report.promise.promise_id if report and report.promise else None,
-            dispute_id=report.dispute_id if report else None,
-        )
-        state.contact_outcomes.append(recorded)
-        self._record(
-            ContactOutcomeRecorded(
-                key=self._next_key(),
-                at=now,
-                task_key=task.task_key,
-                action=task.action,
-                outcome=outcome,
-                agent_id=recorded.agent_id,
-                promise_id=recorded.promise_id,
-                dispute_id=recorded.dispute_id,
-            )
-        )
-        return recorded
-
-    def _judge_promise(self) -> bool:
-        """Break the open promise if its deadline has passed unpaid; True when it did."""
-        state = self._require_state()
-        promise = state.open_promise
-        if promise is None or promise.deadline is None or workflow.now() < promise.deadline:
-            return False
-        self._resolve_promise("broken")
-        return True
-
-    def _resolve_promise(self, outcome: str) -> None:
-        state = self._require_state()
-        promise = state.open_promise
-        assert promise is not None
-        state.open_promise = None
-        if outcome == "kept":
-            state.promises_kept += 1
-            # Steps whose time came while the borrower kept their word are not sent late.
-            pos = self._position()
-            for rung in (*pos.stale, *((pos.due,) if pos.due else ())):
-                self._skip(rung, f"promise {promise.promise_id} kept")
-        else:
-            state.promises_broken += 1
-        self._record(
-            PromiseResolved(
-                key=self._next_key(),
-                at=workflow.now(),
-                promise_id=promise.promise_id,
-                status="kept" if outcome == "kept" else "broken",
-                paid_toward_minor=promise.paid_toward_minor,
-            )
-        )
-        metrics.count_in_workflow(
-            metrics.PROMISES_KEPT if outcome == "kept" else metrics.PROMISES_BROKEN, jurisdiction=self._case.jurisdiction
-        )
-        workflow.logger.info(f"promise.{outcome}", extra={"promise_id": promise.promise_id})
-
-    def _reject(self, signal: PendingSignal, reason: str) -> None:
-        state = self._require_state()
-        raw = signal.payload if isinstance(signal.payload, dict) else {}
-        id_field = SIGNAL_ID_FIELD.get(signal.kind, "id")
-        signal_id = str(raw.get(id_field, ""))[:64]
-        state.rejected_signals.append(
-            RejectedSignal(kind=signal.kind, id=signal_id, reason=reason, received_at=signal.received_at)
-        )
-        self._record(
-            SignalRejected(
-                key=self._next_key(),
-                at=signal.received_at,
-                signal_kind=signal.kind,
-                signal_id=signal_id,
-                reason=reason,
-            )
-        )
-        metrics.count_in_workflow(metrics.SIGNALS_REJECTED, signal=signal.kind, field=metrics.rejected_field(reason))
-        workflow.logger.info("signal.rejected", extra={"kind": signal.kind, "signal_id": signal_id, "reason": reason})
-
-    # -- records, search attributes, details -------------------------------------------------
-
-    def _next_key(self) -> str:
-        state = self._state
-        seq = 0
-        if state is not None:
-            state.record_seq += 1
-            seq = state.record_seq
-        return f"{workflow.info().first_execution_run_id}:{seq}"
-
-    def _record(self, event: Any) -> None:
-        self._pending.append(event)
-
-    def _record_progress(self) -> None:
-        state = self._require_state()
-        self._record(
-            CaseProgress(
-                key=self._next_key(),
-                at=workflow.now(),
-                stage=state.stage,
-                outstanding_minor=state.outstanding_minor,
-                outcome=state.outcome,
-            )
-        )
-
-    async def _flush_records(self) -> None:
-        events, self._pending = self._pending, []
-        case = self._case
-        await workflow.execute_local_activity_method(
-            CollectionActivities.record_case_events,
-            CaseRecords(
-                workflow_id=case.workflow_id,
-                loan_id=case.loan_id,
-                oldest_due_date=case.oldest_due_date,
-                events=events,
-            ),
-            start_to_close_timeout=BOOKKEEPING_TIMEOUT,
-            retry_policy=BOOKKEEPING_RETRY,
-            summary="record " + ", ".join(sorted({e.kind for e in events})),
-        )
-
-    def _sync_search_attributes(self) -> None:
-        """Upsert the search attributes whose values changed (none when the starter set them)."""
-        state = self._require_state()
-        case = self._case
-        wanted = sa.case_pairs(
-            loan_id=case.loan_id,
-            stage=state.stage,
-            overdue_since=calendar.overdue_since(case.oldest_due_date, case.timezone),
-            outstanding_minor=state.outstanding_minor,
-            jurisdiction=case.jurisdiction,
-            outcome=state.outcome,
-        )
-        current = workflow.info().typed_search_attributes
-        changed = [pair for pair in wanted if current.get(pair.key) != pair.value]
-        if changed:
-            workflow.upsert_search_attributes([pair.key.value_set(pair.value) for pair in changed])
-        self._set_details()
-
-    def _set_details(self) -> None:
-        state = self._state
-        if state is None:
-            return
-        case = self._case
-        lines = [
-            f"**Loan** {case.loan_id} · **Stage** {state.stage} · "
-            f"**DPD** {calendar.days_past_due(case.oldest_due_date, workflow.now(), case.timezone)} "
-            f"(due {case.oldest_due_date}, {case.timezone})",
-            f"**Outstanding** {self._money(state.outstanding_minor)} · **Paid** {self._money(state.paid_minor)}"
-            + (f" · **Overpaid** {self._money(state.overpaid_minor)}" if state.overpaid_minor else ""),
-        ]
-        if self._next_step is not None and state.outcome is None:
-            lines.append(f"**Next** {self._next_step.step} at {self._local(self._next_step.at)}")
-        if state.last_payment_at is not None:
-            lines.append(f"**Last payment** {self._local(state.last_payment_at)}")
-        if state.steps_done:
-            last_step = state.steps_done[-1]
-            actions = ", ".join(ACTIONS[a].label if a in ACTIONS else a for a in last_step.actions)
-            lines.append(f"**Last step** DPD {last_step.days_past_due} {last_step.step} at {self._local(last_step.at)}: {actions}")
-        if state.open_promise is not None:
-            p = state.open_promise
-            lines.append(
-                f"**Promise** {p.promise_id}: {self._money(p.amount_minor)} by {p.promised_date}, "
-                f"paid toward {self._money(p.paid_toward_minor)}"
-            )
-        if state.plan is not None:
-            plan = state.plan
-            paid = sum(1 for i in plan.instalments if i.status == "paid")
-            lines.append(
-                f"**Plan** {plan.plan_id} ({plan.kind}): {paid}/{len(plan.instalments)} instalments paid, "
-                f"{self._money(plan.paid_toward_minor)} of {self._money(plan.total_minor)}"
-                + (f", {self._money(plan.waived_minor)} waived when paid" if plan.waived_minor else "")
-            )
-        for pause in state.pauses:
-            until = f" until {self._local(pause.until)}" if pause.until else ""
-            lines.append(f"**Paused** {pause.kind} {pause.id}{until}")
-        for hand_off in state.hand_offs:
-            lines.append(f"**{hand_off.kind.replace('_', ' ').capitalize()}** {hand_off.workflow_id}: {hand_off.status}")
-        for task in state.open_tasks:
-            lines.append(f"**Open task** {ACTIONS[task.action].label}: outcome due by {self._local(task.report_by)}")
-        if state.deferred_step is not None and state.outcome is None:
-            d = state.deferred_step
-            lines.append(f"**Deferred** {d.step} until {self._local(d.until)} ({d.rule_id})")
-        if state.contact_decisions:
-            last = state.contact_decisions[-1]
-            lines.append(f"**Last compliance decision** {last.step}/{last.action}: {last.decision} ({last.rule_id})")
-        if state.outcome is not None:
-            lines.append(f"**Outcome** {state.outcome}")
-        lines.append(f"Policy {state.policy.version} · promises kept {state.promises_kept}, broken {state.promises_broken}")
-        workflow.set_current_details("\n\n".join(lines))
-
-    def _money(self, amount_minor: int) -> str:
-        state = self._require_state()
-        exponent = state.currency_exponent
-        sign = "-" if amount_minor < 0 else ""
-        whole, frac = divmod(abs(amount_minor), 10**exponent) if exponent else (abs(amount_minor), 0)
-        text = f"{whole:,}" + (f".{frac:0{exponent}d}" if exponent else "")
-        return f"{self._case.currency} {sign}{text}"
-
-    def _local(self, instant: datetime | None) -> str:
-        if instant is None:
-            return "-"
-        tz = self._case.timezone
-        return f"{calendar.local_date(instant, tz)} {calendar.local_wall_time(instant, tz):%H:%M} {tz}"
-
-    def _should_continue_as_new(self) -> bool:
-        info = workflow.info()
-        return info.is_continue_as_new_suggested() or info.get_current_history_length() >= MAX_HISTORY_EVENTS
-
-    def _require_state(self) -> CaseState:
-        if self._state is None:
-            raise ApplicationError("case state used before the case was opened", non_retryable=True)
-        return self._state
-
-    def _status(self) -> CaseStatus:
-        case = self._case
-        state = self._state
-        now = workflow.now()
-        if state is None:
-            # Before the policy is loaded (or for an input that could not be opened): what the
-            # input says, so a client reading status at once sees the amount and DPD it opened with.
-            days_past_due, outstanding_minor = 0, 0
-            if case is not None and not case.input_problems:
-                outstanding_minor = case.overdue_minor
-                try:
-                    days_past_due = calendar.days_past_due(case.oldest_due_date, now, case.timezone)
-                except calendar.UnknownTimeZoneError:
-                    pass
-            return CaseStatus(
-                loan_id=getattr(case, "loan_id", ""),
-                stage="identified",
-                days_past_due=days_past_due,
-                currency=getattr(case, "currency", ""),
-                outstanding_minor=outstanding_minor,
-                paid_minor=0,
-                overpaid_minor=0,
-                open_promise=None,
-                promises_kept=0,
-                promises_broken=0,
-                steps_done=[],
-                next_step=None,
-                rejected_signals=[],
-                outcome=None,
-                as_of=now,
-                oldest_due_date=getattr(case, "oldest_due_date", now.date()),
-                timezone=getattr(case, "timezone", ""),
-                jurisdiction=getattr(case, "jurisdiction", ""),
-                policy_version="",
-            )
-        return CaseStatus(
-            loan_id=case.loan_id,
-            stage=state.stage,
-            days_past_due=calendar.days_past_due(case.oldest_due_date, now, case.timezone),
-            currency=case.currency,
-            outstanding_minor=state.outstanding_minor,
-            paid_minor=state.paid_minor,
-            overpaid_minor=state.overpaid_minor,
-            open_promise=state.open_promise,
-            promises_kept=state.promises_kept,
-            promises_broken=state.promises_broken,
-            steps_done=state.steps_done,
-            next_step=self._next_step if state.outcome is None else None,
-            rejected_signals=state.rejected_signals,
-            outcome=state.outcome,
-            as_of=now,
-            oldest_due_date=case.oldest_due_date,
-            timezone=case.timezone,
-            jurisdiction=case.jurisdiction,
-            policy_version=state.policy.version,
-            steps_skipped=state.steps_skipped,
-            cured_at=state.cured_at,
-            cured_days_past_due=state.cured_days_past_due,
-            plan=state.plan,
-            plans_ended=state.plans_ended,
-            pauses=state.pauses,
-            pauses_ended=state.pauses_ended,
-            cease_contact=state.cease_contact,
-            ladder_shift_days=state.ladder_shift_days,
-            open_tasks=state.open_tasks,
-            contact_outcomes=state.contact_outcomes,
-            hand_offs=state.hand_offs,
-            waived_minor=state.waived_minor,
-            closed_at=state.closed_at,
-            written_off_minor=state.written_off_minor,
-            contact_decisions=state.contact_decisions,
-            deferred_step=state.deferred_step if state.outcome is None else None,
-        )
 
 
 def _failure_message(err: BaseException) -> str:

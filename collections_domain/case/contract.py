@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
+from collections_domain.case.ledger import Amounts, LedgerView
 from collections_domain.rules.compliance import ContactDecision
 from collections_domain.rules.policy import SUPPORTED_JURISDICTIONS, CollectionPolicy
 from pydantic import (
@@ -44,12 +45,23 @@ _PATTERN_RULES = {
 }
 
 Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
-MinorUnits = Annotated[int, Strict()]
+#: The largest amount anything takes: 2^53 - 1 minor units, so that every JSON client reads it
+#: exactly and every database column (64-bit) holds it. One bound for the API, the CLI and the
+#: workflow (``MinorUnits`` carries it everywhere).
+MAX_MINOR = 9_007_199_254_740_991
+#: An amount in minor units: a JSON integer (not a string, float or boolean), at most ``MAX_MINOR``.
+MinorUnits = Annotated[int, Strict(), Field(le=MAX_MINOR)]
+#: An amount in minor units from 0 to ``MAX_MINOR``.
+Minor = Annotated[int, Strict(), Field(ge=0, le=MAX_MINOR)]
+#: An amount in minor units from 1 to ``MAX_MINOR``.
+PositiveMinor = Annotated[int, Strict(), Field(ge=1, le=MAX_MINOR)]
 
 #: How a case ends. ``cured``: paid in full; ``settled``: a repayment plan was completed (a
-#: waiver's forgiven part included); ``written_off``: the policy's write-off rule; the ``closed_*``
-#: outcomes come from stops (signals ``bankruptcy``, ``deceased``; a dispute upheld to zero).
-Outcome = Literal["cured", "settled", "written_off", "closed_bankruptcy", "closed_deceased", "closed_dispute_upheld"]
+#: waiver's forgiven part included) or the legal track settled; ``written_off``: the policy's
+#: write-off rule; the ``closed_*`` outcomes come from stops (signals ``bankruptcy``, ``deceased``;
+#: a dispute upheld to zero; ``closed_adjusted``: a schedule adjustment left nothing owing).
+Outcome = Literal["cured", "settled", "written_off", "closed_bankruptcy", "closed_deceased", "closed_dispute_upheld",
+                  "closed_adjusted"]
 SignalKind = Literal[
     "payment_received",
     "promise_to_pay",
@@ -61,6 +73,10 @@ SignalKind = Literal[
     "deceased",
     "plan_instalment_missed",
     "breathing_space",
+    "instalment_due",
+    "payment_reversed",
+    "schedule_adjusted",
+    "legal_status_changed",
 ]
 #: The id field each signal carries (the id a rejection is recorded under).
 SIGNAL_ID_FIELD = {
@@ -74,6 +90,10 @@ SIGNAL_ID_FIELD = {
     "deceased": "notice_id",
     "plan_instalment_missed": "plan_id",
     "breathing_space": "breathing_space_id",
+    "instalment_due": "instalment_id",
+    "payment_reversed": "reversal_id",
+    "schedule_adjusted": "adjustment_id",
+    "legal_status_changed": "event_id",
 }
 ContactOutcomeKind = Literal["reached", "no_answer", "wrong_number", "refused", "promise_made", "dispute_raised"]
 PlanKind = Literal["instalments", "deferral", "waiver"]
@@ -97,6 +117,65 @@ def describe_errors(err: ValidationError) -> list[str]:
     return problems
 
 
+class LoanInstalment(BaseModel):
+    """One instalment of the loan: ``principal_minor``, ``interest_minor`` and ``fees_minor`` due
+    on local date ``due_date`` (minor units; their sum > 0), and ``penalty_minor`` of penalty
+    interest already accrued on it before the case took it (the loan book's figure; usually 0).
+    ``instalment_id`` is the servicing system's id, unique within the loan: an instalment is
+    applied once per id. Used in the case input, in signal ``instalment_due`` and in schedule
+    adjustments."""
+
+    model_config = ConfigDict(extra="ignore")
+    instalment_id: Identifier
+    due_date: date
+    principal_minor: Minor = 0
+    interest_minor: Minor = 0
+    fees_minor: Minor = 0
+    penalty_minor: Minor = 0
+
+    @property
+    def total_minor(self) -> int:
+        """Everything due on the instalment, in minor units."""
+        return self.principal_minor + self.interest_minor + self.fees_minor + self.penalty_minor
+
+    def problem(self, field: str = "") -> str | None:
+        """The rule the instalment breaks beyond its fields' own (``"field: rule"``), or ``None``."""
+        where = f"{field}." if field else ""
+        if self.total_minor <= 0:
+            return f"{where}principal_minor + interest_minor + fees_minor + penalty_minor: the sum must be > 0"
+        if self.total_minor > MAX_MINOR:
+            return f"{where}principal_minor + interest_minor + fees_minor + penalty_minor: the sum must be at most 2^53-1"
+        return None
+
+
+class OpeningPayment(BaseModel):
+    """A payment the loan received before its case opened, which the case must know to allocate
+    what follows (``CaseInput.payments``): ``amount_minor`` of the case's currency, as of
+    ``paid_at`` (its value instant). The loan book sends those since the loan was last current,
+    and the credit it had then (``credit-<date>``)."""
+
+    model_config = ConfigDict(extra="ignore")
+    payment_id: Identifier
+    amount_minor: PositiveMinor
+    paid_at: AwareDatetime
+
+
+#: How a case was opened, for the record (``CaseInput.opening_reason``): ``manual`` (a person, the
+#: CLI or the API), ``scan`` (the delinquency scan found the loan overdue), ``reversal`` (a payment
+#: of an ended case was reversed), ``webhook`` (a payment sent with signal-with-start).
+OpeningSource = Literal["manual", "scan", "reversal", "webhook", "simulation"]
+
+
+class OpeningReason(BaseModel):
+    """Why a case opened: its ``source`` and the ``rule`` that fired, ids and numbers only
+    (``"instalment 3 due 2026-11-20 unpaid 1 day past the 0-day grace; overdue 250000 >= 100"``)."""
+
+    model_config = ConfigDict(extra="ignore")
+    source: OpeningSource = "manual"
+    rule: str = Field("", max_length=300)
+    scan_id: str | None = Field(None, max_length=100)
+
+
 class CaseInput(BaseModel):
     """The workflow's one input (CONTRACT.md "Workflow").
 
@@ -109,6 +188,15 @@ class CaseInput(BaseModel):
     ``interest_due_minor``, ``fees_due_minor`` (minor units, each >= 0, sum > 0),
     ``oldest_due_date`` (local date), ``timezone`` (IANA), ``jurisdiction`` (``CN``/``US``/``UK``),
     ``policy_version`` (``None``: the current default), ``region`` (ISO 3166-2, optional), ``resume`` (set only by continue-as-new).
+
+    Added with the loan ledger (all optional, so the contract's input still opens a loan with one
+    overdue instalment): ``instalments`` (the loan's instalments due and unpaid, each
+    ``LoanInstalment``; when given, the three amounts above must be 0 or their sums, and
+    ``oldest_due_date`` the earliest due date), ``payments`` (``OpeningPayment``: payments made
+    on those instalments before the case opened, allocated by the case's waterfall), ``portfolio`` (the loan book's portfolio id; the
+    policy may switch accrual off per portfolio), ``opening_reason`` (``OpeningReason``),
+    ``reopened_from`` (the run id of the ended case this one re-opens, after a reversal) and
+    ``core`` (the case core's state, set only by continue-as-new).
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -127,6 +215,13 @@ class CaseInput(BaseModel):
     #: search attribute only (operators filter by it); ``None`` when unknown.
     region: str | None = Field(None, pattern=REGION_PATTERN)
     resume: CaseState | None = None
+    instalments: list[LoanInstalment] = Field(default_factory=list, max_length=1000)
+    payments: list[OpeningPayment] = Field(default_factory=list, max_length=1000)
+    portfolio: str | None = Field(None, pattern=ID_PATTERN)
+    opening_reason: OpeningReason | None = None
+    reopened_from: str | None = Field(None, max_length=100)
+    #: The case core's state (``case.state.CaseCore``), carried through continue-as-new only.
+    core: Any = None
 
     _input_problems: list[str] = PrivateAttr(default_factory=list)
 
@@ -148,10 +243,14 @@ class CaseInput(BaseModel):
         """Rules this input broke when it was decoded (``"field: rule"``), empty when none."""
         problems = list(self._input_problems)
         amounts = (self.principal_due_minor, self.interest_due_minor, self.fees_due_minor)
-        if not problems and sum(amounts) <= 0:
+        if not problems and self.instalments:
+            problems += self._instalment_problems()
+        elif not problems and sum(amounts) <= 0:
             problems.append(
                 "principal_due_minor + interest_due_minor + fees_due_minor: the sum must be > 0"
             )
+        if not problems and sum(amounts) > MAX_MINOR:
+            problems.append("principal_due_minor + interest_due_minor + fees_due_minor: the sum must be at most 2^53-1")
         if self.jurisdiction not in JURISDICTIONS and not any(
             p.startswith("jurisdiction") for p in problems
         ):
@@ -159,6 +258,55 @@ class CaseInput(BaseModel):
                 f"jurisdiction: must be one of {', '.join(JURISDICTIONS)}, got {self.jurisdiction!r}"
             )
         return problems
+
+    def _instalment_problems(self) -> list[str]:
+        problems = []
+        ids = [line.instalment_id for line in self.instalments]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            problems.append(f"instalments: each instalment_id once, repeated: {repeated}")
+        for index, line in enumerate(self.instalments):
+            problem = line.problem(f"instalments.{index}")
+            if problem:
+                problems.append(problem)
+        total = sum(line.total_minor for line in self.instalments)
+        if total > MAX_MINOR:
+            problems.append("instalments: the amounts must add up to at most 2^53-1")
+        paid = [p.payment_id for p in self.payments]
+        if len(set(paid)) != len(paid):
+            problems.append("payments: each payment_id once")
+        if sum(p.amount_minor for p in self.payments) > MAX_MINOR:
+            problems.append("payments: the amounts must add up to at most 2^53-1")
+        sums = {
+            "principal_due_minor": (self.principal_due_minor, sum(i.principal_minor for i in self.instalments)),
+            "interest_due_minor": (self.interest_due_minor, sum(i.interest_minor for i in self.instalments)),
+            "fees_due_minor": (self.fees_due_minor, sum(i.fees_minor for i in self.instalments)),
+        }
+        for name, (given, summed) in sums.items():
+            if given not in (0, summed):
+                problems.append(f"{name}: with instalments, must be 0 or their sum {summed}, got {given}")
+        earliest = min(line.due_date for line in self.instalments)
+        if self.oldest_due_date != earliest:
+            problems.append(
+                f"oldest_due_date: with instalments, must be the earliest due date {earliest.isoformat()}, "
+                f"got {self.oldest_due_date.isoformat()}"
+            )
+        return problems
+
+    def loan_instalments(self) -> list[LoanInstalment]:
+        """The instalments this input opens with: ``instalments``, or for the contract's original
+        shape one instalment ``due-<oldest_due_date>`` of the three amounts."""
+        if self.instalments:
+            return list(self.instalments)
+        return [
+            LoanInstalment(
+                instalment_id=f"due-{self.oldest_due_date.isoformat()}",
+                due_date=self.oldest_due_date,
+                principal_minor=self.principal_due_minor,
+                interest_minor=self.interest_due_minor,
+                fees_minor=self.fees_due_minor,
+            )
+        ]
 
     @classmethod
     def checked(cls, **fields: Any) -> CaseInput:
@@ -170,7 +318,10 @@ class CaseInput(BaseModel):
 
     @property
     def overdue_minor(self) -> int:
-        """Principal + interest + fees overdue at the start, in minor units."""
+        """What the input says is owed at the start, in minor units: principal + interest + fees,
+        or the sum of ``instalments`` when given."""
+        if self.instalments:
+            return sum(line.total_minor for line in self.instalments)
         return self.principal_due_minor + self.interest_due_minor + self.fees_due_minor
 
     @property
@@ -191,6 +342,63 @@ class PaymentReceived(BaseModel):
     amount_minor: MinorUnits
     currency: str
     paid_at: AwareDatetime
+
+
+class InstalmentDue(LoanInstalment):
+    """Signal ``instalment_due``: an instalment of the loan fell due while its case is open (the
+    loan book forwards it on its due date; it may also be announced before). Applied once per
+    ``instalment_id``; ``currency``, when given, must be the case's."""
+
+    currency: str | None = None
+
+
+PaymentReversalReason = Literal["bounced", "chargeback", "error", "other"]
+
+
+class PaymentReversed(BaseModel):
+    """Signal ``payment_reversed``: payment ``payment_id`` bounced or was charged back, as of
+    ``reversed_at`` (default: when the case receives it). Its allocation is undone (the payment is
+    treated as never made) and what it had paid is owed again. Applied once per ``reversal_id``;
+    on a case that has ended, it re-opens collection for the loan (``client.reverse_payment``)."""
+
+    model_config = ConfigDict(extra="ignore")
+    reversal_id: Identifier
+    payment_id: Identifier
+    reason: PaymentReversalReason = "other"
+    reversed_at: AwareDatetime | None = None
+
+
+AdjustmentReason = Literal["restructure", "cancellation", "correction", "other"]
+
+
+class ScheduleAdjusted(BaseModel):
+    """Signal ``schedule_adjusted``: the servicing system changed the loan's schedule. ``cancel``
+    names instalments that no longer exist (what was paid to them becomes credit); ``add`` gives
+    new or replacing instalments (a restructure cancels some and adds others). ``reason_code``
+    says why and ``reference`` may name the servicing system's record (an id, no free text).
+    Applied once per ``adjustment_id``, as of ``effective_at`` (default: when received)."""
+
+    model_config = ConfigDict(extra="ignore")
+    adjustment_id: Identifier
+    reason_code: AdjustmentReason
+    reference: Identifier | None = None
+    cancel: list[Identifier] = Field(default_factory=list, max_length=1000)
+    add: list[LoanInstalment] = Field(default_factory=list, max_length=1000)
+    effective_at: AwareDatetime | None = None
+
+
+class LegalStatusChanged(BaseModel):
+    """Signal ``legal_status_changed``, from the case's ``LegalReferralWorkflow``: the legal track
+    reached ``status`` on ``occurred_on``. A ``judgment`` may carry ``awarded_minor`` (what the
+    court awarded for the debt; the ledger is written down or up to it) and
+    ``court_costs_minor`` (a new line the borrower owes); ``settled`` ends the case ``settled``."""
+
+    model_config = ConfigDict(extra="ignore")
+    event_id: Identifier
+    status: Literal["lawyers_letter_sent", "suit_filed", "judgment", "settled"]
+    occurred_on: date | None = None
+    awarded_minor: Minor | None = None
+    court_costs_minor: Minor | None = None
 
 
 class PromiseToPay(BaseModel):
@@ -404,6 +612,8 @@ class HandOff(BaseModel):
     status: Literal["active", "recalled", "withdrawn"] = "active"
     ended_at: datetime | None = None
     reason: str | None = None
+    #: The legal track's last state (``lawyers_letter_sent``, ``suit_filed``, ``judgment``, ``settled``).
+    legal_status: str | None = None
 
 
 class OpenPromise(BaseModel):
@@ -427,13 +637,15 @@ class ActionResult(BaseModel):
 
 
 class StepRecord(BaseModel):
-    """A ladder step taken (``status.steps_done``); ``at`` is the UTC instant it ran."""
+    """A ladder step taken (``status.steps_done``); ``at`` is the UTC instant it ran;
+    ``anchor_due_date`` the due date its DPD counted from (the oldest instalment then owing)."""
 
     step: str
     days_past_due: int
     at: datetime
     actions: list[str]
     results: list[ActionResult] = []
+    anchor_due_date: date | None = None
 
 
 class SkippedStep(BaseModel):
@@ -507,6 +719,18 @@ class CaseStatus(BaseModel):
     #: Every compliance gate decision, in order (``collections_domain.rules.compliance``).
     contact_decisions: list[ContactDecision] = []
     deferred_step: DeferredStep | None = None
+    # Added with the loan ledger (issue 11).
+    #: The loan's instalments, payments (with their allocations) and charges, as of ``as_of``.
+    ledger: LedgerView | None = None
+    #: ``outstanding_minor`` by component (principal, interest, fees, penalty).
+    outstanding_components: Amounts | None = None
+    max_days_past_due: int = 0
+    episode_id: str | None = None
+    portfolio: str | None = None
+    opening_reason: OpeningReason | None = None
+    reopened_from: str | None = None
+    #: Database writes the case could not make (a record refused as invalid), by rule.
+    bookkeeping_errors: list[str] = []
 
 
 class PendingSignal(BaseModel):

@@ -11,7 +11,7 @@ from activities.collection_activities import CollectionActivities
 from activities.delivery import backend_from_settings
 from collections_domain.store.db import make_engine
 from collections_domain.ops.observability import LogContextInterceptor
-from collections_domain.rules.policy import PolicyRegistry
+from collections_domain.rules.policy import PolicyRegistry, set_worker_policies
 from collections_domain.ops.settings import Settings
 from workflows.hand_offs import AgencyPlacementWorkflow, LegalReferralWorkflow
 from workflows.loan_collection import LoanCollectionWorkflow
@@ -37,6 +37,9 @@ def build_activities(settings: Settings) -> CollectionActivities:
 def activity_list(activities: CollectionActivities) -> list:
     """Every activity method, bound to ``activities``."""
     return [
+        activities.open_case,
+        activities.hold_unapplied,
+        activities.run_step_contacts,
         activities.resolve_case_policy,
         activities.record_case_events,
         activities.send_sms,
@@ -69,6 +72,8 @@ def build_worker(
     an evicted case is replayed from its history on its next activation.
     """
     activities = activities or build_activities(settings)
+    # Workflow code reads each case's policy from here by version and digest (``worker_policy``).
+    set_worker_policies(activities.policies)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,

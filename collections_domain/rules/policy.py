@@ -8,6 +8,7 @@ through a local activity, so a running case keeps the policy version it started 
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from datetime import time
 from enum import StrEnum
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from babel.numbers import is_currency
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 DEFAULT_POLICY_PATH = Path(__file__).parent / "policies" / "default.toml"
 
@@ -122,12 +123,80 @@ class ContactWindow(BaseModel):
 
 
 class PromiseRules(BaseModel):
-    """Promise-to-pay rules: grace days after the promised date, horizon, broken-promise cap."""
+    """Promise-to-pay rules: grace days after the promised date, horizon, broken-promise cap, and
+    how long after its deadline a promise waits for payments reported late (``late_report_minutes``:
+    money paid by the deadline but reported after it still keeps the promise)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     grace_days: int = Field(2, ge=0, le=30)
     horizon_days: int = Field(30, ge=1, le=365)
     max_broken: int = Field(2, ge=0, le=100)
+    late_report_minutes: int = Field(0, ge=0, le=7 * 24 * 60)
+
+
+class PaymentRules(BaseModel):
+    """How payments enter a case's ledger: as of their ``paid_at``, at most ``max_backdate_days``
+    before they reach the case (an older ``paid_at`` is applied as of that bound, and the
+    status says so)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    max_backdate_days: int = Field(30, ge=0, le=3650)
+
+
+class IdentificationRules(BaseModel):
+    """Overdue identification by the delinquency scan (``portfolio.scan``): a loan gets a case once
+    an instalment is unpaid ``grace_days`` full local days after its due date, and its overdue
+    amount is at least the currency's ``identification_minimum_minor``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    grace_days: int = Field(0, ge=0, le=60)
+
+
+#: A loan's money by kind (``case.ledger``): what payments pay, in the order a waterfall names them.
+LedgerComponent = Literal["principal", "interest", "fees", "penalty"]
+LEDGER_COMPONENTS = ("principal", "interest", "fees", "penalty")
+
+
+class AccrualRules(BaseModel):
+    """What a loan accrues while overdue in one jurisdiction (policy table ``[accrual.<CODE>]``),
+    computed in closed form by ``case.ledger`` (no daily timers).
+
+    - ``penalty_rate_bps``: penalty interest a year on overdue principal, in basis points
+      (1800 = 18 %), on a ``day_count_basis``-day year, from the day after
+      ``due_date + penalty_grace_days``.
+    - A late fee once per instalment still unpaid ``late_fee_after_days`` full days after its due
+      date: the lesser of ``late_fee_minor[currency]`` and ``late_fee_bps`` of the instalment
+      (either may be absent; ``late_fee_after_days`` unset: no late fee).
+    - ``max_charges_bps_per_year``: penalty and late fees on an instalment together never exceed
+      this share of its principal a year, over its days past due (the legal cap; unset: none).
+
+    The policy file names the source of each number.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    penalty_rate_bps: int = Field(0, ge=0, le=100_000)
+    penalty_grace_days: int = Field(0, ge=0, le=365)
+    late_fee_minor: dict[str, int] = {}
+    late_fee_bps: int = Field(0, ge=0, le=10_000)
+    late_fee_after_days: int | None = Field(None, ge=0, le=365)
+    max_charges_bps_per_year: int | None = Field(None, ge=0, le=100_000)
+    day_count_basis: Literal[360, 365] = 365
+
+    @field_validator("late_fee_minor")
+    @classmethod
+    def _fees(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = {code: fee for code, fee in value.items() if not (0 <= fee <= 10**12)}
+        if bad:
+            raise ValueError(f"late fees must be 0 to 10^12 minor units, got {bad}")
+        return value
+
+
+class PortfolioRules(BaseModel):
+    """Settings of one portfolio of loans (policy table ``[portfolios.<id>]``): ``accrual = false``
+    switches accrual off (a portfolio replayed from a file that records what was due)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    accrual: bool = True
 
 
 class DeliveryRules(BaseModel):
@@ -297,11 +366,14 @@ class ComplianceRules(BaseModel):
 
 
 class CurrencyThresholds(BaseModel):
-    """Money thresholds for one currency, in that currency's minor units."""
+    """Money thresholds for one currency, in that currency's minor units: below
+    ``minimum_overdue_minor`` reminders only; at or above ``legal_threshold_minor`` the legal
+    track; the delinquency scan opens a case from ``identification_minimum_minor`` overdue."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     minimum_overdue_minor: int = Field(ge=0)
     legal_threshold_minor: int = Field(gt=0)
+    identification_minimum_minor: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> CurrencyThresholds:
@@ -322,6 +394,9 @@ class LadderStep(BaseModel):
     actions: tuple[str, ...] = Field(min_length=1)
     outstanding: OutstandingCondition = "any"
     applies_below_minimum: bool = False
+    #: After a payment moves DPD back down (the ladder re-anchors on the next unpaid instalment),
+    #: whether this step is taken again when DPD reaches it, or skipped as done in this episode.
+    repeat_after_reanchor: bool = True
 
     @field_validator("actions")
     @classmethod
@@ -347,9 +422,12 @@ class LadderStep(BaseModel):
 
 
 class CollectionPolicy(BaseModel):
-    """A whole policy file. Steps are kept sorted by ``days_past_due``."""
+    """A whole policy file. Steps are kept sorted by ``days_past_due``. ``digest`` is the SHA-256
+    of the file's text (``parse_policy``): cases record it with the version, so a file changed
+    without a new version is caught instead of changing running cases."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    _digest: str = PrivateAttr(default="")
     version: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     contact_window: ContactWindow = ContactWindow()
     promises: PromiseRules = PromiseRules()
@@ -361,6 +439,14 @@ class CollectionPolicy(BaseModel):
     write_off: WriteOffRules = WriteOffRules()
     #: Contact rules by jurisdiction (policies saved before the compliance gate have none).
     compliance: dict[str, ComplianceRules] = {}
+    payments: PaymentRules = PaymentRules()
+    identification: IdentificationRules = IdentificationRules()
+    #: Allocation waterfalls by jurisdiction (``*``: any other): buckets of components, each
+    #: paid oldest instalment first (``case.ledger``).
+    waterfall: dict[str, tuple[tuple[LedgerComponent, ...], ...]] = {"*": (("penalty", "fees", "interest", "principal"),)}
+    #: Accrual by jurisdiction (none listed: nothing accrues).
+    accrual: dict[str, AccrualRules] = {}
+    portfolios: dict[str, PortfolioRules] = {}
     currencies: dict[str, CurrencyThresholds] = Field(min_length=1)
     steps: tuple[LadderStep, ...] = Field(min_length=1)
 
@@ -393,6 +479,35 @@ class CollectionPolicy(BaseModel):
                     "'at_or_above_legal_threshold' and 'below_legal_threshold'"
                 )
         return self
+
+    @field_validator("waterfall")
+    @classmethod
+    def _whole_waterfalls(cls, value: dict[str, tuple[tuple[str, ...], ...]]) -> dict[str, tuple[tuple[str, ...], ...]]:
+        if "*" not in value:
+            raise ValueError("needs a '*' entry for the jurisdictions not listed")
+        for code, buckets in value.items():
+            named = [component for bucket in buckets for component in bucket]
+            if sorted(named) != sorted(LEDGER_COMPONENTS):
+                raise ValueError(
+                    f"{code}: the buckets must name each of {', '.join(LEDGER_COMPONENTS)} exactly once, got {named}"
+                )
+        return value
+
+    def waterfall_for(self, jurisdiction: str) -> tuple[tuple[str, ...], ...]:
+        """The allocation buckets of ``jurisdiction`` (policy ``waterfall``)."""
+        return self.waterfall.get(jurisdiction, self.waterfall["*"])
+
+    def accrual_for(self, jurisdiction: str, portfolio: str | None) -> AccrualRules | None:
+        """The accrual rules of ``jurisdiction``, or ``None`` when nothing accrues there or the
+        ``portfolio`` has accrual switched off (policy ``portfolios.<id>.accrual``)."""
+        if portfolio is not None and portfolio in self.portfolios and not self.portfolios[portfolio].accrual:
+            return None
+        return self.accrual.get(jurisdiction)
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 (hex) of the policy file's text; empty for a policy built in code."""
+        return self._digest
 
     def compliance_rules(self, jurisdiction: str) -> ComplianceRules:
         """The contact rules of ``jurisdiction``; raises ``KeyError`` when the policy has none."""
@@ -437,6 +552,7 @@ def parse_policy(text: str, source: str = "<string>") -> CollectionPolicy:
         raise PolicyError(
             f"{source}: compliance: unknown jurisdiction(s) {unknown}; known: {', '.join(SUPPORTED_JURISDICTIONS)}"
         )
+    policy._digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return policy
 
 
@@ -454,13 +570,46 @@ def load_policy(path: Path | str) -> CollectionPolicy:
     return parse_policy(text, str(path))
 
 
+class PolicyMismatch(RuntimeError):
+    """A case runs a policy version whose file this process has with other content (or not at
+    all). Raised inside workflow code, it fails the workflow task, which Temporal retries until a
+    worker with the case's policy takes it: running cases never change policy silently."""
+
+
 class PolicyRegistry:
-    """The policies a worker knows: the current default plus every packaged one, by version."""
+    """The policies a worker knows: the current default plus every packaged one, by version.
+
+    Raises:
+        PolicyError: two files give the same version with different content.
+    """
 
     def __init__(self, current: CollectionPolicy, others: list[CollectionPolicy] | None = None):
         self.current = current
-        self._by_version = {p.version: p for p in (others or [])}
-        self._by_version[current.version] = current
+        self._by_version: dict[str, CollectionPolicy] = {}
+        for policy in [*(others or []), current]:
+            known = self._by_version.get(policy.version)
+            if known is not None and known.digest != policy.digest:
+                raise PolicyError(
+                    f"version: two policy files name version {policy.version!r} with different content; "
+                    "a changed policy needs a new version (running cases keep the one they started with)"
+                )
+            self._by_version[policy.version] = policy
+
+    def checked(self, version: str, digest: str) -> CollectionPolicy:
+        """The policy ``version`` whose file has SHA-256 ``digest`` (what a running case recorded).
+
+        Raises:
+            PolicyMismatch: unknown here, or known with other content.
+        """
+        policy = self._by_version.get(version)
+        if policy is None:
+            raise PolicyMismatch(f"policy {version!r} is not known to this worker; known: {', '.join(self.versions)}")
+        if digest and policy.digest and policy.digest != digest:
+            raise PolicyMismatch(
+                f"policy {version!r} here has digest {policy.digest[:12]}, the case ran {digest[:12]}: "
+                "the file changed without a new version"
+            )
+        return policy
 
     @classmethod
     def from_settings(cls, policy_path: str | None) -> PolicyRegistry:
@@ -479,3 +628,26 @@ class PolicyRegistry:
     def versions(self) -> list[str]:
         """Known versions, sorted."""
         return sorted(self._by_version)
+
+
+_WORKER_POLICIES: list[PolicyRegistry] = []
+
+
+def set_worker_policies(registry: PolicyRegistry) -> None:
+    """Make ``registry`` the policies workflow code of this process reads (``worker_policy``);
+    the worker sets it when it is built, a replayer before it replays."""
+    _WORKER_POLICIES[:] = [registry]
+
+
+def worker_policy(version: str, digest: str) -> CollectionPolicy:
+    """The policy a running case recorded, from this process's registry (``set_worker_policies``).
+
+    Workflows read it here instead of carrying it in their history (it is several KB), which is
+    deterministic because a version's file may not change (``PolicyRegistry.checked``).
+
+    Raises:
+        PolicyMismatch: no registry was set, or it lacks the case's policy.
+    """
+    if not _WORKER_POLICIES:
+        raise PolicyMismatch("no policies are configured in this process (set_worker_policies)")
+    return _WORKER_POLICIES[0].checked(version, digest)

@@ -54,26 +54,3 @@ def due_date_problem(case: CaseInput, now: datetime) -> str | None:
             f"got {case.oldest_due_date.isoformat()}"
         )
     return None
-
-
-def ended_case_problem(engine, case: CaseInput) -> str | None:
-    """Why ``case`` cannot open because the case of the same loan and due date already ended
-    (one case per delinquency), or ``None``. Reads ``collection_cases``."""
-    from sqlmodel import Session, select
-
-    from collections_domain.store.models import CollectionCase
-
-    with Session(engine) as db:
-        closed = db.exec(
-            select(CollectionCase).where(
-                CollectionCase.workflow_id == case.workflow_id,
-                CollectionCase.oldest_due_date == case.oldest_due_date,
-                CollectionCase.outcome.is_not(None),  # type: ignore[union-attr]
-            )
-        ).first()
-    if closed is None:
-        return None
-    return (
-        f"oldest_due_date: the case of loan {case.loan_id} due {case.oldest_due_date} already "
-        f"ended as {closed.outcome}; a new case needs a later oldest_due_date"
-    )

@@ -54,7 +54,10 @@ class Borrower(SQLModel, table=True):
 
 
 class Loan(SQLModel, table=True):
-    """A loan as the servicing system describes it (no personal data)."""
+    """A loan of the loan book, as the servicing system describes it (no personal data): its
+    borrower, currency, the borrower's calendar and jurisdiction, and its ``status``
+    (``active``; ``written_off``, ``settled`` or ``closed`` once collections ended it for good).
+    Its schedule is ``loan_instalments``, its payments ``loan_payments``."""
 
     __tablename__ = "loans"
     id: str = Field(primary_key=True, max_length=64)
@@ -62,13 +65,66 @@ class Loan(SQLModel, table=True):
     currency: str = Field(max_length=3)
     instalment_minor: int | None = _minor_units(default=None)
     source: str | None = None
+    # Added with the loan book (issue 11).
+    timezone: str = Field(default="Asia/Shanghai", max_length=64)
+    jurisdiction: str = Field(default="CN", max_length=2)
+    region: str | None = Field(default=None, max_length=10)
+    portfolio: str | None = Field(default=None, max_length=64)
+    status: str = Field(default="active", max_length=20)
+    #: The due date of the oldest instalment not fully paid (``None``: nothing owing), kept by
+    #: the loan book on every change so that the scan finds candidates with one indexed query.
+    oldest_unpaid_due_date: date | None = Field(default=None, index=True)
+    updated_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class LoanInstalmentRecord(SQLModel, table=True):
+    """One instalment of a loan's schedule (the servicing system's id, due date and amounts);
+    ``cancelled_at`` once a schedule adjustment removed it. ``forwarded_to`` is the case (episode)
+    it was sent to as ``instalment_due``, so the scan forwards it once."""
+
+    __tablename__ = "loan_instalments"
+    __table_args__ = (UniqueConstraint("loan_id", "instalment_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    loan_id: str = Field(foreign_key="loans.id", index=True, max_length=64)
+    instalment_id: str = Field(max_length=64)
+    due_date: date = Field(index=True)
+    principal_minor: int = _minor_units(default=0)
+    interest_minor: int = _minor_units(default=0)
+    fees_minor: int = _minor_units(default=0)
+    cancelled_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    forwarded_to: str | None = Field(default=None, max_length=100)
+    updated_at: datetime = Field(sa_column=_utc_column())
+
+
+class LoanPaymentRecord(SQLModel, table=True):
+    """A payment of a loan as the servicing system (or the payment gateway) reported it, whether
+    or not a case was running: ``paid_at`` is its value instant. ``reversed_at`` once it bounced
+    or was charged back. ``case_episode_id``: the case it was sent to, if any."""
+
+    __tablename__ = "loan_payments"
+    __table_args__ = (UniqueConstraint("loan_id", "payment_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    loan_id: str = Field(foreign_key="loans.id", index=True, max_length=64)
+    payment_id: str = Field(max_length=64)
+    amount_minor: int = _minor_units()
+    currency: str = Field(max_length=3)
+    paid_at: datetime = Field(sa_column=_utc_column())
+    received_at: datetime = Field(sa_column=_utc_column())
+    reversed_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    reversal_id: str | None = Field(default=None, max_length=64)
+    reversal_reason: str | None = Field(default=None, max_length=20)
+    case_episode_id: str | None = Field(default=None, max_length=100)
+    #: After a write-off, the payment is a recovery against the written-off amount.
+    recovery: bool = False
+    source: str | None = Field(default=None, max_length=20)
 
 
 class CollectionCase(SQLModel, table=True):
-    """One collections case: a workflow id and the due date it opened for."""
+    """One collections case: a workflow id and the due date it opened for. ``episode_id`` (the
+    workflow's first run id) tells apart the cases of one loan (a loan is cured, falls behind
+    again, or a reversal re-opens it); cases from before the loan ledger have none."""
 
     __tablename__ = "collection_cases"
-    __table_args__ = (UniqueConstraint("workflow_id", "oldest_due_date"),)
     id: int | None = Field(default=None, primary_key=True)
     workflow_id: str = Field(index=True, max_length=80)
     loan_id: str = Field(index=True, max_length=64)
@@ -84,6 +140,45 @@ class CollectionCase(SQLModel, table=True):
     outcome: str | None = None
     opened_at: datetime = Field(sa_column=_utc_column())
     closed_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    # Added with the loan ledger (issue 11).
+    episode_id: str | None = Field(default=None, unique=True, max_length=100)
+    opening_source: str | None = Field(default=None, max_length=20)
+    opening_rule: str | None = Field(default=None, max_length=300)
+    reopened_from: str | None = Field(default=None, max_length=100)
+    portfolio: str | None = Field(default=None, max_length=64)
+    region: str | None = Field(default=None, max_length=10)
+    days_past_due: int | None = None
+    max_days_past_due: int | None = None
+    anchor_due_date: date | None = None
+    principal_minor: int | None = _minor_units(default=None)
+    interest_minor: int | None = _minor_units(default=None)
+    fees_minor: int | None = _minor_units(default=None)
+    penalty_minor: int | None = _minor_units(default=None)
+    credit_minor: int | None = _minor_units(default=None)
+    written_off_minor: int | None = _minor_units(default=None)
+    waived_minor: int | None = _minor_units(default=None)
+
+
+class LedgerEntryRecord(SQLModel, table=True):
+    """A fact that entered a case's ledger (``store.records.LedgerEntryRecorded``): an instalment,
+    a cancellation, an adjustment, a legal line, a relief. The audit trail of what was owed."""
+
+    __tablename__ = "ledger_entries"
+    id: int | None = Field(default=None, primary_key=True)
+    record_key: str = Field(unique=True, max_length=200)
+    workflow_id: str = Field(index=True, max_length=80)
+    episode_id: str | None = Field(default=None, index=True, max_length=100)
+    loan_id: str = Field(index=True, max_length=64)
+    entry: str = Field(max_length=30)
+    ref_id: str = Field(max_length=100)
+    amount_minor: int = _minor_units(default=0)
+    due_date: date | None = None
+    detail: str | None = Field(default=None, max_length=500)
+    principal_minor: int = _minor_units(default=0)
+    interest_minor: int = _minor_units(default=0)
+    fees_minor: int = _minor_units(default=0)
+    penalty_minor: int = _minor_units(default=0)
+    recorded_at: datetime = Field(sa_column=_utc_column())
 
 
 class ContactAttempt(SQLModel, table=True):
@@ -126,6 +221,12 @@ class Payment(SQLModel, table=True):
     currency: str = Field(max_length=3)
     paid_at: datetime = Field(sa_column=_utc_column())
     applied_at: datetime = Field(sa_column=_utc_column())
+    # Added with the loan ledger: its value instant, the case that applied it, its reversal.
+    value_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    episode_id: str | None = Field(default=None, max_length=100)
+    reversed_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    reversal_id: str | None = Field(default=None, max_length=64)
+    reversal_reason: str | None = Field(default=None, max_length=20)
 
 
 class PromiseRecord(SQLModel, table=True):

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from collections_domain.case.contract import Instalment
+from collections_domain.case.contract import CaseInput, Instalment, LoanInstalment, OpeningPayment, PendingSignal
 from collections_domain.rules.compliance import ContactDecision
 from collections_domain.rules.policy import CollectionPolicy
 
@@ -29,6 +29,13 @@ class CaseOpened(BaseModel):
     timezone: str
     jurisdiction: str
     policy_version: str
+    # Added with the loan ledger (issue 11): the case's first run id, why it opened, what it re-opens.
+    episode_id: str | None = None
+    opening_source: str | None = None
+    opening_rule: str | None = None
+    reopened_from: str | None = None
+    portfolio: str | None = None
+    region: str | None = None
 
 
 class CaseProgress(BaseModel):
@@ -40,6 +47,17 @@ class CaseProgress(BaseModel):
     stage: str
     outstanding_minor: int
     outcome: str | None = None
+    # Added with the loan ledger: DPD from the oldest instalment owing, and the amounts by component.
+    days_past_due: int | None = None
+    max_days_past_due: int | None = None
+    anchor_due_date: date | None = None
+    principal_minor: int | None = None
+    interest_minor: int | None = None
+    fees_minor: int | None = None
+    penalty_minor: int | None = None
+    credit_minor: int | None = None
+    written_off_minor: int | None = None
+    waived_minor: int | None = None
 
 
 class PaymentApplied(BaseModel):
@@ -54,6 +72,42 @@ class PaymentApplied(BaseModel):
     overpaid_minor: int
     currency: str
     paid_at: datetime
+    #: Added with the loan ledger: the instant the payment is applied as of (its value date).
+    value_at: datetime | None = None
+
+
+class PaymentReversedRecorded(BaseModel):
+    """A payment applied earlier was reversed (bounced, charged back): it counts as never made."""
+
+    kind: Literal["payment_reversed"] = "payment_reversed"
+    key: str
+    at: datetime
+    payment_id: str
+    reversal_id: str
+    reason: str
+    reversed_at: datetime
+
+
+class LedgerEntryRecorded(BaseModel):
+    """A fact entered the case's ledger: an instalment (``instalment``), a cancelled one
+    (``instalment_cancelled``), a schedule adjustment, a legal line (court costs, a judgment) or
+    a relief (waiver, write-down, settlement). ``ref_id`` is the instalment, adjustment or relief
+    id; amounts in minor units."""
+
+    kind: Literal["ledger_entry"] = "ledger_entry"
+    key: str
+    at: datetime
+    entry: Literal["instalment", "instalment_cancelled", "adjustment", "legal_costs", "judgment", "waiver",
+                   "write_down", "settlement"]
+    ref_id: str
+    amount_minor: int = 0
+    due_date: date | None = None
+    detail: str | None = None
+    #: For lines (instalments, legal lines): the amounts by component.
+    principal_minor: int = 0
+    interest_minor: int = 0
+    fees_minor: int = 0
+    penalty_minor: int = 0
 
 
 class PromiseOpened(BaseModel):
@@ -172,18 +226,23 @@ CaseEvent = Annotated[
     | ContactOutcomeRecorded
     | PauseRecorded
     | CaseWrittenOff
-    | ContactDecisionRecorded,
+    | ContactDecisionRecorded
+    | PaymentReversedRecorded
+    | LedgerEntryRecorded,
     Field(discriminator="kind"),
 ]
 
 
 class CaseRecords(BaseModel):
-    """A batch of events of one case, written in one transaction."""
+    """A batch of events of one case, written in one transaction. ``episode_id`` (the case's
+    first run id) finds the case's row; without it (cases before the loan ledger), the workflow id
+    and ``oldest_due_date`` do."""
 
     workflow_id: str
     loan_id: str
     oldest_due_date: date
     events: list[CaseEvent]
+    episode_id: str | None = None
 
 
 class ContactRequest(BaseModel):
@@ -231,6 +290,56 @@ class ProfileRequest(BaseModel):
     borrower_id: str
     loan_id: str
     as_of: datetime
+
+
+class OpenCaseRequest(BaseModel):
+    """Open a case (activity ``open_case``): its ``case`` input (without a continued state),
+    ``now`` (the workflow's clock), its workflow and first run (``episode_id``) ids, and the
+    payments and reversals that came with it (signal-with-start), which the activity holds for
+    reconciliation if the case cannot open. ``loan_id``: the loan the workflow id names, for a
+    refused input whose own ``loan_id`` is unusable."""
+
+    case: CaseInput
+    now: datetime
+    workflow_id: str
+    episode_id: str
+    signals: list[PendingSignal] = []
+    loan_id: str | None = None
+
+
+class ReopenedFacts(BaseModel):
+    """What a re-opened case starts from: the ledger of the ended case ``reopened_from`` (its
+    first run id) whose payment a reversal now undoes: its instalments and its payments, and
+    ``rule`` saying why (for the opening reason)."""
+
+    reopened_from: str
+    outcome: str
+    instalments: list[LoanInstalment]
+    payments: list[OpeningPayment]
+    rule: str
+
+
+class OpenedCase(BaseModel):
+    """What a case needs from outside before its first step: the policy it runs under (version and
+    the SHA-256 of its file; the workflow reads the policy from its worker by these) and its
+    currency's number of minor-unit digits (CNY 2, JPY 0), for display; ``reopen`` when a reversal
+    re-opens an ended case. Small on purpose: a local activity's result is kept in the history."""
+
+    policy_version: str
+    policy_digest: str
+    currency_exponent: int
+    reopen: ReopenedFacts | None = None
+
+
+class ContactBatch(BaseModel):
+    """The contacts of one ladder step (activity ``run_step_contacts``), run in order, with the
+    case's ``records`` written first (the step's compliance decisions). A contact that fails for
+    good, or still fails on attempt ``max_attempts``, gets ``fallback_action`` instead."""
+
+    requests: list[ContactRequest]
+    records: CaseRecords | None = None
+    fallback_action: str = "manual_review"
+    max_attempts: int = 10
 
 
 class CaseSetup(BaseModel):

@@ -52,8 +52,9 @@ async def test_4xx_is_recorded_and_falls_back_to_manual_review(time_env, harness
     assert all("400" in r.detail and "manual_review queued" in r.detail for r in initial.results)
     assert [r.status for r in deep.results] == ["sent", "sent"]  # the ladder went on
     rows = {row.idempotency_key: row for row in contact_rows(h.engine, case.loan_id)}
-    for action in ("sms_reminder", "email_overdue_notice"):
-        key = f"{case.workflow_id}:{due}:initial:{action}"
+    for result in initial.results:
+        key = result.idempotency_key
+        assert key.startswith(f"{case.workflow_id}:") and key.endswith(f":{due}:initial:{result.action}")
         assert rows[key].status == "failed" and "400" in rows[key].last_error
         fallback = rows[f"{key}:fallback"]
         assert (fallback.action, fallback.backend, fallback.status) == ("manual_review", "record", "recorded")

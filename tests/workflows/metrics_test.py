@@ -110,7 +110,8 @@ async def test_sdk_and_product_metrics_on_one_endpoint(metrics_env, harness_fact
 
     # The SDK's own metrics (names as the Rust core exports them, without a _total suffix).
     assert total(samples, "temporal_workflow_completed", workflow_type="LoanCollectionWorkflow", **queue) == 1
-    assert total(samples, "temporal_activity_execution_latency_count", activity_type="send_sms", **queue) == 1
+    # A ladder step's contacts run in one local activity (two steps: two runs).
+    assert total(samples, "temporal_local_activity_execution_latency_count", activity_type="run_step_contacts", **queue) == 2
     assert total(samples, "temporal_workflow_task_execution_latency_count", **queue) > 0
     assert total(samples, "temporal_request", operation="StartWorkflowExecution") >= 1
 
@@ -127,7 +128,7 @@ async def test_sdk_and_product_metrics_on_one_endpoint(metrics_env, harness_fact
     assert total(samples, "collections_promises_broken", jurisdiction="CN", **queue) == 1
     assert total(samples, "collections_signals_rejected", signal="payment_received", field="amount_minor", **queue) == 1
     assert total(samples, "collections_cases_closed", outcome="cured", jurisdiction="CN", **queue) == 1
-    assert total(samples, "collections_contact_deliveries", action="sms_reminder", channel="sms", backend="record", result="recorded", activity_type="send_sms", **queue) == 1
+    assert total(samples, "collections_contact_deliveries", action="sms_reminder", channel="sms", backend="record", result="recorded", activity_type="run_step_contacts", **queue) == 1
     # No ids in labels: nothing names the loan.
     assert case.loan_id not in response.text
 
@@ -135,7 +136,8 @@ async def test_sdk_and_product_metrics_on_one_endpoint(metrics_env, harness_fact
     # workflow's lines (workflow.logger) its ids; no borrower contact details.
     records = lines(json_logs)
     contact = [r for r in records if r["event"] == "contact.done" and r.get("loan_id") == case.loan_id]
-    assert {r["activity"] for r in contact} >= {"send_sms", "send_email", "create_agent_task", "issue_demand_letter"}
+    assert {r["action"] for r in contact} == {"sms_reminder", "email_overdue_notice", "agent_call", "demand_letter"}
+    assert {r["activity"] for r in contact} == {"run_step_contacts"}
     assert all(r["workflow_id"] == case.workflow_id and r["run_id"] and r["attempt"] == 1 for r in contact)
     opened = [r for r in records if r["event"] == "case.opened" and r.get("workflow_id") == case.workflow_id]
     assert opened and opened[0]["loan_id"] == case.loan_id and opened[0]["logger"] == "temporalio.workflow"
