@@ -64,6 +64,30 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: The most instalments or payments one request carries (a request body is at most 64 KB; a loan
+#: with more comes through the loan book's CSV file).
+MAX_LINES = 200
+
+
+class InstalmentRequest(Strict):
+    """One instalment of the loan (``LoanInstalment``): amounts in minor units due on a local date."""
+
+    instalment_id: IdStr
+    due_date: IsoDate
+    principal_minor: Minor = 0
+    interest_minor: Minor = 0
+    fees_minor: Minor = 0
+    penalty_minor: Minor = 0
+
+
+class OpeningPaymentRequest(Strict):
+    """A payment made before the case opens (``OpeningPayment``), as of its ``paid_at``."""
+
+    payment_id: IdStr
+    amount_minor: PositiveMinor
+    paid_at: Instant
+
+
 class CaseOpenRequest(Strict):
     """Open a collections case for a delinquent loan (CONTRACT.md "Workflow" input)."""
 
@@ -79,6 +103,15 @@ class CaseOpenRequest(Strict):
     policy_version: str | None = Field(None, min_length=1, max_length=64, description="Default: the current policy.")
     region: str | None = Field(None, pattern=REGION_PATTERN,
                                description="The borrower's ISO 3166-2 region (CN-SH, US-NY...), for filtering by Region.")
+    portfolio: str | None = Field(None, pattern=ID_PATTERN,
+                                  description="The loan book's portfolio; the policy may switch accrual off for it "
+                                              "(`no-accrual`, `home-credit`).")
+    instalments: list[InstalmentRequest] = Field(
+        default_factory=list, max_length=MAX_LINES,
+        description="The loan's instalments due and unpaid (instead of the three amounts): each applied once per id.")
+    payments: list[OpeningPaymentRequest] = Field(
+        default_factory=list, max_length=MAX_LINES,
+        description="Payments made on those instalments before the case opens (allocated by the policy's waterfall).")
 
     @field_validator("oldest_due_date")
     @classmethod

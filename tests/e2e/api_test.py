@@ -45,10 +45,11 @@ async def api(local_env, harness_factory):
 
 
 def case_body(loan_id: str, *, dpd: int, amount_minor: int = 250_000, tz: str | None = None, **extra) -> dict:
+    """A case for the API, in a portfolio that accrues nothing (so the amounts stay round)."""
     tz = tz or zone_in_contact_window()
     today = calendar.local_date(datetime.now(UTC), tz)
     return {"loan_id": loan_id, "borrower_id": "B-api", "principal_due_minor": amount_minor,
-            "oldest_due_date": str(today - timedelta(days=dpd)), "timezone": tz, **extra}
+            "oldest_due_date": str(today - timedelta(days=dpd)), "timezone": tz, "portfolio": "no-accrual", **extra}
 
 
 def loan(prefix: str) -> str:
