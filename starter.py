@@ -12,9 +12,9 @@ import json
 import os
 import signal
 import sys
-import time
+import time as wallclock
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from pydantic import ValidationError
 from sqlmodel import Session
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -31,7 +32,24 @@ from collections_domain.ops import devserver
 from collections_domain.portfolio import home_credit
 from collections_domain.rules.calendar import daytime_zone
 from collections_domain.case.children import LegalStatusUpdate
-from collections_domain.case.contract import WORKFLOW_ID_PREFIX, CaseInput, CaseStatus, PaymentReceived, PromiseToPay, describe_errors
+from collections_domain.case.contract import (
+    WORKFLOW_ID_PREFIX,
+    CaseInput,
+    CaseStatus,
+    LoanInstalment,
+    PaymentReceived,
+    PaymentReversed,
+    PromiseToPay,
+    ScheduleAdjusted,
+    describe_errors,
+)
+from collections_domain.portfolio.servicing import (
+    deliver_adjustment,
+    deliver_instalment,
+    deliver_payment,
+    deliver_reversal,
+    running_run,
+)
 from collections_domain.client import (
     UpdateRejected,
     case_handle,
@@ -43,7 +61,6 @@ from collections_domain.client import (
     propose_plan,
     record_contact_outcome,
     send_case_signal,
-    send_payment,
     send_promise,
     start_case,
 )
@@ -144,7 +161,7 @@ def demo(
         console.print(f"HTTP API on http://{settings.api_host}:{settings.api_port} "
                       f"(docs http://{settings.api_host}:{settings.api_port}/docs, log {logs / 'api.log'})")
         _load(limit=cases, anchor=anchor, csv=None)
-        time.sleep(2)
+        wallclock.sleep(2)
         if worker.poll() is not None:
             _fail(f"the worker exited with code {worker.returncode}; see {logs / 'worker.log'}")
         console.print()
@@ -166,7 +183,7 @@ def demo(
                 _fail(f"the worker exited with code {worker.returncode}; see {logs / 'worker.log'}")
             if api.poll() is not None:
                 _fail(f"the HTTP API exited with code {api.returncode}; see {logs / 'api.log'}")
-            time.sleep(1)
+            wallclock.sleep(1)
     except KeyboardInterrupt:
         pass
     finally:
@@ -187,8 +204,8 @@ def _wait_for_api(settings, process, log_file: Path, timeout_seconds: float = 60
     """Wait until the API answers ``/healthz``; fail naming its log if it exits or never answers."""
     import httpx
 
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
+    deadline = wallclock.monotonic() + timeout_seconds
+    while wallclock.monotonic() < deadline:
         if process.poll() is not None:
             _fail(f"the HTTP API exited with code {process.returncode}; see {log_file}")
         try:
@@ -196,7 +213,7 @@ def _wait_for_api(settings, process, log_file: Path, timeout_seconds: float = 60
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.3)
+        wallclock.sleep(0.3)
     _fail(f"the HTTP API did not answer on port {settings.api_port} in {timeout_seconds:.0f}s; see {log_file}")
 
 
@@ -226,11 +243,15 @@ def start_case_command(
     jurisdiction: Annotated[str, typer.Option(help="CN, US or UK.")] = "CN",
     policy_version: Annotated[str | None, typer.Option(help="Policy version (default: the current policy).")] = None,
     region: Annotated[str | None, typer.Option(help="The borrower's ISO 3166-2 region, e.g. CN-SH (search attribute Region).")] = None,
+    portfolio: Annotated[str | None, typer.Option(help="The loan book's portfolio (the policy may switch accrual off for it: no-accrual).")] = None,
 ) -> None:
-    """Open a collections case (if the loan's case is already running, nothing changes)."""
+    """Open a collections case for a loan with one overdue instalment (the contract's input). If
+    the loan's case is already running, nothing changes; a loan with several instalments opens
+    from the loan book (``loan-import``, ``scan``)."""
     due = _parse_date(oldest_due_date, "oldest_due_date")
     try:
         case = CaseInput.checked(
+            portfolio=portfolio,
             loan_id=loan_id,
             borrower_id=borrower_id,
             currency=currency,
@@ -342,81 +363,71 @@ def _load(*, limit: int, anchor: str | None, csv: Path | None) -> None:
 def pay(
     loan_id: LoanId,
     amount_minor: Annotated[int, typer.Argument(help="Amount in minor units (fen, cents); for a negative test value write -- -5.")],
-    currency: Annotated[str | None, typer.Option(help="Currency (default: the case's own).")] = None,
+    currency: Annotated[str | None, typer.Option(help="Currency (default: the case's or the loan book's own).")] = None,
     payment_id: Annotated[str | None, typer.Option(help="The payment's id (default: a new one).")] = None,
-    paid_at: Annotated[str | None, typer.Option(help="When it was paid, RFC 3339 with offset (default: now).")] = None,
+    paid_at: Annotated[str | None, typer.Option(help="When it was paid, RFC 3339 with offset (default: now): applied as of then.")] = None,
 ) -> None:
-    """Send a payment_received signal to a loan's case."""
+    """A payment of a loan: to its running case, else to the loan book, else held for reconciliation."""
     loan_id = _loan_id(loan_id)
-    when = datetime.now(UTC)
-    if paid_at:
-        try:
-            when = datetime.fromisoformat(paid_at)
-        except ValueError:
-            _fail(f"paid_at: must be an RFC 3339 instant such as 2026-12-01T10:00:00+08:00, got {paid_at!r}")
-        if when.tzinfo is None:
-            _fail(f"paid_at: must carry a UTC offset, such as +08:00 or Z, got {paid_at!r}")
+    when = _parse_instant(paid_at, "paid_at") if paid_at else datetime.now(UTC)
 
     async def run() -> None:
         client = await _client()
         try:
-            running = await _latest_run_status(client, loan_id)
-            if running != WorkflowExecutionStatus.RUNNING:
-                _hold(loan_id, running, amount_minor, currency, payment_id, when)
-                return
-            case_currency = currency or (await case_status(client, loan_id)).currency
-            payment = PaymentReceived(
-                payment_id=payment_id or f"cli-{uuid.uuid4().hex[:12]}",
-                amount_minor=amount_minor,
-                currency=case_currency,
-                paid_at=when,
-            )
-            await send_payment(client, loan_id, payment)
+            payment = _checked(PaymentReceived, payment_id=payment_id or f"cli-{uuid.uuid4().hex[:12]}",
+                               amount_minor=amount_minor, currency=currency or await _currency_of(client, loan_id),
+                               paid_at=when)
+            delivery = await deliver_payment(client, _engine(), _policy(), loan_id, payment, source="cli")
         except RPCError as err:
             _fail(_rpc_message(err, loan_id))
         except ValueError as err:
             _fail(str(err))
-        console.print(f"Sent payment {payment.payment_id}: {amount_minor} {case_currency} minor units to {loan_id}.")
-        console.print(f"Check it was applied:  {_me()} status {loan_id}")
+        _print_delivery(delivery, f"{amount_minor} {payment.currency} minor units")
 
     asyncio.run(run())
 
 
-async def _latest_run_status(client: Client, loan_id: str) -> WorkflowExecutionStatus | None:
-    """The status of the loan's latest case run; ``None`` when it never had one."""
+def _parse_instant(value: str, field: str) -> datetime:
     try:
-        return (await case_handle(client, loan_id).describe()).status
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"{field}: must be an RFC 3339 instant such as 2026-12-01T10:00:00+08:00, got {value!r}")
+    if when.tzinfo is None:
+        _fail(f"{field}: must carry a UTC offset, such as +08:00 or Z, got {value!r}")
+    return when
 
 
-def _hold(loan_id: str, status, amount_minor: int, currency: str | None, payment_id: str | None, when: datetime) -> None:
-    """Hold a payment for a loan with no running case in ``unmatched_payments`` (as the HTTP API does)."""
-    from collections_domain.store.reconciliation import hold_payment
-
-    what = "never had a collections case" if status is None else "has no running collections case (it closed)"
-    if amount_minor <= 0:
-        _fail(f"amount_minor: must be a positive number of minor units to hold, got {amount_minor}")
-    if currency is None:
-        _fail(f"loan {loan_id!r} {what}; to hold the payment for reconciliation, give its --currency")
-    import re
-
-    from collections_domain.case.contract import CURRENCY_PATTERN, ID_PATTERN
-
-    if not re.fullmatch(CURRENCY_PATTERN, currency):
-        _fail(f"currency: must be a 3-letter ISO 4217 code in capitals, such as CNY, got {currency!r}")
-    payment_id = payment_id or f"cli-{uuid.uuid4().hex[:12]}"
-    if not re.fullmatch(ID_PATTERN, payment_id):
-        _fail("payment_id: must be 1-64 characters, each a letter, a digit, '-', '_' or '.'")
+def _checked(model, **fields):
+    """``model(**fields)``, or exit naming each field and rule it breaks (the API's own models)."""
     try:
-        stored = hold_payment(_engine(), loan_id=loan_id, payment_id=payment_id, amount_minor=amount_minor,
-                              currency=currency, paid_at=when, reason="no_case" if status is None else "case_closed")
-    except ValueError as err:
-        _fail(str(err))
-    console.print(f"Loan {loan_id} {what}: payment {payment_id} ({amount_minor} {currency} minor units) "
-                  f"{'is held' if stored else 'was already held'} for reconciliation (table unmatched_payments).")
+        return model.model_validate(fields)
+    except ValidationError as err:
+        _fail("; ".join(describe_errors(err)))
+
+
+async def _currency_of(client: Client, loan_id: str) -> str:
+    """The running case's currency, else the loan book's; exits asking for --currency without either."""
+    status_now, _ = await running_run(client, loan_id)
+    if status_now == WorkflowExecutionStatus.RUNNING:
+        return (await case_status(client, loan_id)).currency
+    with Session(_engine()) as db:
+        loan = db.get(Loan, loan_id)
+    if loan is None:
+        what = "never had a collections case" if status_now is None else "has no running collections case (it closed)"
+        _fail(f"loan {loan_id!r} {what} and is not in the loan book; to hold the payment for reconciliation, give its --currency")
+    return loan.currency
+
+
+def _print_delivery(delivery, what: str) -> None:
+    where = {
+        "delivered": "sent to its case",
+        "reopened": "re-opened its ended case",
+        "recorded_in_book": "recorded in the loan book",
+        "held_for_reconciliation": "held for reconciliation (table unmatched_payments)",
+    }[delivery.status]
+    console.print(f"{delivery.signal} {delivery.id} ({what}) for {delivery.loan_id}: {where}. {delivery.detail}.")
+    if delivery.status in ("delivered", "reopened"):
+        console.print(f"Check it was applied:  {_me()} status {delivery.loan_id}")
 
 
 @app.command()
@@ -762,12 +773,18 @@ def legal_status_command(
     status_name: Annotated[str, typer.Option("--status", help="lawyers_letter_sent, suit_filed, judgment or settled.")],
     event_id: Annotated[str | None, typer.Option(help="The event's id (default: a new one).")] = None,
     occurred_on: Annotated[str | None, typer.Option(help="The local date it happened, YYYY-MM-DD.")] = None,
+    awarded_minor: Annotated[int | None, typer.Option(help="judgment: what the court awarded for the debt, minor units.")] = None,
+    court_costs_minor: Annotated[int | None, typer.Option(help="judgment: court costs the borrower owes, minor units.")] = None,
 ) -> None:
-    """Record a state of the case's legal referral (signal legal_status to its child workflow)."""
+    """Record a state of the case's legal referral (signal legal_status to its child workflow); a
+    judgment's award and court costs enter the case's ledger, a settlement ends it settled."""
     loan_id = _loan_id(loan_id)
     payload: dict = {"event_id": event_id or f"legal-{uuid.uuid4().hex[:8]}", "status": status_name}
     if occurred_on:
         payload["occurred_on"] = str(_parse_date(occurred_on, "occurred_on"))
+    for key, value in (("awarded_minor", awarded_minor), ("court_costs_minor", court_costs_minor)):
+        if value is not None:
+            payload[key] = value
     try:
         LegalStatusUpdate.model_validate(payload)
     except ValueError as err:
@@ -944,6 +961,207 @@ def audit_command(
         for jurisdiction, decision, rule, count in summary(rows):
             counts.add_row(jurisdiction, decision, rule, str(count))
         console.print(counts)
+
+
+# -- the loan book: loans, instalments, reversals, adjustments, the delinquency scan -------------
+
+
+def _policy():
+    from collections_domain.rules.policy import PolicyRegistry
+
+    return PolicyRegistry.from_settings(get_settings().collections_policy).current
+
+
+def _run_delivery(loan_id: str, deliver, what: str) -> None:
+    async def run() -> None:
+        client = await _client()
+        try:
+            delivery = await deliver(client)
+        except RPCError as err:
+            _fail(_rpc_message(err, loan_id))
+        except (LookupError, ValueError) as err:
+            _fail(str(err).strip("'\""))
+        _print_delivery(delivery, what)
+
+    asyncio.run(run())
+
+
+@app.command("reverse")
+def reverse_command(
+    loan_id: LoanId,
+    payment_id: Annotated[str, typer.Option(help="The payment that bounced or was charged back.")],
+    reason: Annotated[str, typer.Option(help="bounced, chargeback, error or other.")] = "bounced",
+    reversal_id: Annotated[str | None, typer.Option(help="The reversal's id (default: a new one).")] = None,
+    reversed_at: Annotated[str | None, typer.Option(help="When, RFC 3339 with an offset (default: now).")] = None,
+) -> None:
+    """Reverse a payment (signal payment_reversed): the running case undoes it; a case that ended
+    because of it (cured, settled) re-opens from its own ledger; the loan book marks it."""
+    loan_id = _loan_id(loan_id)
+    reversal = _checked(PaymentReversed, reversal_id=reversal_id or f"rev-{uuid.uuid4().hex[:10]}", payment_id=payment_id,
+                        reason=reason, reversed_at=_parse_instant(reversed_at, "reversed_at") if reversed_at else None)
+    _run_delivery(loan_id, lambda client: deliver_reversal(client, _engine(), _policy(), loan_id, reversal,
+                                                           task_queue=get_settings().temporal_task_queue),
+                  f"of payment {payment_id}, {reason}")
+
+
+@app.command("instalment")
+def instalment_command(
+    loan_id: LoanId,
+    instalment_id: Annotated[str, typer.Option(help="The servicing system's id of the instalment.")],
+    due_date: Annotated[str, typer.Option(help="Its due date, YYYY-MM-DD (borrower's calendar).")],
+    principal_minor: Annotated[int, typer.Option(help="Principal due, minor units.")] = 0,
+    interest_minor: Annotated[int, typer.Option(help="Interest due, minor units.")] = 0,
+    fees_minor: Annotated[int, typer.Option(help="Fees due, minor units.")] = 0,
+) -> None:
+    """An instalment of the loan fell due (signal instalment_due to its running case, and the loan book)."""
+    loan_id = _loan_id(loan_id)
+    line = _checked(LoanInstalment, instalment_id=instalment_id, due_date=_parse_date(due_date, "due_date"),
+                    principal_minor=principal_minor, interest_minor=interest_minor, fees_minor=fees_minor)
+    if line.problem():
+        _fail(line.problem())
+    _run_delivery(loan_id, lambda client: deliver_instalment(client, _engine(), _policy(), loan_id, line),
+                  f"due {line.due_date}, {line.total_minor} minor units")
+
+
+def _instalment_spec(spec: str) -> dict:
+    parts = spec.split(":")
+    if len(parts) < 3 or len(parts) > 5:
+        _fail(f"add: must be ID:YYYY-MM-DD:PRINCIPAL[:INTEREST[:FEES]] in minor units, got {spec!r}")
+    numbers = []
+    for name, value in zip(("principal_minor", "interest_minor", "fees_minor"), parts[2:]):
+        try:
+            numbers.append((name, int(value)))
+        except ValueError:
+            _fail(f"add.{name}: must be a whole number of minor units, got {value!r}")
+    return {"instalment_id": parts[0], "due_date": str(_parse_date(parts[1], "add.due_date")), **dict(numbers)}
+
+
+@app.command("adjust")
+def adjust_command(
+    loan_id: LoanId,
+    reason_code: Annotated[str, typer.Option(help="restructure, cancellation, correction or other.")],
+    cancel: Annotated[list[str] | None, typer.Option(help="An instalment id to cancel (repeatable).")] = None,
+    add: Annotated[list[str] | None, typer.Option(help="A new instalment ID:YYYY-MM-DD:PRINCIPAL[:INTEREST[:FEES]] (repeatable).")] = None,
+    adjustment_id: Annotated[str | None, typer.Option(help="The adjustment's id (default: a new one).")] = None,
+    reference: Annotated[str | None, typer.Option(help="The servicing system's record id (an id, no free text).")] = None,
+) -> None:
+    """Change the loan's schedule (signal schedule_adjusted): cancel instalments, add new ones."""
+    loan_id = _loan_id(loan_id)
+    adjustment = _checked(ScheduleAdjusted, adjustment_id=adjustment_id or f"adj-{uuid.uuid4().hex[:10]}",
+                          reason_code=reason_code, reference=reference, cancel=list(cancel or []),
+                          add=[_instalment_spec(spec) for spec in add or []])
+    _run_delivery(loan_id, lambda client: deliver_adjustment(client, _engine(), _policy(), loan_id, adjustment),
+                  f"{reason_code}: cancel {list(cancel or [])}, add {len(add or [])}")
+
+
+@app.command("loan-import")
+def loan_import_command(
+    path: Annotated[Path, typer.Argument(help="The servicing system's CSV (UTF-8, a byte-order mark is fine).")],
+) -> None:
+    """Import the loan book's nightly file: loans, instalments, payments and reversals, one
+    ``record`` a row (columns: portfolio.loan_book.CSV_COLUMNS). Refused rows are listed by line
+    and column; the others are imported. Running it again changes nothing."""
+    from collections_domain.portfolio import loan_book
+
+    try:
+        report = loan_book.import_csv(_engine(), _policy(), path)
+    except OSError as err:
+        _fail(f"{path}: {err.strerror or err}")
+    console.print(f"Imported {path}: {report.loans} new loan(s), {report.instalments} instalment(s), "
+                  f"{report.payments} payment(s), {report.reversals} reversal(s); {report.unchanged} row(s) already there.")
+    for error in report.errors:
+        err_console.print(f"[yellow]refused[/yellow] {error}")
+    console.print(f"The scan opens cases for the overdue ones:  {_me()} scan")
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@app.command("loan")
+def loan_command(loan_id: LoanId, as_json: Annotated[bool, typer.Option("--json", help="Print the ledger view as JSON.")] = False) -> None:
+    """Show a loan of the loan book: its instalments, payments and what they add up to now."""
+    from collections_domain.portfolio import loan_book
+
+    book = loan_book.read_loan(_engine(), _loan_id(loan_id), _policy())
+    if book is None:
+        _fail(f"loan_id: loan {loan_id} is not in the loan book", code=1)
+    view = book.view
+    if as_json:
+        print(view.model_dump_json(indent=2))
+        return
+    loan = book.loan
+    console.print(f"Loan {loan.id} ({loan.status}) of borrower {loan.borrower_id}, {loan.currency}, {loan.timezone}, "
+                  f"{loan.jurisdiction}, portfolio {loan.portfolio or '-'}: DPD {view.days_past_due}, outstanding "
+                  f"{view.outstanding.total} (overdue {view.overdue.total}), credit {view.credit_minor}")
+    table = Table("instalment", "due", "status", "charged", "outstanding", "paid", "DPD")
+    for line in view.lines:
+        table.add_row(line.instalment_id, str(line.due_date), line.status, str(line.charged.total),
+                      str(line.outstanding.total), str(line.paid_minor), str(line.days_past_due))
+    console.print(table)
+    if view.payments:
+        paid = Table("payment", "amount", "value date (UTC)", "status", "allocated")
+        for payment in view.payments:
+            paid.add_row(payment.payment_id, str(payment.amount_minor), f"{payment.value_at:%Y-%m-%d %H:%M}", payment.status,
+                         ", ".join(f"{a.instalment_id}/{a.component} {a.amount_minor}" for a in payment.allocations))
+        console.print(paid)
+
+
+@app.command("scan")
+def scan_command(
+    zone: Annotated[str | None, typer.Option("--zone", help="Only this IANA time zone's loans (default: all).")] = None,
+) -> None:
+    """Run the delinquency scan now: open a case for every overdue loan of the book (policy
+    [identification]) and bring running cases what the book learned. Safe to run again."""
+    from collections_domain.portfolio.scan import ScanRequest, scan_page
+
+    async def run() -> None:
+        client = await _client()
+        request = ScanRequest(time_zone=zone, scan_id=f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+        opened, forwarded, current = [], {}, 0
+        while True:
+            page = await scan_page(_engine(), client, _policy(), request, task_queue=get_settings().temporal_task_queue)
+            opened += [(loan, page.reasons[loan]) for loan in page.opened]
+            forwarded.update(page.forwarded)
+            current += len(page.current) + len(page.below_minimum)
+            for error in page.errors:
+                err_console.print(f"[yellow]not scanned[/yellow] {error}")
+            if page.next_after is None:
+                break
+            request = request.model_copy(update={"after": page.next_after})
+        for loan, reason in opened:
+            console.print(f"opened  {loan}: {reason}")
+        for loan, sent in forwarded.items():
+            console.print(f"sent    {loan}: {', '.join(sent)}")
+        console.print(f"Scan {request.scan_id}: {len(opened)} case(s) opened, {len(forwarded)} running case(s) updated, "
+                      f"{current} loan(s) looked at and left (current or under the minimum).")
+
+    asyncio.run(run())
+
+
+@app.command("scan-schedules")
+def scan_schedules_command(
+    zone: Annotated[list[str] | None, typer.Option("--zone", help="A time zone to scan (repeatable; default: every zone of the book).")] = None,
+) -> None:
+    """Install (or update) the Temporal Schedules that run the delinquency scan daily in each time
+    zone at SCAN_LOCAL_TIME on its own clock (default 00:30)."""
+    from collections_domain.portfolio.scan import book_time_zones
+    from collections_domain.portfolio.schedules import ensure_scan_schedules
+
+    settings = get_settings()
+    zones = list(zone or []) or book_time_zones(_engine())
+    if not zones:
+        _fail("no time zone: the loan book is empty; give --zone")
+    hours, minutes = (int(part) for part in settings.scan_local_time.split(":"))
+
+    async def run() -> None:
+        client = await _client()
+        try:
+            ids = await ensure_scan_schedules(client, zones, time(hours, minutes), settings.temporal_task_queue)
+        except ValueError as err:
+            _fail(str(err))
+        for schedule in ids:
+            console.print(f"schedule {schedule}: daily at {settings.scan_local_time} local")
+
+    asyncio.run(run())
 
 
 # -- simulation --------------------------------------------------------------------------------

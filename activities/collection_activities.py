@@ -16,10 +16,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.delivery import Delivery, DeliveryBackend, RecordDelivery
 from collections_domain.case.contract import CaseInput
+from collections_domain.portfolio.scan import ScanPage, ScanRequest, scan_page
 from collections_domain.store.db import session
 from collections_domain.ops.logs import get_logger
 from collections_domain.ops.metrics import CONTACT_DELIVERIES, count_in_activity
@@ -85,12 +87,34 @@ def _attempt(db: Any, idempotency_key: str) -> ContactAttempt | None:
 
 
 class CollectionActivities:
-    """Activities with their clients: a database engine, a delivery back-end and the policies."""
+    """Activities with their clients: a database engine, a delivery back-end, the policies, and
+    (for the delinquency scan, which starts cases) a Temporal client and the cases' task queue."""
 
-    def __init__(self, engine: Engine, delivery: DeliveryBackend, policies: PolicyRegistry):
+    def __init__(self, engine: Engine, delivery: DeliveryBackend, policies: PolicyRegistry,
+                 client: Client | None = None, task_queue: str | None = None):
         self.engine = engine
         self.delivery = delivery
         self.policies = policies
+        self.client = client
+        self.task_queue = task_queue
+
+    # -- the delinquency scan (an async activity: it starts and signals cases) -----------------
+
+    @activity.defn(name="scan_loans")
+    async def scan_loans(self, request: ScanRequest) -> ScanPage:
+        """Scan one page of the loan book (``portfolio.scan.scan_page``): open the cases of overdue
+        loans and forward to running cases what the book learned. Idempotent, so a retried page
+        opens nothing twice.
+
+        Raises:
+            ApplicationError: non-retryable, type ``ScanNotConfigured``, on a worker built without
+                a Temporal client.
+        """
+        if self.client is None:
+            raise ApplicationError("scan_loans: this worker has no Temporal client", type="ScanNotConfigured",
+                                   non_retryable=True)
+        return await scan_page(self.engine, self.client, self.policies.current, request,
+                               task_queue=request.task_queue or self.task_queue or "collections")
 
     # -- case bookkeeping (run as local activities: cheap, retried by the worker) -------------
 

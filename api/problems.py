@@ -158,10 +158,14 @@ async def handle_http(request: Request, exc: StarletteHTTPException) -> JSONResp
 
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at the request's path (for a 405's ``Allow``)."""
+    from fastapi import routing
     from starlette.routing import Match
 
+    # FastAPI >= 0.16x keeps an included router as one wrapper route; walk the routes it holds.
+    flatten = getattr(routing, "iter_route_contexts", None)
+    routes = flatten(request.app.routes) if flatten else request.app.routes
     methods: set[str] = set()
-    for route in request.app.routes:
+    for route in routes:
         match, _ = route.matches({**request.scope, "method": "GET"})
         route_methods = getattr(route, "methods", None) or set()
         if match != Match.NONE:  # FULL: a GET route; PARTIAL: the path matched, not the method

@@ -10,6 +10,7 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
+from typing import Any
 
 from babel.numbers import get_currency_precision
 from pydantic import ValidationError
@@ -34,6 +35,8 @@ from collections_domain.case.contract import (
     DisputeOpened,
     DisputeResolved,
     Hardship,
+    InstalmentDue,
+    LoanInstalment,
     PaymentReceived,
     PlanAccepted,
     PlanProposal,
@@ -99,18 +102,30 @@ def _default_policies(policy_path: str | None) -> PolicyRegistry:
     return PolicyRegistry.from_settings(policy_path)
 
 
+def with_instalments(case: CaseInput) -> CaseInput:
+    """``case`` with its instalments listed (the contract's original shape, one oldest due date
+    and its amounts, becomes its one instalment): what this project's clients send, so that a new
+    case needs no marker to choose the case core."""
+    if case.instalments:
+        return case
+    return case.model_copy(update={"instalments": case.loan_instalments()})
+
+
 async def start_case(
     client: Client,
     case: CaseInput,
     *,
     task_queue: str | None = None,
     first_payment: PaymentReceived | None = None,
+    start_signal: tuple[str, Any] | None = None,
     policies: PolicyRegistry | None = None,
     now: datetime | None = None,
 ) -> WorkflowHandle:
     """Open ``case`` (or return the running one: starting twice is a no-op).
 
-    With ``first_payment``, uses signal-with-start so the payment is applied before any step.
+    The input is sent in its instalment form (``with_instalments``). With ``first_payment`` (or
+    any ``start_signal``, ``(name, payload)``), uses signal-with-start so that the signal is
+    applied before any step (a reversal sent this way re-opens an ended case it names).
     ``policies`` are the ones the input is checked against (default: this process's settings;
     the worker checks again against its own). With ``now`` (the caller's clock, UTC), a due
     date after the borrower's local today is refused here too; the workflow always checks it
@@ -125,9 +140,12 @@ async def start_case(
     problem = due_date_problem(case, now) if (now is not None and not problems) else None
     if problems or problem:
         raise ValueError("; ".join(problems or [problem]))
-    extra = {}
+    case = with_instalments(case)
+    extra: dict[str, Any] = {}
     if first_payment is not None:
-        extra = {"start_signal": "payment_received", "start_signal_args": [first_payment]}
+        start_signal = ("payment_received", first_payment)
+    if start_signal is not None:
+        extra = {"start_signal": start_signal[0], "start_signal_args": [start_signal[1]]}
     return await client.start_workflow(
         WORKFLOW_TYPE,
         case,
@@ -358,13 +376,18 @@ def contact_history(engine, loan_id: str) -> list[dict]:
     return sorted(rows, key=lambda row: row["at"])
 
 
+#: Input fields a case carries along rather than describes the loan with.
+CARRIED_FIELDS = {"resume", "core", "instalments", "payments", "opening_reason", "reopened_from"}
+
+
 async def input_differences(handle: WorkflowHandle, case: CaseInput) -> list[str]:
     """Fields of ``case`` whose values differ from the running case's own input, as
     ``"field: running X, given Y"`` strings."""
     history = await handle.fetch_history()
     started = history.events[0].workflow_execution_started_event_attributes
     original = json.loads(started.input.payloads[0].data) if started.input.payloads else {}
-    wanted = json.loads(case.model_dump_json(exclude={"resume"}))
+    # The loan's own fields; its instalments are compared by ``missing_instalments``.
+    wanted = json.loads(case.model_dump_json(exclude=CARRIED_FIELDS))
     return [
         f"{name}: running {original.get(name)!r}, given {value!r}"
         for name, value in wanted.items()
@@ -381,3 +404,18 @@ async def failure_of(handle: WorkflowHandle) -> str:
     if last.HasField("workflow_execution_failed_event_attributes"):
         return last.workflow_execution_failed_event_attributes.failure.message
     return EventType.Name(last.event_type).removeprefix("EVENT_TYPE_WORKFLOW_EXECUTION_").lower()
+
+
+async def missing_instalments(client: Client, case: CaseInput) -> list[LoanInstalment]:
+    """The instalments of ``case`` that the loan's running case lacks (by ``instalment_id``)."""
+    running = await case_status(client, case.loan_id)
+    known = {line.instalment_id for line in running.ledger.lines} if running.ledger else set()
+    if not running.ledger:  # a case from before the loan ledger: its one instalment is its due date
+        known = {f"due-{running.oldest_due_date.isoformat()}"}
+    return [line for line in with_instalments(case).instalments if line.instalment_id not in known]
+
+
+async def send_instalment(client: Client, loan_id: str, instalment: InstalmentDue | LoanInstalment) -> None:
+    """Signal ``instalment_due`` to ``loan_id``'s case."""
+    payload = instalment if isinstance(instalment, InstalmentDue) else InstalmentDue(**instalment.model_dump())
+    await case_handle(client, loan_id).signal("instalment_due", payload)

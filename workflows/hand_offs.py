@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.collection_activities import CollectionActivities
     from collections_domain.rules import calendar
-    from collections_domain.case.contract import describe_errors
+    from collections_domain.case.contract import LegalStatusChanged, describe_errors
     from collections_domain.case.children import (
         ChildClosed,
         LEGAL_STATES,
@@ -39,6 +39,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from collections_domain.store.records import CaseRecords, HandOffEvent, HandOffRequest, SignalRejected
 
+#: Patch id of the change that passes judgments and settlements on to the case (the loan ledger).
+PATCH_LEGAL_MONEY = "legal-money-to-case"
 CONTACT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
     backoff_coefficient=2.0,
@@ -266,6 +268,19 @@ class LegalReferralWorkflow:
             self._last_date = update.occurred_on
         self._seen_event_ids.append(update.event_id)
         await self._record(update.status, None, update.occurred_on)
+        if update.status in ("judgment", "settled") and workflow.patched(PATCH_LEGAL_MONEY):
+            await self._tell_case_of_money(update)
+
+    async def _tell_case_of_money(self, update: LegalStatusUpdate) -> None:
+        """Pass a judgment (award, court costs) or a settlement on to the case's ledger."""
+        try:
+            await workflow.get_external_workflow_handle(self._hand_off.parent_workflow_id).signal(
+                "legal_status_changed",
+                LegalStatusChanged(event_id=update.event_id, status=update.status, occurred_on=update.occurred_on,
+                                   awarded_minor=update.awarded_minor, court_costs_minor=update.court_costs_minor),
+            )
+        except Exception as err:  # the case already ended
+            workflow.logger.info("legal.case_gone", extra={"reason": str(err)})
 
     async def _record(self, status: str, reason: str | None, occurred_on: Any) -> None:
         self._states.append(status)

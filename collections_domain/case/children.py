@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from collections_domain.case.contract import ID_PATTERN, Instalment
+from collections_domain.case.contract import ID_PATTERN, Instalment, Minor
 
 PLAN_WORKFLOW_TYPE = "RepaymentPlanWorkflow"
 PLACEMENT_WORKFLOW_TYPE = "AgencyPlacementWorkflow"
@@ -76,13 +76,18 @@ class LegalStatusUpdate(BaseModel):
     """Signal ``legal_status`` to a ``LegalReferralWorkflow``: the legal track moved on.
 
     ``status``: ``lawyers_letter_sent``, ``suit_filed``, ``judgment`` or ``settled``, never
-    backwards (``LEGAL_STATES``); ``occurred_on`` is the local date it happened.
+    backwards (``LEGAL_STATES``); ``occurred_on`` is the local date it happened. A judgment or a
+    settlement is passed on to the case (``LegalStatusChanged``): the award and the court costs
+    enter its ledger, a settlement ends it ``settled``.
     """
 
     model_config = ConfigDict(extra="ignore")
     event_id: str = Field(pattern=ID_PATTERN)
     status: Literal["lawyers_letter_sent", "suit_filed", "judgment", "settled"]
     occurred_on: date | None = None
+    #: A judgment's award for the debt and its court costs (minor units); the case's ledger takes them.
+    awarded_minor: Minor | None = None
+    court_costs_minor: Minor | None = None
 
 
 class HandOffResult(BaseModel):

@@ -101,8 +101,8 @@ def write_off_at(case: CaseCore, step: Step, view: LedgerView) -> datetime:
     """When the case is written off if nothing changes (``rules.ladder.write_off_instant``): from
     the oldest instalment owing, and the last payment's value date or the opening."""
     last = max(filter(None, [view.last_payment_value_at, case.opened_at]))
-    return ladder.write_off_instant(step.policy, oldest_due_date=case.anchor_due_date, tz_name=case.timezone,
-                                    last_activity_at=last)
+    anchor = view.oldest_unpaid_due_date or case.anchor_due_date
+    return ladder.write_off_instant(step.policy, oldest_due_date=anchor, tz_name=case.timezone, last_activity_at=last)
 
 
 def housekeeping(case: CaseCore, step: Step) -> bool:

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     #: Where ``starter.py api`` serves the HTTP API (``API_HOST``, ``API_PORT``).
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    #: When the daily delinquency scan runs, on each time zone's own clock (``HH:MM``).
+    scan_local_time: str = Field("00:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
 
     @property
     def resolved_database_url(self) -> str:

@@ -13,12 +13,14 @@ from collections_domain.store.db import make_engine
 from collections_domain.ops.observability import LogContextInterceptor
 from collections_domain.rules.policy import PolicyRegistry, set_worker_policies
 from collections_domain.ops.settings import Settings
+from workflows.delinquency_scan import DelinquencyScanWorkflow
 from workflows.hand_offs import AgencyPlacementWorkflow, LegalReferralWorkflow
 from workflows.loan_collection import LoanCollectionWorkflow
 from workflows.repayment_plan import RepaymentPlanWorkflow
 
 #: Every workflow a collections worker runs: the case and its children.
-WORKFLOWS = [LoanCollectionWorkflow, RepaymentPlanWorkflow, AgencyPlacementWorkflow, LegalReferralWorkflow]
+WORKFLOWS = [LoanCollectionWorkflow, RepaymentPlanWorkflow, AgencyPlacementWorkflow, LegalReferralWorkflow,
+             DelinquencyScanWorkflow]
 
 
 def build_activities(settings: Settings) -> CollectionActivities:
@@ -54,6 +56,7 @@ def activity_list(activities: CollectionActivities) -> list:
         activities.recall_placement,
         activities.withdraw_legal_referral,
         activities.load_contact_profile,
+        activities.scan_loans,
         activities.issue_notice_letter,
     ]
 
@@ -72,6 +75,9 @@ def build_worker(
     an evicted case is replayed from its history on its next activation.
     """
     activities = activities or build_activities(settings)
+    # The delinquency scan starts and signals cases through this worker's client.
+    activities.client = activities.client or client
+    activities.task_queue = activities.task_queue or settings.temporal_task_queue
     # Workflow code reads each case's policy from here by version and digest (``worker_policy``).
     set_worker_policies(activities.policies)
     return Worker(

@@ -1,29 +1,32 @@
-"""Turn Home Credit's ``installments_payments.csv`` into collections cases (real loan data).
+"""Home Credit's ``installments_payments.csv`` as a loan book (real loan data), loan by loan.
 
-Conventions, stated once here and used by ``load`` (the demo), ``simulate`` and the tests:
+Conventions, stated once here and used by the demo, ``simulate`` and the tests:
 
-- **Grain.** The file is a random sample of instalment rows, so each instalment is its own
-  case: ``loan_id`` is ``hc-<SK_ID_PREV>-<NUM_INSTALMENT_NUMBER>-v<NUM_INSTALMENT_VERSION>``
-  (rows sharing that key are one instalment paid in parts); ``borrower_id`` is
-  ``hc-<SK_ID_CURR>``.
-- **Money.** Amounts have three decimals; each amount (due and each payment) is parsed as a
-  Decimal and rounded half-up to minor units (2 digits), then all arithmetic is integer.
-- **Days.** ``DAYS_INSTALMENT`` (due) and ``DAYS_ENTRY_PAYMENT`` (paid) are day offsets on the
-  borrower's local calendar. A payment on or before the due day is on time: it lowers the
-  amount overdue when the case opens. A payment ``k`` days after the due day is a late payment,
-  sent as ``payment_received`` at 12:00 local on DPD ``k`` (after that day's 09:00 step).
-- **Cases.** An instalment is a case when its amount due exceeds its on-time payments (late,
-  underpaid or unpaid).
+- **Grain.** A loan is an ``SK_ID_PREV``: ``loan_id`` ``hc-<SK_ID_PREV>``, borrower
+  ``hc-<SK_ID_CURR>``. The file is a random sample of instalment rows, so a loan has the
+  instalments the sample kept: each ``(NUM_INSTALMENT_NUMBER, NUM_INSTALMENT_VERSION)`` is one
+  instalment ``<number>-v<version>`` (rows sharing it are one instalment paid in parts), due on
+  ``DAYS_INSTALMENT``; its amount is the largest ``AMT_INSTALMENT`` of its rows, all principal.
+- **Payments.** Each row with a ``DAYS_ENTRY_PAYMENT`` and a positive ``AMT_PAYMENT`` is a
+  payment of the loan, ``<loan_id>-<number>-v<version>-p<k>``, made at 12:00 local on its day (after
+  that day's 09:00 step and the 00:30 scan). The loan book allocates it like any payment: oldest
+  instalment first (it pays what is due, whatever instalment the row was recorded against).
+- **Money.** Amounts have three decimals; each is parsed as a Decimal and rounded half-up to
+  minor units (2 digits), then all arithmetic is integer. Nothing accrues on top (policy
+  portfolio ``home-credit``: ``accrual = false``): the file records what was due.
+- **Days.** Day offsets are on the borrower's local calendar; instalments fall due at local
+  midnight of their day.
 - **Markets.** The data has no location. Borrowers are spread over the lender's markets by
   ``SK_ID_CURR % 10``: 0-5 China (Asia/Shanghai, CNY, zh-CN; regions Shanghai, Beijing,
   Guangdong, Zhejiang, Jiangsu, Sichuan), 6 US East (America/New_York, USD, en; US-NY), 7 US
   West (America/Los_Angeles, USD, en; US-CA), 8-9 UK (Europe/London, GBP, en; London,
   Manchester). Amounts keep their numbers; only the currency label changes.
-- **Anchor.** For the portfolio ``load``, day 0 of the file is the anchor date (default: today,
-  UTC): a due day -12 is the local date anchor - 12 days. ``simulate`` instead replays every
-  case from its own first day past due (see ``simulation.py``).
+- **Anchor.** The demo puts day 0 of the file on today (``loan_in(anchor=today)``: everything in
+  the file is in the past); ``simulate`` instead starts every borrower's loans at one virtual
+  day, keeping each borrower's own days apart (``simulation.py``).
 
-Source: Home Credit Default Risk (Kaggle, 2018), a 20,000-row sample; see ``data/SOURCE.md``.
+Source: Home Credit Default Risk (Kaggle, 2018), a 20,000-row sample: the rows of every loan with
+a late, underpaid or unpaid instalment (``data/SOURCE.md``).
 """
 
 from __future__ import annotations
@@ -31,13 +34,18 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-from collections_domain.case.contract import CaseInput
+from collections_domain.case.contract import LoanInstalment, PaymentReceived
+from collections_domain.portfolio.loan_book import LoanIn
+from collections_domain.rules import calendar
 
-PACKAGED_CSV = Path(__file__).parent / "data" / "home_credit_installments_cases.csv"
+PACKAGED_CSV = Path(__file__).parent / "data" / "home_credit_loans.csv"
+PORTFOLIO = "home-credit"
+#: When a payment of the file is made, on the borrower's clock.
+PAYMENT_WALL_TIME = time(12, 0)
 COLUMNS = (
     "SK_ID_PREV",
     "SK_ID_CURR",
@@ -85,146 +93,155 @@ def to_minor(amount: str) -> int:
 
 
 @dataclass(frozen=True)
-class LatePayment:
-    """A payment ``days_after_due`` days after the due day, in minor units."""
+class HcInstalment:
+    """An instalment of a file loan: ``amount_minor`` of principal due on day ``due_day``."""
+
+    instalment_id: str
+    due_day: int
+    amount_minor: int
+
+
+@dataclass(frozen=True)
+class HcPayment:
+    """A payment of a file loan: ``amount_minor`` on day ``day`` (12:00 local)."""
 
     payment_id: str
-    days_after_due: int
+    day: int
     amount_minor: int
 
 
 @dataclass
-class HomeCreditCase:
-    """One late, underpaid or unpaid instalment: a collections case.
-
-    ``due_day`` is the file's day offset; ``opening_minor`` is the amount due minus on-time
-    payments; ``late_payments`` are sorted by day.
-    """
+class HomeCreditLoan:
+    """One loan of the file, its instalments (by due day) and payments (by day)."""
 
     loan_id: str
+    source_loan_id: str
     borrower_id: str
     sk_id_curr: int
-    due_day: int
-    instalment_minor: int
-    opening_minor: int
-    late_payments: list[LatePayment] = field(default_factory=list)
+    instalments: list[HcInstalment] = field(default_factory=list)
+    payments: list[HcPayment] = field(default_factory=list)
 
     @property
     def market(self) -> Market:
-        """The borrower's market (time zone, jurisdiction, currency, locale)."""
+        """The borrower's market (time zone, jurisdiction, currency, locale, region)."""
         return market_for(self.sk_id_curr)
 
-    def case_input(self, oldest_due_date: date, principal_due_minor: int | None = None) -> CaseInput:
-        """The workflow input for this case with its due day at ``oldest_due_date``."""
+    @property
+    def first_day(self) -> int:
+        """The loan's first day in the file (its first instalment or payment)."""
+        return min([i.due_day for i in self.instalments] + [p.day for p in self.payments])
+
+    def loan_in(self, anchor: date) -> LoanIn:
+        """The loan as the servicing system sends it, with day 0 of the file on ``anchor``."""
         market = self.market
-        return CaseInput(
-            loan_id=self.loan_id,
-            borrower_id=self.borrower_id,
-            currency=market.currency,
-            principal_due_minor=self.opening_minor if principal_due_minor is None else principal_due_minor,
-            oldest_due_date=oldest_due_date,
-            timezone=market.timezone,
-            jurisdiction=market.jurisdiction,
-            region=market.region,
+        return LoanIn(
+            loan_id=self.loan_id, borrower_id=self.borrower_id, currency=market.currency, timezone=market.timezone,
+            jurisdiction=market.jurisdiction, region=market.region, portfolio=PORTFOLIO,  # type: ignore[arg-type]
+            instalments=[
+                LoanInstalment(instalment_id=i.instalment_id, due_date=anchor + timedelta(days=i.due_day),
+                               principal_minor=i.amount_minor)
+                for i in self.instalments
+            ],
         )
+
+    def paid_at(self, payment: HcPayment, anchor: date) -> datetime:
+        """The instant (UTC) ``payment`` is made when day 0 of the file is ``anchor``."""
+        return calendar.local_instant(anchor + timedelta(days=payment.day), PAYMENT_WALL_TIME, self.market.timezone)
+
+    def payment_received(self, payment: HcPayment, anchor: date) -> PaymentReceived:
+        """``payment`` as the gateway reports it."""
+        return PaymentReceived(payment_id=payment.payment_id, amount_minor=payment.amount_minor,
+                               currency=self.market.currency, paid_at=self.paid_at(payment, anchor))
 
 
 class DataFileError(ValueError):
     """The CSV is missing a column or has a malformed value; the message names row and column."""
 
 
-def read_cases(path: Path | str = PACKAGED_CSV) -> list[HomeCreditCase]:
-    """Every case in an ``installments_payments.csv`` file, sorted by ``loan_id``.
+def read_loans(path: Path | str = PACKAGED_CSV) -> list[HomeCreditLoan]:
+    """Every loan of an ``installments_payments.csv`` file, sorted by ``loan_id`` (a UTF-8
+    byte-order mark is read as such).
 
     Raises:
         DataFileError: a required column is missing or a value cannot be parsed.
     """
     path = Path(path)
-    groups: dict[tuple[str, str, str], list[dict[str, str]]] = {}
-    with path.open(newline="", encoding="utf-8") as handle:
+    groups: dict[str, list[tuple[int, dict[str, str]]]] = {}
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise DataFileError(f"{path}: missing columns {missing}")
-        for row in reader:
-            key = (row["SK_ID_PREV"], row["NUM_INSTALMENT_NUMBER"], row["NUM_INSTALMENT_VERSION"])
-            groups.setdefault(key, []).append(row)
-    cases = []
-    for (prev, number, version), rows in groups.items():
+        for number, row in enumerate(reader, start=2):
+            groups.setdefault(row["SK_ID_PREV"], []).append((number, row))
+    loans = []
+    for prev, rows in groups.items():
         try:
-            case = _case_from_rows(prev, number, version, rows)
+            loans.append(_loan_from_rows(prev, rows))
         except (ValueError, ArithmeticError) as err:
-            raise DataFileError(f"{path}: instalment {prev}/{number}/{version}: {err}") from err
-        if case is not None:
-            cases.append(case)
-    return sorted(cases, key=lambda c: c.loan_id)
+            raise DataFileError(f"{path}: loan {prev} (line {rows[0][0]}): {err}") from err
+    return sorted(loans, key=lambda loan: loan.loan_id)
 
 
-def _case_from_rows(prev: str, number: str, version: str, rows: list[dict[str, str]]) -> HomeCreditCase | None:
-    due_day = int(float(rows[0]["DAYS_INSTALMENT"]))
-    instalment_minor = max(to_minor(r["AMT_INSTALMENT"]) for r in rows)
-    loan_id = f"hc-{prev}-{number}-v{int(float(version))}"
-    on_time = 0
-    late: list[tuple[int, int]] = []
-    for row in rows:
-        if not row["DAYS_ENTRY_PAYMENT"] or not row["AMT_PAYMENT"]:
-            continue
-        paid_day = int(float(row["DAYS_ENTRY_PAYMENT"]))
-        amount = to_minor(row["AMT_PAYMENT"])
-        if amount <= 0:
-            continue
-        if paid_day <= due_day:
-            on_time += amount
-        else:
-            late.append((paid_day - due_day, amount))
-    opening = instalment_minor - on_time
-    if opening <= 0:
-        return None
-    late.sort()
-    payments = [
-        LatePayment(payment_id=f"{loan_id}-p{i + 1}", days_after_due=days, amount_minor=amount)
-        for i, (days, amount) in enumerate(late)
-    ]
-    return HomeCreditCase(
-        loan_id=loan_id,
-        borrower_id=f"hc-{int(float(rows[0]['SK_ID_CURR']))}",
-        sk_id_curr=int(float(rows[0]["SK_ID_CURR"])),
-        due_day=due_day,
-        instalment_minor=instalment_minor,
-        opening_minor=opening,
-        late_payments=payments,
-    )
+def _loan_from_rows(prev: str, rows: list[tuple[int, dict[str, str]]]) -> HomeCreditLoan:
+    loan_id = f"hc-{int(float(prev))}"
+    curr = int(float(rows[0][1]["SK_ID_CURR"]))
+    loan = HomeCreditLoan(loan_id=loan_id, source_loan_id=str(int(float(prev))), borrower_id=f"hc-{curr}", sk_id_curr=curr)
+    by_instalment: dict[str, list[dict[str, str]]] = {}
+    for _, row in rows:
+        key = f"{int(float(row['NUM_INSTALMENT_NUMBER']))}-v{int(float(row['NUM_INSTALMENT_VERSION']))}"
+        by_instalment.setdefault(key, []).append(row)
+    for key, group in by_instalment.items():
+        loan.instalments.append(HcInstalment(key, int(float(group[0]["DAYS_INSTALMENT"])),
+                                             max(to_minor(r["AMT_INSTALMENT"]) for r in group)))
+        made = [(int(float(r["DAYS_ENTRY_PAYMENT"])), to_minor(r["AMT_PAYMENT"])) for r in group
+                if r["DAYS_ENTRY_PAYMENT"] and r["AMT_PAYMENT"]]
+        for k, (day, amount) in enumerate(sorted(made), start=1):
+            if amount > 0:
+                loan.payments.append(HcPayment(f"{loan_id}-{key}-p{k}", day, amount))
+    loan.instalments.sort(key=lambda i: (i.due_day, i.instalment_id))
+    loan.payments.sort(key=lambda p: (p.day, p.payment_id))
+    return loan
 
 
-def open_at_anchor(cases: Iterable[HomeCreditCase]) -> list[tuple[HomeCreditCase, int]]:
-    """Cases still owing at the end of the file (day 0), with the amount owed then (minor units).
-
-    Late payments made before day 0 are netted into that amount: a servicing system reports
-    what is overdue now. Newest due date first.
-    """
-    still_open = []
-    for case in cases:
-        owed = case.opening_minor - sum(p.amount_minor for p in case.late_payments if case.due_day + p.days_after_due < 0)
-        if owed > 0 and case.due_day < 0:
-            still_open.append((case, owed))
-    return sorted(still_open, key=lambda item: (-item[0].due_day, item[0].loan_id))
+def recent_first(loans: Iterable[HomeCreditLoan]) -> list[HomeCreditLoan]:
+    """Loans whose last instalment is the most recent first (the demo shows these)."""
+    return sorted(loans, key=lambda loan: (-max(i.due_day for i in loan.instalments), loan.loan_id))
 
 
-def due_date_at_anchor(case: HomeCreditCase, anchor: date) -> date:
-    """The case's due date when day 0 of the file is ``anchor``."""
-    return anchor + timedelta(days=case.due_day)
-
-
-def borrower_row(case: HomeCreditCase) -> dict[str, str]:
+def borrower_row(loan: HomeCreditLoan) -> dict[str, str]:
     """Synthetic contact details for a Home Credit client (the data has none), clearly fake."""
-    market = case.market
+    market = loan.market
     return {
-        "id": case.borrower_id,
-        "full_name": f"Home Credit client {case.sk_id_curr}",
-        "phone": f"+000 {case.sk_id_curr:08d}",
-        "email": f"client{case.sk_id_curr}@example.invalid",
-        "postal_address": f"Client {case.sk_id_curr}, address on file",
+        "id": loan.borrower_id,
+        "full_name": f"Home Credit client {loan.sk_id_curr}",
+        "phone": f"+000 {loan.sk_id_curr:08d}",
+        "email": f"client{loan.sk_id_curr}@example.invalid",
+        "postal_address": f"Client {loan.sk_id_curr}, address on file",
         "locale": market.locale,
         "timezone": market.timezone,
         "source": "home-credit",
     }
+
+
+def load_into_book(engine, policy, loans: Iterable[HomeCreditLoan], anchor: date, until: datetime) -> int:
+    """Put ``loans`` in the loan book as the servicing system would have them at ``until``: each
+    borrower (with the synthetic contact details), the loan and its schedule (day 0 on
+    ``anchor``), and the payments made by then. Returns how many loans. Idempotent."""
+    from sqlmodel import Session
+
+    from collections_domain.portfolio import loan_book
+    from collections_domain.store.models import Borrower
+
+    loans = list(loans)
+    with Session(engine) as db:
+        for loan in {loan.borrower_id: loan for loan in loans}.values():
+            db.merge(Borrower(**borrower_row(loan)))
+        db.commit()
+    for loan in loans:
+        loan_book.upsert_loan(engine, loan.loan_in(anchor), source="home-credit")
+        for payment in loan.payments:
+            if loan.paid_at(payment, anchor) <= until:
+                loan_book.record_payment(engine, loan.loan_id, loan.payment_received(payment, anchor), source="home-credit")
+        loan_book.refresh(engine, loan.loan_id, policy, until)
+    return len(loans)

@@ -44,6 +44,8 @@ class ScanRequest(BaseModel):
 
     time_zone: str | None = None
     as_of: datetime | None = None
+    #: Only these loans (the simulation scans the loans whose day it is; ``None``: all).
+    loan_ids: list[str] | None = None
     after: str | None = None
     limit: int = PAGE_SIZE
     scan_id: str = "manual"
@@ -64,6 +66,20 @@ class ScanPage(BaseModel):
     next_after: str | None = None
 
 
+class ScanSummary(BaseModel):
+    """What a whole scan did: cases opened (loan ids), loans whose case got messages, loans
+    current or below the minimum, errors by loan, and the pages it took."""
+
+    time_zone: str | None
+    as_of: str
+    opened: list[str] = []
+    forwarded: list[str] = []
+    current: int = 0
+    below_minimum: int = 0
+    errors: list[str] = []
+    pages: int = 0
+
+
 def candidates(engine: Engine, request: ScanRequest, today_by_zone) -> list[str]:
     """Loan ids to look at, in id order after the cursor (at most ``request.limit``): active loans
     with an instalment due and unpaid on their local today, and loans with a case open (which may
@@ -78,6 +94,8 @@ def candidates(engine: Engine, request: ScanRequest, today_by_zone) -> list[str]
             query = query.where(Loan.timezone == request.time_zone)
         if request.after is not None:
             query = query.where(Loan.id > request.after)
+        if request.loan_ids is not None:
+            query = query.where(Loan.id.in_(request.loan_ids))  # type: ignore[attr-defined]
         rows = list(db.exec(query.order_by(Loan.id)))
         with_case = set(db.exec(open_cases))
     picked = [loan_id for loan_id, zone, oldest in rows

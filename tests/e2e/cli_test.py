@@ -67,7 +67,7 @@ async def test_a_case_driven_from_the_command_line(cli_env):
     today = calendar.local_date(datetime.now(UTC), tz)
     loan = f"L-{uuid.uuid4().hex[:8]}"
     opening = [
-        "start-case", "--loan-id", loan, "--borrower-id", "B-cli", "--principal-due-minor", "250000",
+        "start-case", "--loan-id", loan, "--borrower-id", "B-cli", "--portfolio", "no-accrual", "--principal-due-minor", "250000",
         "--oldest-due-date", (today - timedelta(days=5)).isoformat(), "--timezone", tz,
     ]
     code, out = await starter(cli_env, *opening)
@@ -169,7 +169,7 @@ async def test_plans_outcomes_and_contact_history_from_the_command_line(cli_env)
     today = calendar.local_date(datetime.now(UTC), tz)
     loan = f"L-{uuid.uuid4().hex[:8]}"
     code, out = await starter(
-        cli_env, "start-case", "--loan-id", loan, "--borrower-id", "B-cli", "--principal-due-minor", "100001",
+        cli_env, "start-case", "--loan-id", loan, "--borrower-id", "B-cli", "--portfolio", "no-accrual", "--principal-due-minor", "100001",
         "--oldest-due-date", (today - timedelta(days=8)).isoformat(), "--timezone", tz,
     )
     assert code == 0, out
