@@ -24,7 +24,7 @@ from temporalio.client import Client
 from api.deps import Metrics
 from api.middleware import BodyLimit, count_requests
 from api.problems import ProblemError, handle_http, handle_problem, handle_validation, problem_responses
-from api.routes import cases, operations, reconciliation
+from api.routes import cases, loans, operations, reconciliation
 from api.routes import keys as api_keys
 from collections_domain.store.db import make_engine
 from collections_domain.ops.settings import Settings, get_settings
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
 
     app.include_router(operations.router)
     app.include_router(cases.router)
+    app.include_router(loans.router)
     app.include_router(reconciliation.router)
     app.include_router(api_keys.router)
     return app

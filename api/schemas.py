@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from collections_domain.case.contract import CURRENCY_PATTERN, ID_PATTERN, REGION_PATTERN, ContactOutcomeKind, Outcome, PlanKind
+from collections_domain.case.ledger import LedgerView
 
 #: The largest amount the API takes: 2^53 - 1 minor units, so that every JSON client reads it exactly.
 MAX_MINOR = 9_007_199_254_740_991
@@ -140,6 +141,8 @@ class CaseRef(BaseModel):
     created: bool
     pending: bool = False
     differences: list[str] = []
+    #: Instalments of the request the running case lacked, sent to it as ``instalment_due``.
+    forwarded_instalments: list[str] = []
     status_url: str
 
 
@@ -169,18 +172,21 @@ class PromiseRequest(Strict):
 
 
 class SignalAccepted(BaseModel):
-    """What happened to a posted payment, promise or other signal.
+    """What happened to a posted payment, reversal, instalment, promise or other signal.
 
     ``delivered``: the case has it; it applies or rejects it (a rejection is listed with its rule
     in the case's ``rejected_signals`` and the ``rejected_signals`` table).
-    ``held_for_reconciliation``: no running case for the loan (``reason``: ``no_case`` or
-    ``case_closed``); the payment is kept in ``unmatched_payments``, nothing is lost.
+    ``reopened``: a reversal re-opened the case that had ended with that payment.
+    ``recorded_in_book``: no case is open; the loan book applied it (the scan opens a case if the
+    loan is overdue; after a write-off, a payment is a recovery: ``reason`` ``written_off``).
+    ``held_for_reconciliation``: no running case and the loan is not in the book (``reason``:
+    ``no_case``, ``case_closed``, ``written_off``); kept in ``unmatched_payments``, nothing is lost.
     """
 
     loan_id: str
     signal: str
     id: str
-    status: Literal["delivered", "held_for_reconciliation"]
+    status: Literal["delivered", "reopened", "recorded_in_book", "held_for_reconciliation"]
     reason: str | None = None
     detail: str
     status_url: str
@@ -312,3 +318,76 @@ class Health(BaseModel):
 
 
 __all__ = [name for name in dir() if name[0].isupper()] + ["Outcome", "MAX_MINOR"]
+
+
+class LoanRequest(Strict):
+    """A loan for the loan book (``portfolio.loan_book.LoanIn``) with its instalments, due or not
+    (at most 200 a request: post again to add more, or use the CSV file)."""
+
+    loan_id: LoanIdStr
+    borrower_id: IdStr
+    currency: Currency = "CNY"
+    timezone: str = Field("Asia/Shanghai", min_length=1, max_length=64, description="IANA time zone of the borrower.")
+    jurisdiction: Literal["CN", "US", "UK"] = "CN"
+    region: str | None = Field(None, pattern=REGION_PATTERN)
+    portfolio: str | None = Field(None, pattern=ID_PATTERN)
+    instalments: list[InstalmentRequest] = Field(default_factory=list, max_length=MAX_LINES)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from collections_domain.rules import calendar
+
+        calendar.zone(value)
+        return value
+
+
+class LoanOut(BaseModel):
+    """A loan of the book and what its facts add up to now (``ledger``: every instalment and
+    payment, DPD, outstanding by component, credit). ``status``: ``active``, ``written_off``,
+    ``settled`` or ``closed``."""
+
+    loan_id: str
+    borrower_id: str
+    currency: str
+    timezone: str
+    jurisdiction: str
+    region: str | None = None
+    portfolio: str | None = None
+    status: str
+    ledger: LedgerView
+    case_url: str
+
+
+class ReversalRequest(Strict):
+    """A payment that bounced or was charged back (signal ``payment_reversed``)."""
+
+    reversal_id: IdStr
+    payment_id: IdStr
+    reason: Literal["bounced", "chargeback", "error", "other"] = "other"
+    reversed_at: Instant | None = None
+
+
+class AdjustmentRequest(Strict):
+    """A change of the loan's schedule (signal ``schedule_adjusted``): instalments to cancel and
+    new ones to add; ``reference`` an id of the servicing system's record (no free text)."""
+
+    adjustment_id: IdStr
+    reason_code: Literal["restructure", "cancellation", "correction", "other"]
+    reference: IdStr | None = None
+    cancel: list[IdStr] = Field(default_factory=list, max_length=MAX_LINES)
+    add: list[InstalmentRequest] = Field(default_factory=list, max_length=MAX_LINES)
+    effective_at: Instant | None = None
+
+
+class ScanRequestBody(Strict):
+    """Run the delinquency scan for one IANA time zone's loans (``None``: every zone)."""
+
+    time_zone: str | None = Field(None, min_length=1, max_length=64)
+
+
+class ScanAccepted(BaseModel):
+    """The scan started: its workflow id (``DelinquencyScanWorkflow``; its result says what it did)."""
+
+    scan_id: str
+    time_zone: str | None = None

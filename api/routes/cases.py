@@ -6,7 +6,6 @@ import base64
 import binascii
 import hashlib
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -65,14 +64,18 @@ from collections_domain.client import (
     contact_history,
     failure_of,
     input_differences,
+    missing_instalments,
     propose_plan,
     record_contact_outcome,
     send_case_signal,
+    send_instalment,
     start_case,
 )
+from collections_domain.portfolio.loan_book import BookConflict
+from collections_domain.portfolio.servicing import Delivery, deliver_payment
 from collections_domain.ops.logs import get_logger
 from collections_domain.rules.validation import case_input_problems, due_date_problem
-from collections_domain.store.reconciliation import PaymentConflict, ended_case_problem, hold_payment
+from collections_domain.store.reconciliation import PaymentConflict, ended_case_problem
 
 log = get_logger("api")
 
@@ -274,11 +277,17 @@ def _checked_case(request: Request, body: CaseOpenRequest) -> CaseInput:
 
 
 async def _running_case_ref(client: Client, case: CaseInput) -> CaseRef:
-    """The reference of the loan's running case (``created=False``) and how ``case`` differs from it."""
+    """The reference of the loan's running case (``created=False``), how ``case`` differs from it,
+    and the instalments of ``case`` it lacked (sent to it now as ``instalment_due``)."""
     handle = case_handle(client, case.loan_id)
     described = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+    forwarded = []
+    if case.instalments:
+        for line in await missing_instalments(client, case):
+            await send_instalment(client, case.loan_id, line)
+            forwarded.append(line.instalment_id)
     return CaseRef(loan_id=case.loan_id, workflow_id=case.workflow_id, run_id=described.run_id,
-                   created=False, differences=await input_differences(handle, case),
+                   created=False, differences=await input_differences(handle, case), forwarded_instalments=forwarded,
                    status_url=status_url(case.loan_id))
 
 
@@ -330,56 +339,52 @@ async def open_case(request: Request, body: CaseOpenRequest, idempotency_key: Id
                                 method="POST", path=request.url.path, body=body, produce=produce)
 
 
-async def _hold(request: Request, principal: keys.Principal, loan_id: str, body: PaymentRequest,
-                status: WorkflowExecutionStatus | None) -> tuple[int, SignalAccepted]:
-    """Hold the payment for reconciliation: no case runs for the loan (``status`` of its last run)."""
-    reason = "no_case" if status is None else "case_closed"
+def _accepted(delivery: Delivery) -> SignalAccepted:
+    """The API's answer for a ``servicing.Delivery``."""
+    url = (f"/v1/reconciliation/payments?loan_id={delivery.loan_id}" if delivery.status == "held_for_reconciliation"
+           else f"/v1/loans/{delivery.loan_id}" if delivery.status == "recorded_in_book" else status_url(delivery.loan_id))
+    return SignalAccepted(loan_id=delivery.loan_id, signal=delivery.signal, id=delivery.id, status=delivery.status,
+                          reason=delivery.reason, detail=delivery.detail, status_url=url)
+
+
+async def deliver(request: Request, send) -> tuple[int, SignalAccepted]:
+    """Run ``send(client, engine, policy)`` (a ``portfolio.servicing`` route) and answer 202; a
+    known id with other values is a 409, an unknown loan or payment a 404."""
+    client = await client_of(request)
     try:
-        stored = await asyncio.to_thread(
-            partial(hold_payment, engine_of(request), loan_id=loan_id, payment_id=body.payment_id,
-                    amount_minor=body.amount_minor, currency=body.currency, paid_at=body.paid_at,
-                    reason=reason, api_key_id=principal.key_id))
-    except PaymentConflict as err:
+        delivery = await send(client, engine_of(request), policies_of(request).current)
+    except (PaymentConflict, BookConflict) as err:
         raise ProblemError(409, "conflict", str(err), field_problems([str(err)])) from err
-    if stored:
-        request.app.state.metrics.payments_held.labels(reason).inc()
-        log.warning("api.payment.held", loan_id=loan_id, payment_id=body.payment_id, reason=reason)
-    what = "no collections case was ever opened" if reason == "no_case" else "its collections case has closed"
-    return 202, SignalAccepted(
-        loan_id=loan_id, signal="payment_received", id=body.payment_id, status="held_for_reconciliation",
-        reason=reason, status_url=f"/v1/reconciliation/payments?loan_id={loan_id}",
-        detail=f"loan {loan_id}: {what}; the payment is held for reconciliation in unmatched_payments",
-    )
+    except LookupError as err:
+        message = str(err).strip("'\"")
+        raise ProblemError(404, "not-found", message, field_problems([message])) from err
+    except ValueError as err:
+        raise invalid_input([str(err)]) from err
+    except RPCError as err:
+        raise rpc_problem(err, "") from err
+    if delivery.status == "held_for_reconciliation" and delivery.new and delivery.signal == "payment_received":
+        request.app.state.metrics.payments_held.labels(delivery.reason or "").inc()
+        log.warning("api.payment.held", loan_id=delivery.loan_id, payment_id=delivery.id, reason=delivery.reason)
+    return 202, _accepted(delivery)
 
 
 async def _pay(request: Request, principal: keys.Principal, loan_id: str, body: PaymentRequest) -> tuple[int, SignalAccepted]:
-    """Deliver the payment to the loan's running case, or hold it when none runs."""
-    client = await client_of(request)
+    """Route the payment: the running case, the loan book, or held (``servicing.deliver_payment``)."""
     payment = PaymentReceived(**body.model_dump())
-    try:
-        status = await running_status(client, loan_id)
-        if status == WorkflowExecutionStatus.RUNNING:
-            await case_handle(client, loan_id).signal("payment_received", payment, rpc_timeout=RPC_TIMEOUT)
-            return 202, SignalAccepted(loan_id=loan_id, signal="payment_received", id=body.payment_id,
-                                       status="delivered", status_url=status_url(loan_id),
-                                       detail="the case applies the payment once per payment_id, or lists it "
-                                              "with the rule under rejected_signals")
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:  # closed between describe and signal: hold it
-            raise rpc_problem(err, loan_id) from err
-        status = WorkflowExecutionStatus.COMPLETED
-    return await _hold(request, principal, loan_id, body, status)
+    return await deliver(request, lambda client, engine, policy: deliver_payment(
+        client, engine, policy, loan_id, payment, api_key_id=principal.key_id))
 
 
 @router.post("/v1/cases/{loan_id}/payments", status_code=202, response_model=SignalAccepted, tags=["payments"],
              responses=problem_responses(403, 409, 503))
 async def post_payment(request: Request, loan_id: LoanPath, body: PaymentRequest, idempotency_key: IdempotencyKey,
                        principal: Annotated[keys.Principal, write]) -> JSONResponse:
-    """A payment received (signal ``payment_received``), applied once per ``payment_id``.
-    202 ``delivered``: the case applies it, or rejects it with the rule listed in its
-    ``rejected_signals``. 202 ``held_for_reconciliation``: no case is running for the loan
-    (never opened, or closed); the payment is stored in ``unmatched_payments`` and listed by
-    ``GET /v1/reconciliation/payments``. Needs scope ``write``."""
+    """A payment received (signal ``payment_received``), applied once per ``payment_id`` as of
+    its ``paid_at``. 202 ``delivered``: the case applies it, or rejects it with the rule listed
+    in its ``rejected_signals``. 202 ``recorded_in_book``: no case is open, the loan book applied
+    it. 202 ``held_for_reconciliation``: no case is running and the loan is not in the book; the
+    payment is stored in ``unmatched_payments`` and listed by ``GET /v1/reconciliation/payments``.
+    The same as ``POST /v1/loans/{loan_id}/payments``. Needs scope ``write``."""
     if body.paid_at > datetime.now(UTC) + PAID_AT_SKEW:
         raise invalid_input([f"paid_at: must not be in the future (more than {PAID_AT_SKEW.seconds // 60} minutes ahead of now)"])
 
