@@ -66,7 +66,7 @@ from collections_domain.client import (
 )
 from collections_domain.store.db import make_engine
 from collections_domain.ops.logs import configure_logging
-from collections_domain.store.models import Borrower, Loan
+from collections_domain.store.models import Loan
 from collections_domain.ops.settings import get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode=None)
@@ -139,7 +139,7 @@ def dev_server() -> None:
 
 @app.command()
 def demo(
-    cases: Annotated[int, typer.Option(help="How many real cases to load (newest due dates first).")] = 600,
+    loans: Annotated[int, typer.Option(help="How many real Home Credit loans to put in the loan book (most recent first); the scan opens the overdue ones' cases.")] = 600,
     anchor: Annotated[str | None, typer.Option(help="Date of the file's day 0, YYYY-MM-DD (default today, UTC).")] = None,
     exit_after_load: Annotated[bool, typer.Option(help="Stop the servers once the cases are loaded.")] = False,
 ) -> None:
@@ -160,7 +160,7 @@ def demo(
         _wait_for_api(settings, api, logs / "api.log")
         console.print(f"HTTP API on http://{settings.api_host}:{settings.api_port} "
                       f"(docs http://{settings.api_host}:{settings.api_port}/docs, log {logs / 'api.log'})")
-        _load(limit=cases, anchor=anchor, csv=None)
+        _load(limit=loans, anchor=anchor, csv=None)
         wallclock.sleep(2)
         if worker.poll() is not None:
             _fail(f"the worker exited with code {worker.returncode}; see {logs / 'worker.log'}")
@@ -299,64 +299,32 @@ def start_case_command(
 
 @app.command("load-portfolio")
 def load_portfolio(
-    limit: Annotated[int, typer.Option(help="How many cases to open (newest due dates first).")] = 600,
+    limit: Annotated[int, typer.Option(help="How many Home Credit loans to put in the loan book (most recent first).")] = 600,
     anchor: Annotated[str | None, typer.Option(help="Date of the file's day 0, YYYY-MM-DD (default today, UTC).")] = None,
     csv: Annotated[Path | None, typer.Option(help="An installments_payments.csv (default: the packaged one).")] = None,
 ) -> None:
-    """Open a case for every Home Credit instalment still owing at the anchor date."""
+    """Put real Home Credit loans in the loan book (their schedules and the payments made by now,
+    day 0 of the file on the anchor), then run the delinquency scan: it opens a case for every
+    loan still overdue, and none for the current ones."""
     configure_logging("WARNING")
     _load(limit=limit, anchor=anchor, csv=csv)
 
 
 def _load(*, limit: int, anchor: str | None, csv: Path | None) -> None:
-    settings = get_settings()
     anchor_date = _parse_date(anchor, "anchor") if anchor else datetime.now(UTC).date()
     if limit < 1:
         _fail("limit: must be at least 1")
     try:
-        cases = home_credit.read_cases(csv or home_credit.PACKAGED_CSV)
+        loans = home_credit.recent_first(home_credit.read_loans(csv or home_credit.PACKAGED_CSV))[:limit]
     except (OSError, home_credit.DataFileError) as err:
         _fail(str(err))
-    portfolio = home_credit.open_at_anchor(cases)[:limit]
-    engine = make_engine(settings.resolved_database_url)
-    with Session(engine) as db:
-        for case, _owed in portfolio:
-            db.merge(Borrower(**home_credit.borrower_row(case)))
-        db.flush()
-        for case, _owed in portfolio:
-            db.merge(
-                Loan(
-                    id=case.loan_id,
-                    borrower_id=case.borrower_id,
-                    currency=case.market.currency,
-                    instalment_minor=case.instalment_minor,
-                    source="home-credit",
-                )
-            )
-        db.commit()
-    engine.dispose()
-
-    async def run() -> None:
-        client = await _client()
-        gate = asyncio.Semaphore(50)
-        with Progress(
-            TextColumn("Opening cases"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-        ) as progress:
-            task = progress.add_task("open", total=len(portfolio))
-
-            async def open_one(case: home_credit.HomeCreditCase, owed: int) -> None:
-                async with gate:
-                    await start_case(
-                        client, case.case_input(home_credit.due_date_at_anchor(case, anchor_date), principal_due_minor=owed)
-                    )
-                    progress.advance(task)
-
-            await asyncio.gather(*(open_one(case, owed) for case, owed in portfolio))
-
-    asyncio.run(run())
-    console.print(
-        f"Opened {len(portfolio)} real cases (Home Credit instalments still owing at {anchor_date}, day 0 of the file)."
-    )
+    with Progress(TextColumn("Loading the loan book"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("load", total=1)
+        count = home_credit.load_into_book(_engine(), _policy(), loans, anchor_date, datetime.now(UTC))
+        progress.update(task, completed=1)
+    console.print(f"Loan book: {count} real Home Credit loans (day 0 of the file on {anchor_date}); scanning for overdue ones.")
+    scan_command(zone=None)
 
 
 @app.command()
@@ -1239,19 +1207,21 @@ def api_key_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (16 
 @app.command()
 def simulate(
     csv: Annotated[Path | None, typer.Option(help="An installments_payments.csv (default: the packaged one).")] = None,
-    limit: Annotated[int | None, typer.Option(help="Only the first N cases (by loan id).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+    limit: Annotated[int | None, typer.Option(help="Only the first N loans (by loan id).")] = None,
+    loans_csv: Annotated[Path | None, typer.Option("--loans-csv", help="Write one row per loan to this CSV file.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table and the totals as JSON.")] = False,
 ) -> None:
-    """Replay every case of the file through the real workflow on the time-skipping server."""
+    """Replay the Home Credit loans, loan by loan, through the real product on the time-skipping
+    server: instalments fall due on their days, the scan opens cases, payments arrive on theirs."""
     from collections_domain.portfolio.simulation import simulate as run_simulation
 
     configure_logging("WARNING")
     try:
-        cases = home_credit.read_cases(csv or home_credit.PACKAGED_CSV)
+        loans = home_credit.read_loans(csv or home_credit.PACKAGED_CSV)
     except (OSError, home_credit.DataFileError) as err:
         _fail(str(err))
     if limit is not None:
-        cases = cases[:limit]
+        loans = loans[:limit]
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console) as progress:
         tasks: dict[str, int] = {}
 
@@ -1260,34 +1230,26 @@ def simulate(
                 tasks[phase] = progress.add_task(phase, total=total)
             progress.update(tasks[phase], completed=done)
 
-        result = asyncio.run(run_simulation(cases, progress=report))
+        result = asyncio.run(run_simulation(loans, progress=report))
+    if loans_csv is not None:
+        result.write_csv(loans_csv)
+    outcomes, rows = result.table()
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "rows": [
-                        {"outcome": r, "cases": n, "still_unpaid": u, "written_off": w}
-                        for r, n, u, w in result.table.as_rows()
-                    ],
-                    "payments_after_close": result.payments_after_close,
-                    "wall_seconds": round(result.wall_seconds, 1),
-                }
-            )
-        )
+        print(json.dumps({"outcomes": outcomes, "rows": [{"furthest_stage": stage, **counts} for stage, counts in rows],
+                          "totals": result.totals, "loans": len(result.loans), "wall_seconds": round(result.wall_seconds, 1)}))
         return
-    table = Table(title=f"Outcomes of {result.table.total} Home Credit cases (replayed from DPD 1)")
-    table.add_column("outcome")
-    table.add_column("cases", justify="right")
-    table.add_column("still unpaid at the end", justify="right")
-    table.add_column("written off", justify="right")
-    for row, count, unpaid, written_off in result.table.as_rows():
-        table.add_row(row, str(count), str(unpaid), str(written_off))
+    table = Table(title=f"{len(result.loans)} Home Credit loans by the furthest stage reached and the last case's outcome")
+    table.add_column("furthest stage")
+    for outcome in outcomes:
+        table.add_column(outcome, justify="right")
+    table.add_column("loans", justify="right")
+    for stage, counts in rows:
+        table.add_row(stage, *(str(counts[o]) for o in outcomes), str(sum(counts.values())))
+    table.add_row("total", *(str(sum(c[o] for _, c in rows)) for o in outcomes), str(len(result.loans)))
     console.print(table)
-    if result.payments_after_close:
-        console.print(
-            f"{result.payments_after_close} payment(s) arrived after their case had ended (written off): "
-            "not applied, counted here for reconciliation."
-        )
+    unpaid = sum(1 for loan in result.loans if loan.final_outstanding_minor > 0)
+    console.print(f"{sum(loan.cases for loan in result.loans)} cases; {unpaid} loans still owe something at the end; "
+                  f"contacts by channel {result.totals}." + (f" Per loan: {loans_csv}" if loans_csv else ""))
     console.print(f"Wall time: {result.wall_seconds:.1f} s")
 
 

@@ -1,115 +1,114 @@
-"""``simulate`` on the whole packaged file equals the outcome table computed straight from the CSV.
+"""``simulate`` of the whole packaged file, loan by loan, equals the same figures computed straight
+from the CSV.
 
-The expected table is computed here with nothing but ``csv``, ``Decimal`` and the policy file's
-numbers, following the conventions stated in ``home_credit.py``: amounts rounded half-up to
-minor units; payments on or before the due day lower the opening amount; a late payment on DPD k
-arrives at 12:00 local, after that day's 09:00 step. A case still owing is written off at the
-start of DPD D, where D is the policy's ``write_off.days_past_due`` or, if later, the day after
-``write_off.no_payment_days`` full days since its last payment (k + no_payment_days + 1); a
-payment that arrives after its case ended (on DPD D or later) is not applied.
+The expected figures are computed here with nothing but ``csv``, ``Decimal`` and the policy
+file's numbers, day by day, following the conventions stated in ``home_credit.py`` and the
+policy: amounts rounded half-up to minor units, all principal; an instalment falls due at local
+midnight of its day; payments are made at 12:00 local and pay the oldest instalment due first
+(money beyond what is due waits as credit for the next instalment); at 00:30 local, on the day an
+instalment falls due and on the day after (``identification.grace_days`` = 0), a loan with no
+case and something unpaid since before that day, at least ``identification_minimum_minor``,
+gets a case; a case is cured when nothing due is unpaid after a payment, and written off at local
+midnight of the later of DPD ``write_off.days_past_due`` (counted from the oldest unpaid
+instalment) and ``write_off.no_payment_days`` + 1 days after its opening or its last payment; a
+written-off loan gets no other case. The highest DPD is counted while a case is open.
 """
 
 import csv
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 
-import pytest
-
-from collections_domain.portfolio.home_credit import PACKAGED_CSV, market_for, read_cases
-from collections_domain.rules.policy import DEFAULT_POLICY_PATH, load_policy
+from collections_domain.portfolio.home_credit import PACKAGED_CSV, read_loans
 from collections_domain.portfolio.simulation import simulate
+from collections_domain.rules.policy import DEFAULT_POLICY_PATH, load_policy
 from tests.databases import fresh_database_url
+
+POLICY = load_policy(DEFAULT_POLICY_PATH)
+CURRENCY = {0: "CNY", 1: "CNY", 2: "CNY", 3: "CNY", 4: "CNY", 5: "CNY", 6: "USD", 7: "USD", 8: "GBP", 9: "GBP"}
 
 
 def minor(text: str) -> int:
     return int((Decimal(text) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def expected_outcomes() -> tuple[dict[str, tuple[int, int, int]], int]:
-    """``{row: (cases, still unpaid, written off)}`` and the number of payments that arrive after
-    their case ended."""
-    policy = load_policy(DEFAULT_POLICY_PATH)
-    instalments: dict[tuple, list[dict]] = defaultdict(list)
-    with PACKAGED_CSV.open(newline="") as handle:
+def file_loans() -> dict[str, tuple[int, list[tuple[int, int]], list[tuple[int, int]]]]:
+    """``{SK_ID_PREV: (SK_ID_CURR, [(due day, amount)], [(paid day, amount)])}``."""
+    rows: dict[str, list[dict]] = defaultdict(list)
+    with PACKAGED_CSV.open(newline="", encoding="utf-8-sig") as handle:
         for row in csv.DictReader(handle):
-            instalments[(row["SK_ID_PREV"], row["NUM_INSTALMENT_NUMBER"], row["NUM_INSTALMENT_VERSION"])].append(row)
-    table: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    after_close = 0
-    for rows in instalments.values():
-        due_day = float(rows[0]["DAYS_INSTALMENT"])
-        owed = max(minor(r["AMT_INSTALMENT"]) for r in rows)
-        late: dict[int, int] = defaultdict(int)
-        signals: dict[int, int] = defaultdict(int)  # payments (one signal each) per late day
-        for r in rows:
-            if not r["AMT_PAYMENT"] or not r["DAYS_ENTRY_PAYMENT"] or minor(r["AMT_PAYMENT"]) <= 0:
-                continue
-            k = int(float(r["DAYS_ENTRY_PAYMENT"]) - due_day)
-            if k <= 0:
-                owed -= minor(r["AMT_PAYMENT"])
-            else:
-                late[k] += minor(r["AMT_PAYMENT"])
-                signals[k] += 1
-        if owed <= 0:
-            continue  # paid in full on time: never a case
-        thresholds = policy.thresholds(market_for(int(float(rows[0]["SK_ID_CURR"]))).currency)
-        cured_on = None
-        remaining = owed
-        write_off_day = policy.write_off.days_past_due
-        for k in sorted(late):
-            if k >= write_off_day:  # written off at the start of that day: this payment and the rest bounce
-                after_close += sum(n for day, n in signals.items() if day >= k)
-                break
-            remaining -= late[k]
-            if remaining <= 0:
-                cured_on = k
-                after_close += sum(n for day, n in signals.items() if day > k)
-                break
-            write_off_day = max(write_off_day, k + policy.write_off.no_payment_days + 1)
-        unpaid = cured_on is None
-        written_off = unpaid  # a case not cured before its write-off day is written off on it
-        if cured_on is not None and cured_on < 3:
-            row = "cured before DPD 3"
-        elif cured_on is not None and cured_on < 7:
-            row = "cured at DPD 3-6"
-        elif cured_on is not None and cured_on < 30:
-            row = "cured at DPD 7-29"
-        else:
-            at_30 = owed - sum(amount for k, amount in late.items() if k < 30)
-            if at_30 >= thresholds.legal_threshold_minor:
-                row = "reached DPD 30: legal"
-            elif at_30 >= thresholds.minimum_overdue_minor:
-                row = "reached DPD 30: agency"
-            else:
-                row = "reached DPD 30 under the minimum (reminders only)"
-        table[row][0] += 1
-        table[row][1] += int(unpaid)
-        table[row][2] += int(written_off)
-    return {row: (cases, unpaid, written_off) for row, (cases, unpaid, written_off) in table.items()}, after_close
+            rows[row["SK_ID_PREV"]].append(row)
+    loans = {}
+    for prev, group in rows.items():
+        instalments: dict[tuple[str, str], list[dict]] = defaultdict(list)
+        for row in group:
+            instalments[(row["NUM_INSTALMENT_NUMBER"], row["NUM_INSTALMENT_VERSION"])].append(row)
+        due = sorted((int(float(g[0]["DAYS_INSTALMENT"])), max(minor(r["AMT_INSTALMENT"]) for r in g)) for g in instalments.values())
+        paid = sorted((int(float(r["DAYS_ENTRY_PAYMENT"])), minor(r["AMT_PAYMENT"])) for r in group
+                      if r["DAYS_ENTRY_PAYMENT"] and r["AMT_PAYMENT"] and minor(r["AMT_PAYMENT"]) > 0)
+        loans[str(int(float(prev)))] = (int(float(group[0]["SK_ID_CURR"])), due, paid)
+    return loans
 
 
-def expected_table() -> dict[str, tuple[int, int, int]]:
-    return expected_outcomes()[0]
+def expected(curr: int, due: list[tuple[int, int]], paid: list[tuple[int, int]]) -> dict:
+    """The loan's figures, day by day."""
+    minimum = POLICY.thresholds(CURRENCY[curr % 10]).identification_minimum_minor
+    rules = POLICY.write_off
+    owed = [amount for _, amount in due]  # what each instalment (oldest first) still owes, once due
+    scan_days = {day for day, _ in due} | {day + 1 for day, _ in due}
+    credit, cases, max_dpd, outcome, written_off = 0, 0, 0, "not_opened", False
+    case_open, opened, last_paid = False, None, None
+    payments = defaultdict(int)
+    for day, amount in paid:
+        payments[day] += amount
+    first, last = min([d for d, _ in due] + [d for d, _ in paid]), max([d for d, _ in due] + [d for d, _ in paid])
+
+    def oldest_unpaid(today: int) -> int | None:
+        return next((d for (d, _), left in zip(due, owed) if d <= today and left > 0), None)
+
+    for today in range(first, last + max(rules.days_past_due, rules.no_payment_days + 1) + 3):
+        for i, (d, _) in enumerate(due):  # 00:00: instalments fall due; credit pays them
+            if d == today and credit:
+                take = min(credit, owed[i])
+                owed[i] -= take
+                credit -= take
+        oldest = oldest_unpaid(today)
+        if case_open:  # 00:00: the write-off, else the day's DPD while the case is open
+            write_off_day = max(oldest + rules.days_past_due, max(opened, last_paid or opened) + rules.no_payment_days + 1)
+            max_dpd = max(max_dpd, today - oldest)
+            if today >= write_off_day:
+                case_open, written_off, outcome = False, True, "written_off"
+        if not case_open and not written_off and today in scan_days:  # 00:30: the scan
+            overdue = sum(left for (d, _), left in zip(due, owed) if d < today)
+            if oldest is not None and oldest < today and overdue >= minimum:
+                case_open, opened, last_paid, cases = True, today, None, cases + 1
+                max_dpd = max(max_dpd, today - oldest)
+        money = payments.get(today, 0)  # 12:00: payments, oldest instalment due first
+        if money:
+            for i, (d, _) in enumerate(due):
+                if d <= today:
+                    take = min(money, owed[i])
+                    owed[i] -= take
+                    money -= take
+            credit += money
+            if case_open:
+                last_paid = today
+                if all(left == 0 for (d, _), left in zip(due, owed) if d <= today):
+                    case_open, outcome = False, "cured"
+    return {"instalments": len(due), "cases": cases, "max_days_past_due": max_dpd,
+            "final_outstanding_minor": max(0, sum(a for _, a in due) - sum(a for _, a in paid)), "outcome": outcome}
 
 
-def test_expected_table_counts_every_case():
-    expected = expected_table()
-    assert sum(cases for cases, _, _ in expected.values()) == len(read_cases()) == 2601
-
-
-@pytest.mark.timeout(2700)  # about 17 minutes on a 2-core machine; room for a slower one
 async def test_simulation_of_the_whole_file_equals_the_csv(tmp_path):
-    # SQLite file by default; a PostgreSQL database when TEST_DATABASE_URL says so.
-    result = await simulate(read_cases(), database_url=fresh_database_url(tmp_path, "simulation"))
-    got = {
-        row: (cases, unpaid, written_off)
-        for row, cases, unpaid, written_off in result.table.as_rows()
-        if row != "total" and cases
-    }
-    print(
-        "\n" + result.table.render() + f"\nwall time {result.wall_seconds:.1f} s"
-        f"\npayments after close {result.payments_after_close}"
-    )
-    expected, after_close = expected_outcomes()
-    assert got == expected
-    assert result.payments_after_close == after_close
-    assert all(status.outstanding_minor >= 0 for status in result.statuses.values())
+    loans = read_loans()
+    assert len(loans) == 2445 and sum(len(loan.instalments) for loan in loans) == 3140
+    result = await simulate(loans, database_url=fresh_database_url(tmp_path, "simulation"))
+    got = {loan.source_loan_id: {"instalments": loan.instalments, "cases": loan.cases,
+                                 "max_days_past_due": loan.max_days_past_due,
+                                 "final_outstanding_minor": loan.final_outstanding_minor, "outcome": loan.outcome}
+           for loan in result.loans}
+    want = {prev: expected(*facts) for prev, facts in file_loans().items()}
+    wrong = {prev: (got.get(prev), want[prev]) for prev in want if got.get(prev) != want[prev]}
+    assert not wrong, f"{len(wrong)} of {len(want)} loans differ, e.g. {list(wrong.items())[:5]}"
+    outcomes, rows = result.table()
+    assert sum(sum(counts.values()) for _, counts in rows) == len(loans)
+    print(f"\n{len(loans)} loans in {result.wall_seconds:.1f} s: {dict((s, sum(c.values())) for s, c in rows)}")

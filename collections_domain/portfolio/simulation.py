@@ -1,161 +1,115 @@
-"""Replay the Home Credit cases through the real workflow on Temporal's time-skipping server.
+"""Replay the Home Credit loans through the real product on Temporal's time-skipping server.
 
-Convention: every case is replayed from its own first day past due. All cases share one
-virtual due date ``day0`` (a local calendar date in each borrower's own zone); a case opens at
-local midnight starting DPD 1 and each late payment arrives as ``payment_received`` at 12:00
-local on its DPD (``home_credit.py``). A case still owing is written off at the start of the
-local day ``ladder.write_off_instant`` gives (policy ``[write_off]``); a payment that arrives
-after its case ended hits a closed workflow: the run counts it (``payments_after_close``)
-instead of failing. The run ends a day after every case has passed its last ladder rung, its
-write-off day and its last payment. The outcome table counts where each case ended.
+Convention: each borrower's loans are replayed from one virtual day, ``day0`` (the borrower's
+first day in the file falls on it; their own days keep their distances), in their own time zone
+(``home_credit.py``). The loan book knows every schedule from the start, as a servicing system
+does. Then time runs, and on each loan's days the product does what it does in production:
+
+- at 00:30 local on a day an instalment falls due, or its grace ran out, the delinquency scan
+  (``portfolio.scan``, restricted to that day's loans) forwards the instalment to a running case
+  or opens a case for the overdue loan;
+- at 12:00 local on each payment's day, the payment is posted as the gateway would
+  (``portfolio.servicing.deliver_payment``): to the running case, or to the loan book;
+- the cases run the ladder, cure, and are written off at the policy's ``[write_off]`` day.
+
+The run ends after every loan's last event plus the longest write-off delay. What each loan did
+comes from the product's own records (``collection_cases``, ``contact_decisions``, the loan book):
+its cases, the highest DPD they reached, its outstanding amount at the end, the last case's
+outcome, and the furthest ladder step taken.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
 import tempfile
 import time as wallclock
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from sqlmodel import Session
-from temporalio.api.enums.v1 import IndexedValueType
+from sqlmodel import Session, select
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.testservice.v1 import SleepRequest
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
-from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 
-from collections_domain.rules import calendar
-from collections_domain.rules import ladder
+from collections_domain.case.search_attributes import CLI_TYPES, INDEXED_TYPES
 from collections_domain.ops.binaries import find_binary
-from collections_domain.case.contract import CaseStatus, PaymentReceived
-from collections_domain.client import start_case
-from collections_domain.portfolio.home_credit import HomeCreditCase, borrower_row
-from collections_domain.store.models import Borrower
-from collections_domain.rules.policy import CollectionPolicy
-from collections_domain.case.search_attributes import CLI_TYPES
 from collections_domain.ops.settings import Settings
 from collections_domain.ops.wiring import build_activities, build_worker
+from collections_domain.portfolio import loan_book
+from collections_domain.portfolio.home_credit import HomeCreditLoan, borrower_row
+from collections_domain.portfolio.scan import ScanRequest, scan_page
+from collections_domain.portfolio.servicing import deliver_payment
+from collections_domain.rules import calendar, ladder
+from collections_domain.rules.policy import CollectionPolicy
+from collections_domain.store.models import Borrower, CollectionCase, ContactAttempt, ContactDecisionRecord
 
-PAYMENT_WALL_TIME = time(12, 0)
-#: How long past the last event the run goes on, so every case that ends then has closed.
-HORIZON_MARGIN = timedelta(days=1)
+SCAN_WALL_TIME = time(0, 30)
 SKIP_DEADLINE = timedelta(minutes=20)
-INDEXED_TYPES = {
-    "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-    "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
-    "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
-}
+#: Outcome of a loan that never had a case (current, or never over the identification minimum).
+NOT_OPENED = "not_opened"
+#: The last case still running at the end.
+STILL_OPEN = "open"
 
 
 @dataclass
-class OutcomeTable:
-    """Cases by where they got on the ladder, with how many are still unpaid (an amount still
-    outstanding) and how many were written off at the end of the data.
+class LoanResult:
+    """What one loan did in the replay (a row of ``simulate --loans-csv``)."""
 
-    Rows come from the policy's ladder: "cured before DPD 3", "cured at DPD 3-6", "cured at
-    DPD 7-29" (between rungs), then one "reached DPD 30: <step>" row per step of the last rung
-    and "reached DPD 30 under the minimum (reminders only)". A written-off case keeps its
-    outstanding amount, so it counts as still unpaid too.
-    """
-
-    rows: list[str]
-    cases: dict[str, int] = field(default_factory=dict)
-    still_unpaid: dict[str, int] = field(default_factory=dict)
-    written_off: dict[str, int] = field(default_factory=dict)
-
-    @classmethod
-    def for_policy(cls, policy: CollectionPolicy) -> OutcomeTable:
-        """An empty table with the rows ``policy``'s ladder defines."""
-        rungs = ladder.rungs(policy)
-        rows = [f"cured before DPD {rungs[0].days_past_due}"]
-        for low, high in zip(rungs, rungs[1:]):
-            rows.append(f"cured at DPD {low.days_past_due}-{high.days_past_due - 1}")
-        last = rungs[-1].days_past_due
-        rows += [f"reached DPD {last}: {step.name}" for step in rungs[-1].steps]
-        rows.append(f"reached DPD {last} under the minimum (reminders only)")
-        return cls(
-            rows=rows,
-            cases=dict.fromkeys(rows, 0),
-            still_unpaid=dict.fromkeys(rows, 0),
-            written_off=dict.fromkeys(rows, 0),
-        )
-
-    def add(self, row: str, unpaid: bool, written_off: bool = False) -> None:
-        """Count one case in ``row``."""
-        self.cases[row] += 1
-        self.still_unpaid[row] += int(unpaid)
-        self.written_off[row] += int(written_off)
-
-    @property
-    def total(self) -> int:
-        """All cases."""
-        return sum(self.cases.values())
-
-    def as_rows(self) -> list[tuple[str, int, int, int]]:
-        """``(outcome, cases, still unpaid, written off)`` per row, then the total."""
-        body = [(row, self.cases[row], self.still_unpaid[row], self.written_off[row]) for row in self.rows]
-        return body + [("total", self.total, sum(self.still_unpaid.values()), sum(self.written_off.values()))]
-
-    def render(self) -> str:
-        """A plain-text table."""
-        width = max(len(r) for r in self.rows) + 2
-        lines = [f"{'outcome':<{width}}{'cases':>8}{'still unpaid':>14}{'written off':>13}"]
-        lines += [
-            f"{row:<{width}}{count:>8}{unpaid:>14}{written_off:>13}"
-            for row, count, unpaid, written_off in self.as_rows()
-        ]
-        return "\n".join(lines)
-
-
-def classify(status: CaseStatus, policy: CollectionPolicy) -> str:
-    """The outcome-table row of a case's final ``status``."""
-    rungs = ladder.rungs(policy)
-    last = rungs[-1]
-    if status.outcome == "cured" and status.cured_days_past_due is not None:
-        dpd = status.cured_days_past_due
-        if dpd < rungs[0].days_past_due:
-            return f"cured before DPD {rungs[0].days_past_due}"
-        for low, high in zip(rungs, rungs[1:]):
-            if low.days_past_due <= dpd < high.days_past_due:
-                return f"cured at DPD {low.days_past_due}-{high.days_past_due - 1}"
-    taken = {record.step for record in status.steps_done}
-    for step in last.steps:
-        if step.name in taken:
-            return f"reached DPD {last.days_past_due}: {step.name}"
-    return f"reached DPD {last.days_past_due} under the minimum (reminders only)"
-
-
-def _quiet_runtime() -> Runtime:
-    """A runtime whose SDK core logs errors only: thousands of cases opening at one instant make
-    first workflow tasks slow (they wait for local-activity slots), which the core warns about."""
-    return Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))))
+    source_loan_id: str
+    loan_id: str
+    instalments: int
+    cases: int
+    max_days_past_due: int
+    final_outstanding_minor: int
+    outcome: str
+    furthest_stage: str
+    contacts: int = 0
 
 
 @dataclass
 class SimulationResult:
-    """The table, every case's final status, the run's wall time in seconds, and how many
-    payments arrived after their case had ended (signals to a closed workflow, not applied)."""
+    """Every loan's result, the run's wall time (seconds), ``day0``, and the ladder's stages in
+    order (for the table). ``totals``: contacts by channel, hand-offs."""
 
-    table: OutcomeTable
-    statuses: dict[str, CaseStatus]
+    loans: list[LoanResult]
     wall_seconds: float
     day0: str
-    payments_after_close: int = 0
+    stages: list[str]
+    totals: dict[str, int] = field(default_factory=dict)
+
+    def table(self) -> tuple[list[str], list[tuple[str, dict[str, int]]]]:
+        """Loans by the furthest stage reached (rows, in ladder order) and outcome (columns)."""
+        outcomes = sorted({loan.outcome for loan in self.loans}, key=lambda o: (o == NOT_OPENED, o))
+        rows = []
+        for stage in self.stages:
+            counts = {o: sum(1 for loan in self.loans if loan.furthest_stage == stage and loan.outcome == o) for o in outcomes}
+            if any(counts.values()):
+                rows.append((stage, counts))
+        return outcomes, rows
+
+    def write_csv(self, path: Path | str) -> None:
+        """One row per loan (``LoanResult``'s fields)."""
+        with Path(path).open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(LoanResult.__dataclass_fields__))
+            writer.writeheader()
+            for loan in self.loans:
+                writer.writerow(asdict(loan))
+
+
+def _quiet_runtime() -> Runtime:
+    """A runtime whose SDK core logs errors only (thousands of tasks at one instant make it warn)."""
+    return Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))))
 
 
 async def skip_to(env: WorkflowEnvironment, instant: datetime) -> None:
-    """Move the time-skipping server's clock to ``instant``, letting every timer on the way fire.
-
-    Calls the test service directly with a long RPC deadline: with thousands of cases a single
-    skip can take longer than ``env.sleep``'s default deadline while the server waits for the
-    work the fired timers start.
-    """
+    """Move the time-skipping server's clock to ``instant``, every timer on the way firing (a
+    long RPC deadline: a skip waits for the work the fired timers start)."""
     delta = instant - (await env.get_current_time()).astimezone(UTC)
     if delta <= timedelta(0):
         return
@@ -164,170 +118,160 @@ async def skip_to(env: WorkflowEnvironment, instant: datetime) -> None:
     await env.client.test_service.unlock_time_skipping_with_sleep(request, timeout=SKIP_DEADLINE)
 
 
-async def _register_search_attributes(client: Client) -> None:
-    await client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=client.namespace,
-            search_attributes={name: INDEXED_TYPES[kind] for name, kind in CLI_TYPES.items()},
-        )
-    )
+async def register_search_attributes(client: Client) -> None:
+    """Register the project's search attributes on a test server."""
+    await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+        namespace=client.namespace, search_attributes={name: INDEXED_TYPES[kind] for name, kind in CLI_TYPES.items()}))
+
+
+def borrower_anchors(loans: Sequence[HomeCreditLoan], day0: date) -> dict[str, date]:
+    """The date of day 0 of the file for each borrower, so that their first day falls on ``day0``."""
+    first: dict[str, int] = {}
+    for loan in loans:
+        first[loan.borrower_id] = min(first.get(loan.borrower_id, loan.first_day), loan.first_day)
+    return {borrower: day0 - timedelta(days=day) for borrower, day in first.items()}
+
+
+@dataclass
+class _Events:
+    scans: dict[datetime, list[str]] = field(default_factory=dict)
+    payments: dict[datetime, list[tuple[HomeCreditLoan, object]]] = field(default_factory=dict)
+    horizon: datetime | None = None
+
+
+def events(loans: Sequence[HomeCreditLoan], anchors: dict[str, date], policy: CollectionPolicy) -> _Events:
+    """The replay's instants: scans (00:30 local on due days and when the grace runs out) and
+    payments (12:00 local), and the horizon after which nothing can change."""
+    grace = policy.identification.grace_days
+    delay = max(policy.write_off.days_past_due, policy.write_off.no_payment_days + 1) + 2
+    found = _Events()
+    latest = datetime.min.replace(tzinfo=UTC)
+    for loan in loans:
+        anchor, tz = anchors[loan.borrower_id], loan.market.timezone
+        for instalment in loan.instalments:
+            due = anchor + timedelta(days=instalment.due_day)
+            for day in (due, due + timedelta(days=grace + 1)):
+                at = calendar.local_instant(day, SCAN_WALL_TIME, tz)
+                found.scans.setdefault(at, [])
+                if loan.loan_id not in found.scans[at]:
+                    found.scans[at].append(loan.loan_id)
+        for payment in loan.payments:
+            at = loan.paid_at(payment, anchor)
+            found.payments.setdefault(at, []).append((loan, payment))
+        last = max([anchor + timedelta(days=i.due_day) for i in loan.instalments]
+                   + [anchor + timedelta(days=p.day) for p in loan.payments])
+        latest = max(latest, calendar.local_instant(last + timedelta(days=delay), time(0, 0), tz))
+    found.horizon = latest
+    return found
 
 
 async def simulate(
-    cases: Sequence[HomeCreditCase],
+    loans: Sequence[HomeCreditLoan],
     *,
     progress: Callable[[str, int, int], None] | None = None,
-    concurrency: int = 200,
     database_url: str | None = None,
 ) -> SimulationResult:
-    """Run ``cases`` through ``LoanCollectionWorkflow`` on a fresh time-skipping server.
-
-    ``progress(phase, done, total)`` is called as cases start, events are replayed and
-    statuses are read. Uses ``database_url`` (a database of its own) or else a temporary SQLite
-    file, and the ``record`` delivery back-end.
-    """
+    """Replay ``loans`` (module docstring) on a fresh time-skipping server, with a database of
+    their own (``database_url``, or a temporary SQLite file) and the ``record`` delivery back-end."""
     started = wallclock.perf_counter()
     report = progress or (lambda phase, done, total: None)
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=find_binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
+        test_server_existing_path=find_binary("temporal-test-server"), data_converter=pydantic_data_converter,
         runtime=_quiet_runtime(),
     )
     try:
-        await _register_search_attributes(env.client)
+        await register_search_attributes(env.client)
         with tempfile.TemporaryDirectory(prefix="collections-sim-") as folder:
-            settings = Settings(
-                temporal_task_queue="collections-simulation",
-                database_url=database_url or f"sqlite:///{Path(folder) / 'simulation.db'}",
-                data_dir=Path(folder),
-                delivery_backend="record",
-            )
+            settings = Settings(temporal_task_queue="collections-simulation", data_dir=Path(folder),
+                                database_url=database_url or f"sqlite:///{Path(folder) / 'simulation.db'}",
+                                delivery_backend="record")
             activities = build_activities(settings)
             policy = activities.policies.current
-            with Session(activities.engine) as db:
-                for case in {c.borrower_id: c for c in cases}.values():
-                    db.merge(Borrower(**borrower_row(case)))
-                db.commit()
-            worker = build_worker(
-                env.client, settings, activities, max_activity_threads=64, max_cached_workflows=2 * len(cases) + 100
-            )
+            worker = build_worker(env.client, settings, activities, max_activity_threads=64,
+                                  max_cached_workflows=2 * len(loans) + 100)
             async with worker:
-                statuses, day0, after_close = await _replay(env, cases, settings, policy, report, concurrency)
+                result = await _replay(env, loans, activities.engine, policy, settings.temporal_task_queue, report)
             activities.delivery.close()
             activities.engine.dispose()
     finally:
         await env.shutdown()
-    table = OutcomeTable.for_policy(policy)
-    for case in cases:
-        status = statuses[case.loan_id]
-        table.add(
-            classify(status, policy),
-            unpaid=status.outstanding_minor > 0,
-            written_off=status.outcome == "written_off",
-        )
-    return SimulationResult(table, statuses, wallclock.perf_counter() - started, day0, after_close)
+    result.wall_seconds = wallclock.perf_counter() - started
+    return result
 
 
-def _last_instant(case: HomeCreditCase, day0: date, opened_at: datetime, policy: CollectionPolicy) -> datetime:
-    """The latest instant ``case`` can still change: its last payment's arrival, or its write-off
-    (``ladder.write_off_instant``, from the last payment that arrives before it), if later.
-
-    Cures are ignored: a cured case ends earlier, so this bounds every case from above.
-    """
-    tz = case.market.timezone
-    write_off_at = ladder.write_off_instant(policy, oldest_due_date=day0, tz_name=tz, last_activity_at=opened_at)
-    latest = write_off_at
-    for payment in case.late_payments:
-        at = calendar.local_instant(day0 + timedelta(days=payment.days_after_due), PAYMENT_WALL_TIME, tz)
-        latest = max(latest, at)
-        if at < write_off_at:
-            write_off_at = ladder.write_off_instant(policy, oldest_due_date=day0, tz_name=tz, last_activity_at=at)
-            latest = max(latest, write_off_at)
-    return latest
-
-
-async def _replay(env, cases, settings, policy, report, concurrency):
+async def _replay(env, loans, engine, policy, task_queue, report) -> SimulationResult:
     client = env.client
     now = (await env.get_current_time()).astimezone(UTC)
     day0 = now.date() + timedelta(days=2)
-    last_rung = ladder.rungs(policy)[-1].days_past_due
-    events: list[tuple[datetime, int, HomeCreditCase, object]] = []
-    horizon = now
-    for case in cases:
-        tz = case.market.timezone
-        opened_at = calendar.local_instant(day0 + timedelta(days=1), time(0, 0), tz)
-        events.append((opened_at, 0, case, None))
-        for payment in case.late_payments:
-            at = calendar.local_instant(day0 + timedelta(days=payment.days_after_due), PAYMENT_WALL_TIME, tz)
-            events.append((at, 1, case, payment))
-        horizon = max(
-            horizon, ladder.rung_instant(last_rung, day0, tz, policy), _last_instant(case, day0, opened_at, policy)
-        )
-    events.sort(key=lambda e: (e[0], e[1], e[2].loan_id))
-    gate = asyncio.Semaphore(concurrency)
-    after_close = 0
+    anchors = borrower_anchors(loans, day0)
+    with Session(engine) as db:
+        for loan in {loan.borrower_id: loan for loan in loans}.values():
+            db.merge(Borrower(**borrower_row(loan)))
+        db.commit()
+    for index, loan in enumerate(loans):
+        loan_book.upsert_loan(engine, loan.loan_in(anchors[loan.borrower_id]), source="home-credit")
+        loan_book.refresh(engine, loan.loan_id, policy, now)
+        report("loading the loan book", index + 1, len(loans))
+    found = events(loans, anchors, policy)
+    instants = sorted(set(found.scans) | set(found.payments))
+    gate = asyncio.Semaphore(64)
 
-    async def start(case: HomeCreditCase) -> None:
+    async def pay(loan: HomeCreditLoan, payment) -> None:
         async with gate:
-            await start_case(client, case.case_input(day0), task_queue=settings.temporal_task_queue)
+            await deliver_payment(client, engine, policy, loan.loan_id,
+                                  loan.payment_received(payment, anchors[loan.borrower_id]), source="home-credit")
 
-    async def pay(case: HomeCreditCase, payment, at: datetime) -> None:
-        nonlocal after_close
-        async with gate:
-            signal = PaymentReceived(
-                payment_id=payment.payment_id,
-                amount_minor=payment.amount_minor,
-                currency=case.market.currency,
-                paid_at=at,
-            )
-            try:
-                await client.get_workflow_handle(case.case_input(day0).workflow_id).signal("payment_received", signal)
-            except RPCError as err:
-                # The case already ended (cured or written off): Temporal refuses signals to a
-                # closed workflow. Counted, not applied.
-                if err.status != RPCStatusCode.NOT_FOUND:
-                    raise
-                after_close += 1
-
-    done = 0
-    index = 0
-    while index < len(events):
-        at = events[index][0]
-        batch = []
-        while index < len(events) and events[index][0] == at:
-            batch.append(events[index])
-            index += 1
+    for done, at in enumerate(instants, start=1):
         await skip_to(env, at)
-        await asyncio.gather(
-            *(start(case) if kind == 0 else pay(case, payment, at) for _, kind, case, payment in batch)
-        )
-        done += len(batch)
-        report("replaying events", done, len(events))
-    await skip_to(env, horizon + HORIZON_MARGIN)
+        if at in found.scans:
+            request = ScanRequest(loan_ids=found.scans[at], as_of=at, scan_id=f"simulation-{at:%Y%m%dT%H%M}",
+                                  limit=len(found.scans[at]) + 1)
+            page = await scan_page(engine, client, policy, request, task_queue=task_queue, now=at)
+            if page.errors:
+                raise RuntimeError(f"the scan at {at} failed: {page.errors[:3]}")
+        if at in found.payments:
+            await asyncio.gather(*(pay(loan, payment) for loan, payment in found.payments[at]))
+        report("replaying events", done, len(instants))
+    await skip_to(env, found.horizon)  # type: ignore[arg-type]
+    await asyncio.sleep(0.5)
+    return _results(engine, loans, policy, day0, found.horizon)  # type: ignore[arg-type]
 
-    statuses: dict[str, CaseStatus] = {}
 
-    readers = asyncio.Semaphore(16)
+def stage_order(policy: CollectionPolicy) -> list[str]:
+    """The ladder's stages in the order a case reaches them (``identified`` first)."""
+    return [NOT_OPENED, "identified"] + [step.name for rung in ladder.rungs(policy) for step in rung.steps]
 
-    async def read(case: HomeCreditCase) -> None:
-        async with readers:
-            handle = client.get_workflow_handle(case.case_input(day0).workflow_id, result_type=CaseStatus)
-            for attempt in range(5):
-                try:
-                    described = await handle.describe(rpc_timeout=timedelta(seconds=60))
-                    if described.status == WorkflowExecutionStatus.COMPLETED:
-                        # A closed case's result is its final status: no replay needed to read it.
-                        statuses[case.loan_id] = await handle.result(rpc_timeout=timedelta(seconds=60))
-                    else:
-                        statuses[case.loan_id] = await handle.query(
-                            "status", result_type=CaseStatus, rpc_timeout=timedelta(seconds=60)
-                        )
-                    break
-                except RPCError:
-                    if attempt == 4:
-                        raise
-                    await asyncio.sleep(1)
-            report("reading statuses", len(statuses), len(cases))
 
-    await asyncio.gather(*(read(case) for case in cases))
-    return statuses, day0.isoformat(), after_close
+def _results(engine, loans, policy, day0: date, horizon: datetime) -> SimulationResult:
+    stages = stage_order(policy)
+    rank = {stage: i for i, stage in enumerate(stages)}
+    with Session(engine) as db:
+        cases: dict[str, list[CollectionCase]] = {}
+        for row in db.exec(select(CollectionCase).order_by(CollectionCase.id)):
+            cases.setdefault(row.loan_id, []).append(row)
+        steps: dict[str, set[str]] = {}
+        for loan_id, step_name in db.exec(select(ContactDecisionRecord.loan_id, ContactDecisionRecord.step)):
+            steps.setdefault(loan_id, set()).add(step_name)
+        contacts: dict[str, int] = {}
+        totals: dict[str, int] = {}
+        for loan_id, channel in db.exec(select(ContactAttempt.loan_id, ContactAttempt.channel)):
+            contacts[loan_id] = contacts.get(loan_id, 0) + 1
+            totals[channel] = totals.get(channel, 0) + 1
+    results = []
+    for loan in loans:
+        episodes = cases.get(loan.loan_id, [])
+        book = loan_book.read_loan(engine, loan.loan_id, policy, horizon)
+        taken = steps.get(loan.loan_id, set()) | ({"identified"} if episodes else set())
+        furthest = max(taken | {NOT_OPENED}, key=lambda s: rank.get(s, 0))
+        results.append(LoanResult(
+            source_loan_id=loan.source_loan_id,
+            loan_id=loan.loan_id,
+            instalments=len(loan.instalments),
+            cases=len(episodes),
+            max_days_past_due=max((c.max_days_past_due or 0 for c in episodes), default=0),
+            final_outstanding_minor=book.view.outstanding.total if book else 0,
+            outcome=(episodes[-1].outcome or STILL_OPEN) if episodes else NOT_OPENED,
+            furthest_stage=furthest,
+            contacts=contacts.get(loan.loan_id, 0),
+        ))
+    return SimulationResult(loans=results, wall_seconds=0.0, day0=day0.isoformat(), stages=stages, totals=totals)

@@ -48,12 +48,34 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
-        SQLModel.metadata.create_all(engine)
+        _sqlite_schema(engine)
         return engine
     # Up to 32 connections: one for each of a worker's activity threads (``build_worker``).
     engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=22, connect_args=_connect_args(url))
     upgrade_schema(engine)
     return engine
+
+
+#: The revision whose schema SQLite files had while they got their tables from the models alone
+#: (before the loan ledger): such a file is stamped with it, then migrated.
+SQLITE_MODELS_REVISION = "c8f18ca9377a"
+
+
+def _sqlite_schema(engine: Engine) -> None:
+    """A new SQLite file gets its tables from the models (fast: every test has one) and is stamped
+    at the head; a file with a revision is migrated to the head; a file made by an older version
+    (tables, no revision) is stamped at ``SQLITE_MODELS_REVISION`` and migrated, so a demo's
+    data folder keeps working across upgrades."""
+    tables = set(inspect(engine).get_table_names())
+    if not tables:
+        SQLModel.metadata.create_all(engine)
+        _migrate(engine, lambda config: command.stamp(config, "head"))
+        return
+    if "alembic_version" not in tables:
+        _migrate(engine, lambda config: command.stamp(config, SQLITE_MODELS_REVISION))
+    if current_revision(engine) != head_revision():
+        upgrade_schema(engine)
+    SQLModel.metadata.create_all(engine)  # tables of models newer than any revision, if any
 
 
 def _make_sqlite_folder(url: str) -> None:
@@ -119,22 +141,7 @@ def head_revision() -> str | None:
 
 def db_upgrade(url: str) -> str | None:
     """Bring the database at ``url`` to the latest revision and return that revision (the CLI's
-    ``db-upgrade``). A SQLite file whose tables were created from the models (``make_engine``)
-    is left as it is: it has no revision to start from."""
-    if url.startswith("sqlite"):
-        _make_sqlite_folder(url)
-        engine = create_engine(url)
-        try:
-            tables = set(inspect(engine).get_table_names())
-            if tables and "alembic_version" not in tables:
-                raise RuntimeError(
-                    "its tables were created from the models, not by the migrations: nothing to upgrade "
-                    "(development SQLite files get new tables on start; delete the file to start over)"
-                )
-            upgrade_schema(engine)
-            return current_revision(engine)
-        finally:
-            engine.dispose()
+    ``db-upgrade``)."""
     engine = make_engine(url)
     try:
         return current_revision(engine)

@@ -66,11 +66,11 @@ class Loan(SQLModel, table=True):
     instalment_minor: int | None = _minor_units(default=None)
     source: str | None = None
     # Added with the loan book (issue 11).
-    timezone: str = Field(default="Asia/Shanghai", max_length=64)
-    jurisdiction: str = Field(default="CN", max_length=2)
+    timezone: str = Field(default="Asia/Shanghai", max_length=64, sa_column_kwargs={"server_default": "Asia/Shanghai"})
+    jurisdiction: str = Field(default="CN", max_length=2, sa_column_kwargs={"server_default": "CN"})
     region: str | None = Field(default=None, max_length=10)
     portfolio: str | None = Field(default=None, max_length=64)
-    status: str = Field(default="active", max_length=20)
+    status: str = Field(default="active", max_length=20, sa_column_kwargs={"server_default": "active"})
     #: The due date of the oldest instalment not fully paid (``None``: nothing owing), kept by
     #: the loan book on every change so that the scan finds candidates with one indexed query.
     oldest_unpaid_due_date: date | None = Field(default=None, index=True)
