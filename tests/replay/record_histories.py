@@ -18,11 +18,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from collections_domain.rules import calendar
 from collections_domain.ops.binaries import find_binary
-from collections_domain.portfolio.simulation import _register_search_attributes
+from collections_domain.portfolio.simulation import register_search_attributes as _register_search_attributes
 from tests.conftest import Harness
 from collections_domain.case.contract import CaseStatus
 from collections_domain.client import propose_plan, record_contact_outcome
-from tests.helpers import advance_to, open_case, payment, promise, server_now
+from tests.helpers import advance_to, new_loan_id, open_case, payment, promise, server_now
+from collections_domain.case.contract import CaseInput, PaymentReversed
+from collections_domain.portfolio.scan import ScanRequest
 
 TZ = "Asia/Shanghai"
 OUT = Path(__file__).parent / "histories"
@@ -63,6 +65,9 @@ async def main(version: str) -> None:
                     )
             if version not in ("v1", "v2"):
                 await _issue_4_openings(env, h, handles, today)
+            ledger = version not in ("v1", "v2", "v3")
+            if ledger:
+                await _issue_11_openings(env, h, handles, due)
             await handles["rejected_signals"].signal("payment_received", {"payment_id": "bad", "amount_minor": -1, "currency": "CNY", "paid_at": local(1).isoformat()})
             await handles["rejected_signals"].signal("promise_to_pay", {"promise_id": "far", "amount_minor": 1, "promised_date": (today + timedelta(days=90)).isoformat()})
             await advance_to(env, local(4))
@@ -70,6 +75,8 @@ async def main(version: str) -> None:
             await handles["promise_broken"].signal("promise_to_pay", promise(100_000, due + timedelta(days=5), promise_id="b1"))
             await advance_to(env, local(5))
             await handles["cured_dpd_5"].signal("payment_received", payment(300_000, local(5), payment_id="c5"))
+            if ledger:
+                await _issue_11_money(env, h, handles, due, local)
             await advance_to(env, local(8))
             await handles["promise_kept"].signal("payment_received", payment(100_000, local(8), payment_id="k1-pay"))
             if version != "v1":
@@ -77,6 +84,8 @@ async def main(version: str) -> None:
             if version not in ("v1", "v2"):
                 await handles["uk_breathing_space"].signal("breathing_space", {"breathing_space_id": "BS-1"})
             await advance_to(env, local(31))
+            if ledger:
+                await _issue_11_legal(env, h, handles, local)
             if version != "v1":
                 # The hand-off children of the DPD 30 step, and a written-off case.
                 for name in ("never_paid_legal", "bankruptcy_after_placement"):
@@ -100,6 +109,56 @@ async def main(version: str) -> None:
                 except Exception:
                     pass
     await env.shutdown()
+
+
+async def _issue_11_openings(env, h, handles, due) -> None:
+    """The loan ledger (recorded from v4 on): instalments falling due, re-anchoring, a reversal,
+    accrual, a value-dated promise, the contract's original input (the patch marker), the legal
+    track's money, a re-opened case and the delinquency scan."""
+    _, handles["instalment_reanchor_reversal"] = await open_case(h, due=due, amount_minor=300_000)
+    _, handles["accrual_cn"] = await open_case(h, due=due, amount_minor=500_000, interest_due_minor=20_000, portfolio=None)
+    _, handles["value_dated_promise"] = await open_case(h, due=due, amount_minor=300_000)
+    _, handles["legal_judgment_settled"] = await open_case(h, due=due, amount_minor=2_000_000)
+    original = CaseInput(loan_id=new_loan_id("ORIG"), borrower_id="B-orig", principal_due_minor=300_000, oldest_due_date=due,
+                         portfolio="no-accrual")
+    handles["original_input_patch"] = await h.client.start_workflow(
+        "LoanCollectionWorkflow", original, id=original.workflow_id, task_queue=h.task_queue, result_type=CaseStatus)
+
+
+async def _issue_11_money(env, h, handles, due, local) -> None:
+    from collections_domain.portfolio.servicing import deliver_reversal
+
+    reanchor = handles["instalment_reanchor_reversal"]
+    await reanchor.signal("instalment_due", {"instalment_id": "2", "due_date": str(due + timedelta(days=3)), "principal_minor": 200_000})
+    await reanchor.signal("payment_received", payment(300_000, local(5), payment_id="ra-1"))
+    promised = handles["value_dated_promise"]
+    await promised.signal("promise_to_pay", promise(300_000, due + timedelta(days=5), promise_id="vd"))
+    deadline = calendar.local_instant(due + timedelta(days=8), time(0), TZ)
+    await advance_to(env, deadline + timedelta(minutes=10))
+    await promised.signal("payment_received", payment(300_000, deadline - timedelta(minutes=10), payment_id="vd-pay"))
+    await reanchor.signal("payment_reversed", {"reversal_id": "rv-1", "payment_id": "ra-1", "reason": "bounced"})
+    # The cured case's payment bounces: collection re-opens from its own ledger.
+    cured = handles["cured_dpd_5"]
+    handles["cured_dpd_5"] = h.client.get_workflow_handle(cured.id, run_id=cured.result_run_id)
+    policy = h.activities.policies.current
+    await deliver_reversal(h.client, h.engine, policy, cured.id.removeprefix("collection-"),
+                           PaymentReversed(reversal_id="rv-c5", payment_id="c5", reason="chargeback"), task_queue=h.task_queue)
+    handles["reopened_by_reversal"] = h.client.get_workflow_handle(cured.id)
+    scan = await h.client.start_workflow("DelinquencyScanWorkflow", ScanRequest(time_zone=TZ), id="delinquency-scan-replay",
+                                         task_queue=h.task_queue)
+    await scan.result()
+    handles["delinquency_scan"] = scan
+
+
+async def _issue_11_legal(env, h, handles, local) -> None:
+    st = await handles["legal_judgment_settled"].query("status", result_type=CaseStatus)
+    child = h.client.get_workflow_handle(st.hand_offs[0].workflow_id)
+    await child.signal("legal_status", {"event_id": "J-1", "status": "judgment", "awarded_minor": 1_800_000,
+                                        "court_costs_minor": 50_000})
+    await advance_to(env, local(32))
+    await child.signal("legal_status", {"event_id": "S-1", "status": "settled"})
+    await advance_to(env, local(33))
+    handles["legal_judgment_settled_child"] = child
 
 
 async def _issue_4_openings(env, h, handles, today) -> None:

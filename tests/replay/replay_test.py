@@ -12,16 +12,21 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from collections_domain.ops.wiring import WORKFLOWS
+from collections_domain.rules.policy import PolicyRegistry, set_worker_policies
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*/*.json"))
 
 
 def test_histories_are_present():
     # v1: recorded before plans, pauses, hand-off children and write-off; v2: after; v3: with the
-    # compliance gate (deferrals, reroutes, attorney, breathing space, the UK default notice).
+    # compliance gate (deferrals, reroutes, attorney, breathing space, the UK default notice); v1
+    # to v3 replay on the legacy engine (workflows/legacy). v4: the case core and the loan ledger
+    # (instalments, re-anchoring, reversals, accrual, value-dated promises, the patch marker of the
+    # contract's original input, the legal track's money, a re-opened case, the scan).
     assert len([p for p in HISTORIES if p.parent.name == "v1"]) == 6
     assert len([p for p in HISTORIES if p.parent.name == "v2"]) >= 17
     assert len([p for p in HISTORIES if p.parent.name == "v3"]) >= 22
+    assert len([p for p in HISTORIES if p.parent.name == "v4"]) >= 30
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: f"{p.parent.name}/{p.stem.split('--')[0]}")
@@ -29,6 +34,8 @@ async def test_history_replays(path: Path):
     workflow_id = path.stem.split("--", 1)[1]
     history = WorkflowHistory.from_json(workflow_id, path.read_text())
     assert len(history.events) > 10
+    # Cases read their policy from the worker by version and digest, as a worker's workflows do.
+    set_worker_policies(PolicyRegistry.from_settings(None))
     replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
