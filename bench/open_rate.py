@@ -1,6 +1,7 @@
 """Benchmark: collections cases opened per second on the real dev server, as a ratio to bare
-single-activity workflows started by the same script in the same run; and history events per
-case for the no-payment ladder (time-skipping server).
+single-activity workflows started by the same script in the same run, for the case core (the
+workflow today) and for the engine before it moved out of the sandbox (``bench.case_before_core``);
+and history events per case for the no-payment ladder (time-skipping server).
 
     python -m bench.open_rate --cases 500
 
@@ -25,6 +26,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from bench.bare import BareWorkflow, noop
+from bench.case_before_core import CaseBeforeTheCore
+from temporalio.common import WorkflowIDConflictPolicy
 from collections_domain.rules import calendar
 from collections_domain.case import search_attributes as sa
 from collections_domain.ops.binaries import find_binary
@@ -32,8 +35,9 @@ from collections_domain.case.contract import CaseInput
 from collections_domain.client import start_case
 from collections_domain.store.models import Borrower, CollectionCase
 from collections_domain.ops.settings import Settings
-from collections_domain.portfolio.simulation import _register_search_attributes, skip_to
-from collections_domain.ops.wiring import build_activities, build_worker
+from collections_domain.portfolio.simulation import register_search_attributes as _register_search_attributes
+from collections_domain.portfolio.simulation import skip_to
+from collections_domain.ops.wiring import activity_list, build_activities, build_worker
 
 
 def _bench_activities(folder: Path, task_queue: str):
@@ -48,6 +52,7 @@ def _bench_activities(folder: Path, task_queue: str):
 
 def _case(index: int, due) -> CaseInput:
     return CaseInput(
+        portfolio="no-accrual",
         loan_id=f"bench-{uuid.uuid4().hex[:8]}-{index}",
         borrower_id="bench-borrower",
         principal_due_minor=300_000 + index,
@@ -66,7 +71,22 @@ async def _gather_limited(coroutines, limit: int = 50):
     return await asyncio.gather(*(run(c) for c in coroutines))
 
 
+async def _opened(activities, count: int) -> None:
+    """Wait until ``count`` case rows were written (a case is open once its row is)."""
+    while True:
+        with Session(activities.engine) as db:
+            if db.exec(select(func.count()).select_from(CollectionCase)).one() >= count:
+                return
+        await asyncio.sleep(0.05)
+
+
+async def _start_before(client, case: CaseInput, task_queue: str):
+    return await client.start_workflow(CaseBeforeTheCore.run, case, id=case.workflow_id, task_queue=task_queue,
+                                       id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+
+
 async def open_rate(cases: int) -> None:
+    """Bare workflows, then cases on the engine before the core, then cases on the core."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=find_binary("temporal"),
         data_converter=pydantic_data_converter,
@@ -80,8 +100,11 @@ async def open_rate(cases: int) -> None:
                 env.client, task_queue="bench-bare", workflows=[BareWorkflow], activities=[noop],
                 activity_executor=ThreadPoolExecutor(32), max_concurrent_activities=32,
             )
-            async with build_worker(env.client, settings, activities), bare_worker:
-                # Baseline: bare single-activity workflows, started and awaited.
+            before_worker = Worker(
+                env.client, task_queue="bench-before", workflows=[CaseBeforeTheCore], activities=activity_list(activities),
+                activity_executor=ThreadPoolExecutor(32), max_concurrent_activities=32, max_concurrent_local_activities=32,
+            )
+            async with build_worker(env.client, settings, activities), bare_worker, before_worker:
                 began = wallclock.perf_counter()
                 handles = await _gather_limited(
                     env.client.start_workflow(BareWorkflow.run, i, id=f"bare-{uuid.uuid4().hex}", task_queue="bench-bare")
@@ -90,24 +113,24 @@ async def open_rate(cases: int) -> None:
                 await _gather_limited(h.result() for h in handles)
                 bare_seconds = wallclock.perf_counter() - began
 
-                # Cases: opened = started, policy resolved and the case row written.
                 due = calendar.local_date(datetime.now(UTC), "Asia/Shanghai") - timedelta(days=1)
                 began = wallclock.perf_counter()
+                await _gather_limited(_start_before(env.client, _case(i, due), "bench-before") for i in range(cases))
+                await _opened(activities, cases)
+                before_seconds = wallclock.perf_counter() - began
+
+                began = wallclock.perf_counter()
                 await _gather_limited(start_case(env.client, _case(i, due), task_queue="bench-cases") for i in range(cases))
-                while True:
-                    with Session(activities.engine) as db:
-                        opened = db.exec(select(func.count()).select_from(CollectionCase)).one()
-                    if opened >= cases:
-                        break
-                    await asyncio.sleep(0.05)
-                case_seconds = wallclock.perf_counter() - began
+                await _opened(activities, 2 * cases)
+                core_seconds = wallclock.perf_counter() - began
     finally:
         await env.shutdown()
-    bare_rate = cases / bare_seconds
-    case_rate = cases / case_seconds
-    print(f"bare single-activity workflows: {cases} in {bare_seconds:.2f} s = {bare_rate:.1f}/s")
-    print(f"collections cases opened:       {cases} in {case_seconds:.2f} s = {case_rate:.1f}/s")
-    print(f"ratio cases/bare:               {case_rate / bare_rate:.2f}")
+    bare_rate, before_rate, core_rate = cases / bare_seconds, cases / before_seconds, cases / core_seconds
+    print(f"bare single-activity workflows:          {cases} in {bare_seconds:.2f} s = {bare_rate:.1f}/s")
+    print(f"cases, engine before the core (sandbox):  {cases} in {before_seconds:.2f} s = {before_rate:.1f}/s"
+          f"  ratio to bare {before_rate / bare_rate:.2f}")
+    print(f"cases, case core (passed through):        {cases} in {core_seconds:.2f} s = {core_rate:.1f}/s"
+          f"  ratio to bare {core_rate / bare_rate:.2f}")
 
 
 async def ladder_events() -> None:

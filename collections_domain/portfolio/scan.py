@@ -161,8 +161,11 @@ async def _scan_loan(engine, client, policy, request, loan_id, as_of, task_queue
     case = loan_book.case_input(book, reason=reason)
     handle = await start_case(client, case, task_queue=task_queue, now=as_of)
     episode = handle.result_run_id or ""
+    # Everything due so far is in the case, or was paid before the window it opened with: none of
+    # it is to be sent again; so with the payments.
+    today = calendar.local_date(as_of, book.loan.timezone)
     await asyncio.to_thread(loan_book.mark_sent, engine, loan_id, episode=episode,
-                            instalments=[i.instalment_id for i in case.instalments],
+                            instalments=[i.instalment_id for i in book.instalments if i.due_date <= today],
                             payments=[p.payment_id for p in book.payments if p.reversed_at is None])
     page.opened.append(loan_id)
     page.reasons[loan_id] = rule

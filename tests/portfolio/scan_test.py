@@ -6,7 +6,7 @@ servicing routes (payments, reversals, instalments) reach the book, the case, or
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import time, timedelta
 
 from sqlmodel import select
 
@@ -161,3 +161,33 @@ async def test_payments_and_reversals_reach_the_book_the_case_or_reopen_it(time_
         with session(h.engine) as db:
             assert db.exec(select(UnmatchedPayment).where(UnmatchedPayment.loan_id == "NOBODY-1")).one().amount_minor == 700
             assert db.get(Loan, loan_id).status == "active"
+
+
+async def test_an_instalment_paid_before_the_case_opened_is_never_sent_to_it(time_env, harness_factory):
+    h = harness_factory(time_env)
+    policy = h.activities.policies.current
+    async with h.worker:
+        now = await server_now(time_env)
+        today = calendar.local_date(now, TZ)
+        loan_id = f"E-{abs(hash(now)) % 10**6}"
+        loan_book.upsert_loan(h.engine, loan_book.LoanIn(
+            loan_id=loan_id, borrower_id=f"B-{loan_id}", timezone=TZ, portfolio="no-accrual",
+            instalments=[LoanInstalment(instalment_id="1", due_date=today - timedelta(days=40), principal_minor=100_000),
+                         LoanInstalment(instalment_id="2", due_date=today - timedelta(days=3), principal_minor=100_000)]))
+        early = calendar.local_instant(today - timedelta(days=45), time(12), TZ)  # paid before it was due: credit
+        loan_book.record_payment(h.engine, loan_id, PaymentReceived(payment_id="early", amount_minor=100_000, currency="CNY",
+                                                                    paid_at=early))
+        loan_book.refresh(h.engine, loan_id, policy, now)
+        request = ScanRequest(loan_ids=[loan_id], as_of=now)
+        assert (await scan_page(h.engine, h.client, policy, request, task_queue=h.task_queue)).opened == [loan_id]
+        h.handles.append(h.client.get_workflow_handle(f"collection-{loan_id}"))
+        again = await scan_page(h.engine, h.client, policy, request, task_queue=h.task_queue)
+        handle = h.client.get_workflow_handle(f"collection-{loan_id}", result_type=CaseStatus)
+
+        async def opened():
+            st = await handle.query("status", result_type=CaseStatus)
+            return st if st.ledger and st.ledger.lines else None
+
+        st = await eventually(opened)
+    assert again.forwarded == {}  # instalment 1 was paid in the book before the case: never sent to it
+    assert [line.instalment_id for line in st.ledger.lines] == ["2"] and st.days_past_due == 3
