@@ -3,7 +3,7 @@ single-activity workflows started by the same script in the same run, for the ca
 workflow today) and for the engine before it moved out of the sandbox (``bench.case_before_core``);
 and history events per case for the no-payment ladder (time-skipping server).
 
-    python -m bench.open_rate --cases 500
+    python -m bench.open_rate --cases 500 --rounds 2
 
 Prints figures only: these machines are noisy, so there is no pass/fail on time. The ratio is
 the number to watch: it compares against a baseline measured seconds apart on the same server.
@@ -85,14 +85,22 @@ async def _start_before(client, case: CaseInput, task_queue: str):
                                        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
 
 
-async def open_rate(cases: int) -> None:
-    """Bare workflows, then cases on the engine before the core, then cases on the core."""
+async def _timed(coroutine) -> float:
+    began = wallclock.perf_counter()
+    await coroutine
+    return wallclock.perf_counter() - began
+
+
+async def open_rate(cases: int, rounds: int = 2) -> None:
+    """Per round: bare workflows, then cases on the engine before the core and on the core, the
+    two in alternating order (a later batch runs on a fuller database); rates over all rounds."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=find_binary("temporal"),
         data_converter=pydantic_data_converter,
         search_attributes=list(sa.ALL_KEYS),
         dev_server_log_level="error",
     )
+    seconds = {"bare": 0.0, "before": 0.0, "core": 0.0}
     try:
         with tempfile.TemporaryDirectory() as folder:
             settings, activities = _bench_activities(Path(folder), "bench-cases")
@@ -104,33 +112,39 @@ async def open_rate(cases: int) -> None:
                 env.client, task_queue="bench-before", workflows=[CaseBeforeTheCore], activities=activity_list(activities),
                 activity_executor=ThreadPoolExecutor(32), max_concurrent_activities=32, max_concurrent_local_activities=32,
             )
-            async with build_worker(env.client, settings, activities), bare_worker, before_worker:
-                began = wallclock.perf_counter()
+            opened = 0
+
+            async def bare() -> None:
                 handles = await _gather_limited(
                     env.client.start_workflow(BareWorkflow.run, i, id=f"bare-{uuid.uuid4().hex}", task_queue="bench-bare")
                     for i in range(cases)
                 )
                 await _gather_limited(h.result() for h in handles)
-                bare_seconds = wallclock.perf_counter() - began
 
-                due = calendar.local_date(datetime.now(UTC), "Asia/Shanghai") - timedelta(days=1)
-                began = wallclock.perf_counter()
+            async def before() -> None:
                 await _gather_limited(_start_before(env.client, _case(i, due), "bench-before") for i in range(cases))
-                await _opened(activities, cases)
-                before_seconds = wallclock.perf_counter() - began
+                await _opened(activities, opened + cases)
 
-                began = wallclock.perf_counter()
+            async def core() -> None:
                 await _gather_limited(start_case(env.client, _case(i, due), task_queue="bench-cases") for i in range(cases))
-                await _opened(activities, 2 * cases)
-                core_seconds = wallclock.perf_counter() - began
+                await _opened(activities, opened + cases)
+
+            async with build_worker(env.client, settings, activities), bare_worker, before_worker:
+                due = calendar.local_date(datetime.now(UTC), "Asia/Shanghai") - timedelta(days=1)
+                for round_ in range(rounds):
+                    seconds["bare"] += await _timed(bare())
+                    for kind in ("before", "core") if round_ % 2 == 0 else ("core", "before"):
+                        seconds[kind] += await _timed(before() if kind == "before" else core())
+                        opened += cases
     finally:
         await env.shutdown()
-    bare_rate, before_rate, core_rate = cases / bare_seconds, cases / before_seconds, cases / core_seconds
-    print(f"bare single-activity workflows:          {cases} in {bare_seconds:.2f} s = {bare_rate:.1f}/s")
-    print(f"cases, engine before the core (sandbox):  {cases} in {before_seconds:.2f} s = {before_rate:.1f}/s"
-          f"  ratio to bare {before_rate / bare_rate:.2f}")
-    print(f"cases, case core (passed through):        {cases} in {core_seconds:.2f} s = {core_rate:.1f}/s"
-          f"  ratio to bare {core_rate / bare_rate:.2f}")
+    total = cases * rounds
+    rate = {kind: total / spent for kind, spent in seconds.items()}
+    print(f"bare single-activity workflows:          {total} in {seconds['bare']:.2f} s = {rate['bare']:.1f}/s")
+    print(f"cases, engine before the core (sandbox):  {total} in {seconds['before']:.2f} s = {rate['before']:.1f}/s"
+          f"  ratio to bare {rate['before'] / rate['bare']:.2f}")
+    print(f"cases, case core (passed through):        {total} in {seconds['core']:.2f} s = {rate['core']:.1f}/s"
+          f"  ratio to bare {rate['core'] / rate['bare']:.2f}")
 
 
 async def ladder_events() -> None:
@@ -158,9 +172,10 @@ async def ladder_events() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=500)
+    parser.add_argument("--cases", type=int, default=500, help="cases per batch")
+    parser.add_argument("--rounds", type=int, default=2, help="batches of each kind, in alternating order")
     args = parser.parse_args()
-    asyncio.run(open_rate(args.cases))
+    asyncio.run(open_rate(args.cases, args.rounds))
     asyncio.run(ladder_events())
 
 

@@ -734,9 +734,10 @@ class CaseStatus(BaseModel):
 
 
 class PendingSignal(BaseModel):
-    """A signal received but not yet applied (kept across continue-as-new)."""
+    """A signal received but not yet applied (kept across continue-as-new). ``kind`` is its name:
+    one of ``SignalKind``, or another name, which the case records as rejected."""
 
-    kind: SignalKind
+    kind: str
     payload: Any
     received_at: datetime
 

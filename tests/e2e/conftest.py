@@ -2,7 +2,7 @@
 the end-to-end tests of this folder."""
 
 import asyncio
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 
 import pytest_asyncio
 from temporalio.contrib.pydantic import pydantic_data_converter

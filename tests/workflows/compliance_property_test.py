@@ -14,7 +14,7 @@ payments table).
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st

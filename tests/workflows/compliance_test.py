@@ -9,7 +9,7 @@ from sqlmodel import select
 
 from collections_domain.rules import calendar
 from collections_domain.store.db import session
-from collections_domain.store.models import ContactAttempt, ContactDecisionRecord
+from collections_domain.store.models import ContactDecisionRecord
 from collections_domain.store.preferences import record_call_attempt, set_contact_preferences
 from tests.helpers import advance_to, advance_to_local, contact_rows, open_case, server_now, status
 

@@ -189,3 +189,24 @@ async def test_the_contracts_original_input_opens_a_loan_with_one_instalment_and
                        and e.marker_recorded_event_attributes.marker_name == "core_patch"]
     assert st.outstanding_minor == 100_000 and [line.instalment_id for line in st.ledger.lines] == [f"due-{due}"]
     assert len(markers) == 1 and our_markers == []  # this project's clients send instalments: no patch marker
+
+
+async def test_a_signal_named_after_an_engine_method_or_unknown_is_recorded_as_rejected(time_env, harness_factory):
+    """Every signal comes through one dynamic handler: a name that is not a signal of the case
+    (``run``, ``_reject``, ``status``, a 10,000-character name) changes nothing and is on the record."""
+    h = harness_factory(time_env)
+    async with h.worker:
+        due = await due_days_ago(time_env, 1)
+        case, handle = await open_case(h, due=due, amount_minor=250_000)
+        for name in ("run", "_reject", "status", "x" * 10_000):
+            await handle.signal(name, {"payment_id": "p-1", "amount_minor": 1})
+        await handle.signal("payment_received", payment(250_000, await server_now(time_env)))
+        await advance_to(time_env, at_local(due, 2))
+        ended = await status(handle)
+    assert [r.kind for r in ended.rejected_signals] == ["run", "_reject", "status", "x" * 64]
+    assert all("is not a signal of this case" in r.reason for r in ended.rejected_signals)
+    assert ended.outcome == "cured"
+    with session(h.engine) as db:
+        kinds = {row.kind for row in db.exec(select(RejectedSignalRecord).where(
+            RejectedSignalRecord.workflow_id == handle.id))}
+    assert kinds == {"run", "_reject", "status", "x" * 64}

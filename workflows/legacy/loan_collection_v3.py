@@ -98,6 +98,12 @@ with workflow.unsafe.imports_passed_through():
         SignalRejected,
     )
 
+#: The signals this engine applies (its handler methods); ``child_closed`` is dispatched apart.
+LEGACY_SIGNALS = frozenset({
+    "payment_received", "promise_to_pay", "dispute_opened", "dispute_resolved", "cease_contact",
+    "hardship", "bankruptcy", "deceased", "breathing_space", "plan_instalment_missed",
+})
+
 #: The activity each policy action runs (one activity type per channel, for readable histories).
 ACTIVITY_FOR_ACTION = {
     "sms_reminder": CollectionActivities.send_sms,
