@@ -161,6 +161,7 @@ def demo(
         console.print(f"HTTP API on http://{settings.api_host}:{settings.api_port} "
                       f"(docs http://{settings.api_host}:{settings.api_port}/docs, log {logs / 'api.log'})")
         _load(limit=loans, anchor=anchor, csv=None)
+        scan_schedules_command(zone=None)  # from now on the scan runs daily in each zone of the book
         wallclock.sleep(2)
         if worker.poll() is not None:
             _fail(f"the worker exited with code {worker.returncode}; see {logs / 'worker.log'}")
@@ -393,7 +394,8 @@ def _print_delivery(delivery, what: str) -> None:
         "recorded_in_book": "recorded in the loan book",
         "held_for_reconciliation": "held for reconciliation (table unmatched_payments)",
     }[delivery.status]
-    console.print(f"{delivery.signal} {delivery.id} ({what}) for {delivery.loan_id}: {where}. {delivery.detail}.")
+    detail = delivery.detail[:1].upper() + delivery.detail[1:]
+    console.print(f"{delivery.signal} {delivery.id} ({what}) for {delivery.loan_id}: {where}. {detail}.")
     if delivery.status in ("delivered", "reopened"):
         console.print(f"Check it was applied:  {_me()} status {delivery.loan_id}")
 
@@ -459,7 +461,17 @@ def _print_status(st: CaseStatus) -> None:
     summary.add_row("outcome", st.outcome or "open")
     summary.add_row("days past due", f"{st.days_past_due} (as of the case's last event, {st.as_of:%Y-%m-%d %H:%M} UTC)")
     summary.add_row("outstanding", f"{st.outstanding_minor} {st.currency} minor units")
+    if st.outstanding_components is not None:
+        parts = st.outstanding_components
+        summary.add_row("  by component", f"principal {parts.principal}, interest {parts.interest}, "
+                        f"fees {parts.fees}, penalty {parts.penalty}")
     summary.add_row("paid / overpaid", f"{st.paid_minor} / {st.overpaid_minor}")
+    if st.ledger is not None:
+        summary.add_row("highest DPD", str(st.max_days_past_due))
+    if st.opening_reason is not None:
+        summary.add_row("opened by", st.opening_reason.source + (f": {st.opening_reason.rule}" if st.opening_reason.rule else ""))
+    if st.reopened_from:
+        summary.add_row("re-opens", f"run {st.reopened_from}")
     if st.open_promise:
         p = st.open_promise
         summary.add_row("open promise", f"{p.promise_id}: {p.amount_minor} by {p.promised_date}, paid toward {p.paid_toward_minor}")
@@ -483,6 +495,8 @@ def _print_status(st: CaseStatus) -> None:
         summary.add_row("written off", str(st.written_off_minor))
     summary.add_row("policy", st.policy_version)
     console.print(summary)
+    if st.ledger is not None and st.ledger.lines:
+        _print_ledger_lines(st.ledger)
     if st.steps_done:
         steps = Table(title="Steps taken")
         for column in ("step", "DPD", "at (UTC)", "actions"):
@@ -517,6 +531,17 @@ def _print_status(st: CaseStatus) -> None:
         for record in st.rejected_signals:
             rejected.add_row(record.kind, record.id, record.reason)
         console.print(rejected)
+
+
+def _print_ledger_lines(view) -> None:
+    """The case's instalments (``CaseStatus.ledger.lines``): charged, outstanding, paid, DPD."""
+    lines = Table(title="Instalments (minor units)")
+    for column in ("instalment", "due", "status", "charged", "outstanding", "paid", "DPD"):
+        lines.add_column(column)
+    for line in view.lines:
+        lines.add_row(line.instalment_id, str(line.due_date), line.status, str(line.charged.total),
+                      str(line.outstanding.total), str(line.paid_minor), str(line.days_past_due))
+    console.print(lines)
 
 
 @app.command()
@@ -1060,6 +1085,10 @@ def loan_command(loan_id: LoanId, as_json: Annotated[bool, typer.Option("--json"
     console.print(f"Loan {loan.id} ({loan.status}) of borrower {loan.borrower_id}, {loan.currency}, {loan.timezone}, "
                   f"{loan.jurisdiction}, portfolio {loan.portfolio or '-'}: DPD {view.days_past_due}, outstanding "
                   f"{view.outstanding.total} (overdue {view.overdue.total}), credit {view.credit_minor}")
+    if book.recovery is not None:
+        r = book.recovery
+        console.print(f"Written off {r.written_off_minor} on {r.written_off_at:%Y-%m-%d}; recovered since {r.recovered_minor}, "
+                      f"remaining {r.remaining_minor}")
     table = Table("instalment", "due", "status", "charged", "outstanding", "paid", "DPD")
     for line in view.lines:
         table.add_row(line.instalment_id, str(line.due_date), line.status, str(line.charged.total),
@@ -1100,7 +1129,8 @@ def scan_command(
         for loan, sent in forwarded.items():
             console.print(f"sent    {loan}: {', '.join(sent)}")
         console.print(f"Scan {request.scan_id}: {len(opened)} case(s) opened, {len(forwarded)} running case(s) updated, "
-                      f"{current} loan(s) looked at and left (current or under the minimum).")
+                      f"{current} loan(s) with something unpaid left without a case (within the grace or under the "
+                      f"minimum); loans with nothing unpaid are not read.")
 
     asyncio.run(run())
 

@@ -22,6 +22,7 @@ from pydantic import (
 
 from collections_domain.case.contract import CURRENCY_PATTERN, ID_PATTERN, REGION_PATTERN, ContactOutcomeKind, Outcome, PlanKind
 from collections_domain.case.ledger import LedgerView
+from collections_domain.portfolio.loan_book import Recovery
 
 #: The largest amount the API takes: 2^53 - 1 minor units, so that every JSON client reads it exactly.
 MAX_MINOR = 9_007_199_254_740_991
@@ -356,6 +357,8 @@ class LoanOut(BaseModel):
     portfolio: str | None = None
     status: str
     ledger: LedgerView
+    #: After a write-off: the amount written off, what came back since, what remains.
+    recovery: Recovery | None = None
     case_url: str
 
 

@@ -97,6 +97,28 @@ def static_summary(case: CaseInput, *, now: datetime | None = None, policy: Coll
     )
 
 
+def static_details(case: CaseInput) -> str:
+    """The markdown the Temporal UI shows under a case's summary: the instalments it opens with,
+    by component, and any payments that came with it (ids, amounts, dates: no personal data)."""
+    lines = case.loan_instalments()
+    total = {part: sum(getattr(line, f"{part}_minor") for line in lines)
+             for part in ("principal", "interest", "fees", "penalty")}
+    amounts = ", ".join(f"{part} {money(amount, case.currency)}" for part, amount in total.items()
+                        if amount or part != "penalty")
+    text = (
+        f"Collections case for loan **{case.loan_id}** (borrower id {case.borrower_id}).\n\n"
+        f"{len(lines)} instalment{'s' if len(lines) != 1 else ''} due, the oldest on {case.oldest_due_date}: "
+        f"{amounts} ({case.timezone}, {case.jurisdiction} rules"
+        + (f", portfolio {case.portfolio}" if case.portfolio else "") + ")."
+    )
+    if case.payments:
+        paid = sum(p.amount_minor for p in case.payments)
+        text += f"\n\n{len(case.payments)} payment(s) already made: {money(paid, case.currency)}."
+    if case.reopened_from:
+        text += f"\n\nRe-opened from {case.reopened_from}."
+    return text
+
+
 @lru_cache(maxsize=4)
 def _default_policies(policy_path: str | None) -> PolicyRegistry:
     return PolicyRegistry.from_settings(policy_path)
@@ -164,12 +186,7 @@ async def start_case(
             + ([sa.SearchAttributePair(sa.REGION, case.region)] if case.region else [])
         ),
         static_summary=static_summary(case, now=now, policy=policies.get(case.policy_version)),
-        static_details=(
-            f"Collections case for loan **{case.loan_id}** (borrower id {case.borrower_id}).\n\n"
-            f"Principal {money(case.principal_due_minor, case.currency)}, interest "
-            f"{money(case.interest_due_minor, case.currency)}, fees {money(case.fees_due_minor, case.currency)}; "
-            f"oldest due date {case.oldest_due_date} ({case.timezone}, {case.jurisdiction} rules)."
-        ),
+        static_details=static_details(case),
         result_type=CaseStatus,
         **extra,
     )

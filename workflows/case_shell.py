@@ -332,10 +332,12 @@ class CaseShell:
         self._take(step)
 
     async def _run_contacts(self, due: Due, requests: list) -> list[ActionResult]:
-        """Run the step's contacts in one local activity, with the records written so far."""
+        """Run the step's contacts in one activity, with the records written so far. A regular
+        activity, not a local one: sends to providers retry for many minutes, and operators see
+        the step and its channels as the activity's summary in the Temporal UI."""
         labels = ", ".join(ACTIONS[r.action].label for r in requests) or "records"
         records = self._take_records()
-        return await workflow.execute_local_activity_method(
+        return await workflow.execute_activity_method(
             CollectionActivities.run_step_contacts,
             ContactBatch(requests=requests, records=records, fallback_action=self._policy_now().delivery.fallback_action,
                          max_attempts=CONTACT_ATTEMPTS),

@@ -48,7 +48,7 @@ def _loan_out(book: loan_book.BookLoan) -> LoanOut:
     loan = book.loan
     return LoanOut(loan_id=loan.id, borrower_id=loan.borrower_id, currency=loan.currency, timezone=loan.timezone,
                    jurisdiction=loan.jurisdiction, region=loan.region, portfolio=loan.portfolio, status=loan.status,
-                   ledger=book.view, case_url=f"/v1/cases/{loan.id}")
+                   ledger=book.view, recovery=book.recovery, case_url=f"/v1/cases/{loan.id}")
 
 
 @router.post("/v1/loans", status_code=201, response_model=LoanOut, tags=["loans"],

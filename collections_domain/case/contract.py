@@ -625,6 +625,9 @@ class OpenPromise(BaseModel):
     paid_toward_minor: int = 0
     made_at: datetime | None = None
     deadline: datetime | None = None
+    #: How many payments the case had received when the promise was made: only later ones count
+    #: toward it (signals handled in one workflow task share one ``made_at`` instant).
+    payments_before: int | None = None
 
 
 class ActionResult(BaseModel):

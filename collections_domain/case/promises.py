@@ -62,6 +62,7 @@ def open_promise(case: CaseCore, step: Step, promise: PromiseToPay) -> None:
         promised_date=promise.promised_date,
         made_at=step.now,
         deadline=ladder.promise_deadline(promise.promised_date, case.timezone, step.policy),
+        payments_before=len(case.ledger.payments),
     )
     step.record(PromiseOpened(key=next_key(case), at=step.now, promise_id=promise.promise_id,
                               amount_minor=promise.amount_minor, promised_date=promise.promised_date))
@@ -82,11 +83,14 @@ def count_payments(case: CaseCore, step: Step) -> bool:
     promise = case.open_promise
     if promise is None or promise.made_at is None:
         return False
+    if promise.payments_before is not None:  # by arrival order
+        since = case.ledger.payments[promise.payments_before:]
+    else:
+        since = [p for p in case.ledger.payments if p.received_at >= promise.made_at]
     paid = sum(
         p.amount_minor
-        for p in case.ledger.payments
-        if p.reversed_at is None and p.received_at >= promise.made_at
-        and (promise.deadline is None or p.value_at < promise.deadline)
+        for p in since
+        if p.reversed_at is None and (promise.deadline is None or p.value_at < promise.deadline)
     )
     promise.paid_toward_minor = paid
     if paid >= promise.amount_minor:

@@ -108,6 +108,8 @@ class HcPayment:
     payment_id: str
     day: int
     amount_minor: int
+    #: The instalment the file recorded it against (``HcInstalment.instalment_id``).
+    instalment_id: str = ""
 
 
 @dataclass
@@ -198,10 +200,23 @@ def _loan_from_rows(prev: str, rows: list[tuple[int, dict[str, str]]]) -> HomeCr
                 if r["DAYS_ENTRY_PAYMENT"] and r["AMT_PAYMENT"]]
         for k, (day, amount) in enumerate(sorted(made), start=1):
             if amount > 0:
-                loan.payments.append(HcPayment(f"{loan_id}-{key}-p{k}", day, amount))
+                loan.payments.append(HcPayment(f"{loan_id}-{key}-p{k}", day, amount, key))
     loan.instalments.sort(key=lambda i: (i.due_day, i.instalment_id))
     loan.payments.sort(key=lambda p: (p.day, p.payment_id))
     return loan
+
+
+def needs_collection(loan: HomeCreditLoan) -> bool:
+    """Whether the file shows ``loan`` in arrears at some point: an instalment whose payments
+    recorded against it on or before its due day add up to less than its amount (late,
+    underpaid or unpaid). The packaged file holds every row of the sample's loans for which this
+    holds (``data/SOURCE.md``)."""
+    for instalment in loan.instalments:
+        paid = sum(p.amount_minor for p in loan.payments
+                   if p.instalment_id == instalment.instalment_id and p.day <= instalment.due_day)
+        if paid < instalment.amount_minor:
+            return True
+    return False
 
 
 def recent_first(loans: Iterable[HomeCreditLoan]) -> list[HomeCreditLoan]:

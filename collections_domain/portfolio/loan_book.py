@@ -43,7 +43,7 @@ from collections_domain.case.ledger import Ledger, LedgerLine, LedgerPayment, Le
 from collections_domain.rules import calendar
 from collections_domain.rules.policy import CollectionPolicy
 from collections_domain.store.db import session
-from collections_domain.store.models import Borrower, Loan, LoanInstalmentRecord, LoanPaymentRecord
+from collections_domain.store.models import Borrower, Loan, LoanInstalmentRecord, LoanPaymentRecord, WriteOff
 
 
 class BookConflict(ValueError):
@@ -258,14 +258,27 @@ def mark_sent(engine: Engine, loan_id: str, *, episode: str, instalments: list[s
 # -- reading the book --------------------------------------------------------------------------
 
 
+class Recovery(BaseModel):
+    """What came back on a written-off loan: ``written_off_minor`` (the case's write-off,
+    table ``write_offs``), ``recovered_minor`` (payments received after it and not reversed,
+    ``loan_payments.recovery``) and ``remaining_minor`` (written off and not recovered, >= 0)."""
+
+    written_off_minor: int
+    recovered_minor: int
+    remaining_minor: int
+    written_off_at: datetime
+
+
 @dataclass
 class BookLoan:
-    """One loan of the book with its schedule and payments, and what they add up to."""
+    """One loan of the book with its schedule and payments, and what they add up to;
+    ``recovery`` once the loan was written off."""
 
     loan: Loan
     instalments: list[LoanInstalmentRecord]
     payments: list[LoanPaymentRecord]
     view: LedgerView
+    recovery: Recovery | None = None
 
 
 def ledger_of(loan: Loan, instalments: list[LoanInstalmentRecord], payments: list[LoanPaymentRecord]) -> Ledger:
@@ -302,8 +315,20 @@ def read_loan(engine: Engine, loan_id: str, policy: CollectionPolicy, now: datet
                                    .order_by(LoanInstalmentRecord.due_date, LoanInstalmentRecord.id)))
         payments = list(db.exec(select(LoanPaymentRecord).where(LoanPaymentRecord.loan_id == loan_id)
                                 .order_by(LoanPaymentRecord.id)))
+        write_off = db.exec(select(WriteOff).where(WriteOff.loan_id == loan_id)
+                            .order_by(WriteOff.written_off_at.desc())).first()  # type: ignore[attr-defined]
     view = derive(ledger_of(loan, instalments, payments), rules_for(loan, policy), now)
-    return BookLoan(loan, instalments, payments, view)
+    return BookLoan(loan, instalments, payments, view, _recovery(write_off, payments))
+
+
+def _recovery(write_off: WriteOff | None, payments: list[LoanPaymentRecord]) -> Recovery | None:
+    if write_off is None:
+        return None
+    recovered = sum(p.amount_minor for p in payments
+                    if p.recovery and p.reversed_at is None and p.currency == write_off.currency)
+    return Recovery(written_off_minor=write_off.amount_minor, recovered_minor=recovered,
+                    remaining_minor=max(write_off.amount_minor - recovered, 0),
+                    written_off_at=_utc(write_off.written_off_at))  # type: ignore[arg-type]
 
 
 def refresh(engine: Engine, loan_id: str, policy: CollectionPolicy, now: datetime | None = None) -> BookLoan | None:

@@ -114,7 +114,7 @@ async def deliver_payment(client: Client, engine: Engine, policy: CollectionPoli
         book = await asyncio.to_thread(loan_book.refresh, engine, loan_id, policy)
         recovery = book is not None and book.loan.status == "written_off"
         return Delivery(loan_id=loan_id, signal="payment_received", id=payment.payment_id, status="recorded_in_book",
-                        reason="written_off" if recovery else None,
+                        reason="written_off" if recovery else None, new=in_book,
                         detail=("the loan was written off: the payment is recorded as a recovery in the loan book"
                                 if recovery else "no case is open: the loan book applied the payment"))
     last = await asyncio.to_thread(_last_case, engine, loan_id)
@@ -195,7 +195,7 @@ async def deliver_reversal(client: Client, engine: Engine, policy: CollectionPol
                         detail="the payment was held for reconciliation; it is marked reversed there")
     if in_book is not None:
         await asyncio.to_thread(loan_book.refresh, engine, loan_id, policy)
-        return Delivery(**common, status="recorded_in_book",
+        return Delivery(**common, status="recorded_in_book", new=bool(in_book),
                         detail="no case is open: the loan book undid the payment (the scan opens a case if the loan is overdue)")
     raise LookupError(f"payment_id: loan {loan_id} has no payment {reversal.payment_id} in a case, the loan book "
                       "or the held payments")

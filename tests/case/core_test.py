@@ -177,6 +177,17 @@ def test_a_payment_paid_before_the_promise_deadline_keeps_it_however_late_it_is_
     assert case.core.outcome == "cured"
 
 
+def test_a_payment_received_just_before_the_promise_in_the_same_instant_does_not_count_toward_it():
+    """Signals handled in one workflow task share one instant: a payment that arrived before the
+    promise must not count toward it (found on PostgreSQL, where the two landed in one task)."""
+    case = Case(local(day(1), 0, 5))
+    at = local(day(1), 10)
+    case.pay(1_000, at, payment_id="before")
+    case.signal("promise_to_pay", {"promise_id": "K", "amount_minor": 50_000, "promised_date": str(day(3))}, at)
+    case.pay(2_000, at, payment_id="after")
+    assert case.core.open_promise.paid_toward_minor == 2_000
+
+
 def test_a_promise_unpaid_is_broken_after_its_late_report_window():
     case = Case(local(day(1), 0, 5))
     case.signal("promise_to_pay", {"promise_id": "B", "amount_minor": 100_000, "promised_date": str(day(3))}, local(day(1), 10))

@@ -405,3 +405,62 @@ async def test_what_the_second_trial_broke(api):
     paid_unix = await api.post(f"/v1/cases/{loan('API-PU')}/payments",
                                {"payment_id": "p", "amount_minor": 1, "currency": "CNY", "paid_at": 1795046400})
     assert paid_unix.status_code == 422 and paid_unix.json()["errors"][0]["field"] == "paid_at"
+
+
+async def test_opening_a_running_case_with_new_arrears_forwards_them_and_the_loan_book_scans(api):
+    """Issue 11: opening the same loan again with a second instalment due used to return the
+    running case with the old amount. Now the instalment it lacks is sent to it (and listed);
+    and a loan put in the book over HTTP is found by ``POST /v1/scans`` on its own."""
+    loan_id = loan("API-GROW")
+    tz = zone_in_contact_window()
+    today = calendar.local_date(datetime.now(UTC), tz)
+    first = {"instalment_id": "1", "due_date": str(today - timedelta(days=12)), "principal_minor": 250_000}
+    second = {"instalment_id": "2", "due_date": str(today - timedelta(days=2)), "principal_minor": 350_000}
+    body = case_body(loan_id, dpd=12, amount_minor=0, instalments=[first])
+    opened = await api.post("/v1/cases", body, idem=f"open-{loan_id}")
+    assert opened.status_code in (201, 202), opened.text
+    api.harness.handles.append(api.harness.client.get_workflow_handle(f"collection-{loan_id}"))
+
+    async def readable():
+        answer = await api.get(f"/v1/cases/{loan_id}")
+        return answer.json() if answer.status_code == 200 else None
+
+    assert (await eventually(readable))["outstanding_minor"] == 250_000
+    again = await api.post("/v1/cases", {**body, "instalments": [first, second]}, idem=f"open-again-{loan_id}")
+    assert again.status_code == 200, again.text
+    assert again.json()["created"] is False and again.json()["forwarded_instalments"] == ["2"]
+
+    async def grown():
+        st = await readable()
+        return st if st and st["outstanding_minor"] == 600_000 else None
+
+    st = await eventually(grown)
+    assert st and st["days_past_due"] == 12 and [line["instalment_id"] for line in st["ledger"]["lines"]] == ["1", "2"]
+    paid = await api.post(f"/v1/cases/{loan_id}/payments", {"payment_id": "gw-g1", "amount_minor": 250_000,
+                                                            "currency": "CNY", "paid_at": datetime.now(UTC).isoformat()})
+    assert paid.json()["status"] == "delivered"
+
+    async def moved():
+        st = await readable()
+        return st if st and st["days_past_due"] == 2 else None
+
+    assert (await eventually(moved))["outstanding_minor"] == 350_000
+
+    # A loan of the book, overdue: the scan opens its case, with the reason.
+    booked = loan("API-BOOK")
+    made = await api.post("/v1/loans", {"loan_id": booked, "borrower_id": "B-api", "timezone": tz, "portfolio": "no-accrual",
+                                        "instalments": [{**first}, {"instalment_id": "2", "due_date": str(today + timedelta(days=20)),
+                                                                     "principal_minor": 250_000}]})
+    assert made.status_code == 201, made.text
+    assert made.json()["ledger"]["days_past_due"] == 12 and made.json()["ledger"]["not_yet_due_minor"] == 250_000
+    scan = await api.post("/v1/scans", {"time_zone": tz})
+    assert scan.status_code == 202, scan.text
+    api.harness.handles.append(api.harness.client.get_workflow_handle(f"collection-{booked}"))
+
+    async def found():
+        answer = await api.get(f"/v1/cases/{booked}")
+        return answer.json() if answer.status_code == 200 else None
+
+    case = await eventually(found, timeout=30)
+    assert case and case["opening_reason"]["source"] == "scan" and case["days_past_due"] == 12, case
+    assert [line["instalment_id"] for line in case["ledger"]["lines"]] == ["1"]  # the second is not due yet

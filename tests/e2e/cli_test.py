@@ -160,6 +160,12 @@ async def test_bad_input_is_refused_before_anything_starts(cli_env):
     assert code == 2 and "no open case for loan 'no-such-loan'" in out
     code, out = await starter(cli_env, "promise", "no-such-loan", "100", "20261205")
     assert code == 2 and "promised_date: must be a date YYYY-MM-DD" in out
+    # Issue 11: the CLI sent 10^23 to the workflow, whose database write then failed forever.
+    for amount in ("99999999999999999999999", "9007199254740992"):
+        code, out = await starter(cli_env, "pay", "no-such-loan", amount, "--currency", "CNY")
+        assert code == 2 and "amount_minor: Input should be less than or equal to 9007199254740991" in out, out
+    code, out = await starter(cli_env, *base[:6], "99999999999999999999999", *base[7:])
+    assert code == 2 and "principal_due_minor" in out and "9007199254740991" in out, out
 
 
 async def test_plans_outcomes_and_contact_history_from_the_command_line(cli_env):

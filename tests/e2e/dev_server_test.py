@@ -19,7 +19,9 @@ async def test_late_case_steps_and_cures_on_the_dev_server(local_env, harness_fa
 
         async def legal_taken():
             st = await status(handle)
-            return st if st.stage == "legal" else None
+            # The stage moves when the step begins (on the record before anything is sent); the
+            # step is listed once its hand-off started.
+            return st if st.stage == "legal" and st.steps_done else None
 
         st = await eventually(legal_taken)
         assert st and [s.step for s in st.steps_done] == ["legal"]

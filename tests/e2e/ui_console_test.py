@@ -185,7 +185,8 @@ async def test_operators_console_in_the_temporal_ui(harness_factory, tmp_path):
                         # The static summary and details (set by the client at start).
                         f"Loan {deep_case.loan_id} · CNY 25,000.00 overdue since {deep_case.oldest_due_date}",
                         "opens at DPD 8, stage deep",
-                        "Principal CNY 25,000.00",
+                        "1 instalment due, the oldest on",
+                        "principal CNY 25,000.00",
                         # The current details, Markdown rendered ("**Stage** deep": bold, then text).
                         "Current Details",
                         "Stage deep",
@@ -201,10 +202,8 @@ async def test_operators_console_in_the_temporal_ui(harness_factory, tmp_path):
 
                     # ... its timeline and event history, with the activity and timer summaries.
                     summaries = (
-                        "DPD 8 deep: load the borrower's contact preferences and call log",
-                        "DPD 8 deep: agent phone call",
-                        "DPD 8 deep: demand letter",
-                        "outcome of agent phone call due by",  # the timer
+                        "DPD 8 deep: agent phone call, demand letter",  # the step's contacts, one activity
+                        "until DPD 30 legal at",  # the timer to the next step
                     )
                     await page.goto(f"{case_url}/timeline")
                     await shows(page, *summaries)
@@ -216,7 +215,7 @@ async def test_operators_console_in_the_temporal_ui(harness_factory, tmp_path):
                     await shows(page, *summaries, "payment_applied", "Signal received")
                     # Open the newest timer's row: its full summary, not cut by the column.
                     newest = page.locator('tr[data-testid="event-summary-row"]').first
-                    await expect(newest).to_contain_text("outcome of agent phone call due by")
+                    await expect(newest).to_contain_text("until DPD 30 legal at")
                     await newest.get_by_label("Expand details").click()
                     await page.get_by_role("heading", name="Event History").scroll_into_view_if_needed()
                     await page.screenshot(path=str(shots / "case-history.png"))

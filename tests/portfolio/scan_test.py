@@ -191,3 +191,45 @@ async def test_an_instalment_paid_before_the_case_opened_is_never_sent_to_it(tim
         st = await eventually(opened)
     assert again.forwarded == {}  # instalment 1 was paid in the book before the case: never sent to it
     assert [line.instalment_id for line in st.ledger.lines] == ["2"] and st.days_past_due == 3
+
+
+async def test_a_payment_after_a_write_off_is_a_recovery_reported_by_the_book(time_env, harness_factory):
+    """Payments after a write-off are recorded as recoveries against the written-off amount and
+    reported (``read_loan(...).recovery``, ``GET /v1/loans/{id}``), not dropped."""
+    h = harness_factory(time_env)
+    policy = h.activities.policies.current
+    async with h.worker:
+        now = await server_now(time_env)
+        today = calendar.local_date(now, TZ)
+        loan_id = f"W-{abs(hash(now)) % 10**6}"
+        loan_book.upsert_loan(h.engine, loan_book.LoanIn(
+            loan_id=loan_id, borrower_id=f"B-{loan_id}", timezone=TZ, portfolio="no-accrual",
+            instalments=[LoanInstalment(instalment_id="1", due_date=today - timedelta(days=200), principal_minor=300_000)]))
+        loan_book.refresh(h.engine, loan_id, policy)
+        page = await scan_page(h.engine, h.client, policy, ScanRequest(time_zone=TZ, as_of=now), task_queue=h.task_queue)
+        assert page.opened == [loan_id]
+        handle = h.client.get_workflow_handle(f"collection-{loan_id}", result_type=CaseStatus)
+        h.handles.append(handle)
+        # DPD past 180 from the start; written off once nothing is paid for 90 days of the case.
+        await advance_to(time_env, calendar.local_instant(today + timedelta(days=92), time(12), TZ))
+
+        async def written_off():
+            st = await handle.query("status", result_type=CaseStatus)
+            return st if st.outcome is not None else None
+
+        ended = await eventually(written_off)
+        assert ended.outcome == "written_off" and ended.written_off_minor == 300_000
+        later = calendar.local_instant(today + timedelta(days=93), time(12), TZ)
+        await advance_to(time_env, later)
+        paid = PaymentReceived(payment_id="rec-1", amount_minor=120_000, currency="CNY", paid_at=later)
+        delivery = await servicing.deliver_payment(h.client, h.engine, policy, loan_id, paid)
+        again = await servicing.deliver_payment(h.client, h.engine, policy, loan_id, paid)
+    assert delivery.status == "recorded_in_book" and delivery.reason == "written_off"
+    assert again.status == "recorded_in_book" and not again.new
+    book = loan_book.read_loan(h.engine, loan_id, policy, later)
+    assert book.loan.status == "written_off"
+    assert book.recovery is not None
+    assert (book.recovery.written_off_minor, book.recovery.recovered_minor, book.recovery.remaining_minor) == (300_000, 120_000, 180_000)
+    assert book.view.outstanding.total == 180_000
+    with session(h.engine) as db:
+        assert db.exec(select(UnmatchedPayment).where(UnmatchedPayment.loan_id == loan_id)).first() is None

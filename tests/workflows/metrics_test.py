@@ -110,8 +110,8 @@ async def test_sdk_and_product_metrics_on_one_endpoint(metrics_env, harness_fact
 
     # The SDK's own metrics (names as the Rust core exports them, without a _total suffix).
     assert total(samples, "temporal_workflow_completed", workflow_type="LoanCollectionWorkflow", **queue) == 1
-    # A ladder step's contacts run in one local activity (two steps: two runs).
-    assert total(samples, "temporal_local_activity_execution_latency_count", activity_type="run_step_contacts", **queue) == 2
+    # A ladder step's contacts run in one activity (two steps: two runs).
+    assert total(samples, "temporal_activity_execution_latency_count", activity_type="run_step_contacts", **queue) == 2
     assert total(samples, "temporal_workflow_task_execution_latency_count", **queue) > 0
     assert total(samples, "temporal_request", operation="StartWorkflowExecution") >= 1
 
