@@ -1064,9 +1064,32 @@ def loan_import_command(
                   f"{report.payments} payment(s), {report.reversals} reversal(s); {report.unchanged} row(s) already there.")
     for error in report.errors:
         err_console.print(f"[yellow]refused[/yellow] {error}")
+    if report.new_reversals:
+        _deliver_imported_reversals(report.new_reversals)
     console.print(f"The scan opens cases for the overdue ones:  {_me()} scan")
     if report.errors:
+        err_console.print(f"{len(report.errors)} row(s) refused; fix them and import the file again (the rest is in).")
         raise typer.Exit(1)
+
+
+def _deliver_imported_reversals(reversals) -> None:
+    """Send the file's new reversals to the loans' cases: a running case undoes the payment, a
+    case that ended because of it re-opens (``servicing.deliver_reversal``)."""
+    from collections_domain.portfolio.servicing import deliver_reversal
+
+    async def run() -> None:
+        client = await _client()
+        for loan_id, reversal in reversals:
+            try:
+                delivery = await deliver_reversal(client, _engine(), _policy(), loan_id, reversal,
+                                                  task_queue=get_settings().temporal_task_queue)
+            except (RPCError, LookupError, ValueError) as err:
+                err_console.print(f"[yellow]not delivered[/yellow] reversal {reversal.reversal_id} of {loan_id}: {err}"
+                                  " (in the loan book; the scan delivers it)")
+                continue
+            _print_delivery(delivery, f"of payment {reversal.payment_id}")
+
+    asyncio.run(run())
 
 
 @app.command("loan")
@@ -1110,15 +1133,18 @@ def scan_command(
     [identification]) and bring running cases what the book learned. Safe to run again."""
     from collections_domain.portfolio.scan import ScanRequest, scan_page
 
+    first = _checked(ScanRequest, time_zone=zone, scan_id=f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+
     async def run() -> None:
         client = await _client()
-        request = ScanRequest(time_zone=zone, scan_id=f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}")
-        opened, forwarded, current = [], {}, 0
+        request = first
+        opened, forwarded, current, failed = [], {}, 0, 0
         while True:
             page = await scan_page(_engine(), client, _policy(), request, task_queue=get_settings().temporal_task_queue)
             opened += [(loan, page.reasons[loan]) for loan in page.opened]
             forwarded.update(page.forwarded)
             current += len(page.current) + len(page.below_minimum)
+            failed += len(page.errors)
             for error in page.errors:
                 err_console.print(f"[yellow]not scanned[/yellow] {error}")
             if page.next_after is None:
@@ -1130,7 +1156,8 @@ def scan_command(
             console.print(f"sent    {loan}: {', '.join(sent)}")
         console.print(f"Scan {request.scan_id}: {len(opened)} case(s) opened, {len(forwarded)} running case(s) updated, "
                       f"{current} loan(s) with something unpaid left without a case (within the grace or under the "
-                      f"minimum); loans with nothing unpaid are not read.")
+                      f"minimum); loans with nothing unpaid are not read."
+                      + (f" {failed} loan(s) not scanned (listed above)." if failed else ""))
 
     asyncio.run(run())
 

@@ -159,3 +159,14 @@ def check_list_parameters(request: Request, allowed: tuple[str, ...]) -> None:
                  for name in dict.fromkeys(names) if name in allowed and names.count(name) > 1]
     if problems:
         raise invalid_input(problems)
+
+
+def refuse_parameters(request: Request) -> None:
+    """A resource that takes no query parameters refuses any (a typo must not be ignored).
+
+    Raises:
+        ProblemError: 422 naming each parameter.
+    """
+    names = dict.fromkeys(name for name, _ in request.query_params.multi_items())
+    if names:
+        raise invalid_input([f"query.{name}: this resource takes no query parameters" for name in names])

@@ -6,7 +6,7 @@ currency; dates are ``YYYY-MM-DD`` in the borrower's calendar; instants are RFC 
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -23,6 +23,7 @@ from pydantic import (
 from collections_domain.case.contract import CURRENCY_PATTERN, ID_PATTERN, REGION_PATTERN, ContactOutcomeKind, Outcome, PlanKind
 from collections_domain.case.ledger import LedgerView
 from collections_domain.portfolio.loan_book import Recovery
+from collections_domain.rules.validation import MAX_AGE_DAYS, time_zone_problem
 
 #: The largest amount the API takes: 2^53 - 1 minor units, so that every JSON client reads it exactly.
 MAX_MINOR = 9_007_199_254_740_991
@@ -31,7 +32,6 @@ LoanIdStr = Annotated[str, Field(pattern=ID_PATTERN, description="1-64 letters, 
 IdStr = Annotated[str, Field(pattern=ID_PATTERN)]
 #: How far back a due date or a payment may lie: 10 years, beyond the longest limitation period of
 #: the supported jurisdictions (CN 3 years, UK 6, US states at most 10).
-MAX_AGE_DAYS = 3650
 
 Minor = Annotated[int, StrictValue(), Field(ge=0, le=MAX_MINOR, description="Minor units (fen, cents), 0 to 2^53-1; a JSON integer.")]
 PositiveMinor = Annotated[int, StrictValue(), Field(ge=1, le=MAX_MINOR, description="Minor units (fen, cents), 1 to 2^53-1; a JSON integer.")]
@@ -154,14 +154,7 @@ class PaymentRequest(Strict):
     amount_minor: PositiveMinor
     currency: Currency
     paid_at: Instant = Field(description="When the money arrived, RFC 3339 with an offset; not in the future, "
-                                               "at most 10 years ago.")
-
-    @field_validator("paid_at")
-    @classmethod
-    def _recent_payment(cls, value: datetime) -> datetime:
-        if value < datetime.now(UTC) - timedelta(days=MAX_AGE_DAYS):
-            raise ValueError(f"must be within the last {MAX_AGE_DAYS} days (10 years)")
-        return value
+                                               "at most 10 years ago (rules.validation.payment_entry_problem).")
 
 
 class PromiseRequest(Strict):
@@ -387,6 +380,14 @@ class ScanRequestBody(Strict):
     """Run the delinquency scan for one IANA time zone's loans (``None``: every zone)."""
 
     time_zone: str | None = Field(None, min_length=1, max_length=64)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        problem = time_zone_problem(value)
+        if problem:
+            raise ValueError(problem.removeprefix("time_zone: "))
+        return value
 
 
 class ScanAccepted(BaseModel):

@@ -5,7 +5,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -16,6 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api import keys
 from api.deps import (
+    refuse_parameters,
     RPC_TIMEOUT,
     IdempotencyKey,
     LoanPath,
@@ -86,8 +87,6 @@ write = Depends(require("write"))
 
 #: How long ``POST /v1/cases`` waits for the worker's first answer (a refused input fails the run).
 OPEN_CHECK_SECONDS = 3.0
-#: A payment's ``paid_at`` may be this far ahead of the API's clock (clock skew between systems).
-PAID_AT_SKEW = timedelta(minutes=5)
 
 SignalName = Literal["dispute_opened", "dispute_resolved", "cease_contact", "hardship", "bankruptcy", "deceased", "breathing_space"]
 
@@ -207,7 +206,8 @@ async def _closed_case_status(client: Client, handle, loan_id: str, status: Work
                        f"{await failure_of(handle)}")
 
 
-@router.get("/v1/cases/{loan_id}", response_model=CaseStatus, tags=["cases"], responses=problem_responses(403, 404, 503))
+@router.get("/v1/cases/{loan_id}", response_model=CaseStatus, tags=["cases"], responses=problem_responses(403, 404, 503),
+            dependencies=[Depends(refuse_parameters)])
 async def get_case(request: Request, loan_id: LoanPath, _: Annotated[keys.Principal, read]) -> CaseStatus:
     """The case's status (CONTRACT.md "Query status"): stage, DPD, outstanding, promises,
     steps, next step, rejected signals, plans, pauses, hand-offs, compliance decisions.
@@ -231,7 +231,8 @@ async def get_case(request: Request, loan_id: LoanPath, _: Annotated[keys.Princi
 
 
 @router.get("/v1/cases/{loan_id}/contacts", response_model=ContactHistory, tags=["cases"],
-            responses=problem_responses(403))
+            responses=problem_responses(403),
+            dependencies=[Depends(refuse_parameters)])
 async def get_contacts(request: Request, loan_id: LoanPath, _: Annotated[keys.Principal, read]) -> ContactHistory:
     """Every contact of the loan from the database, oldest first: SMS, email, agent tasks,
     letters, hand-offs, agents' outcomes with their notes, logged calls (empty for a loan
@@ -385,8 +386,6 @@ async def post_payment(request: Request, loan_id: LoanPath, body: PaymentRequest
     it. 202 ``held_for_reconciliation``: no case is running and the loan is not in the book; the
     payment is stored in ``unmatched_payments`` and listed by ``GET /v1/reconciliation/payments``.
     The same as ``POST /v1/loans/{loan_id}/payments``. Needs scope ``write``."""
-    if body.paid_at > datetime.now(UTC) + PAID_AT_SKEW:
-        raise invalid_input([f"paid_at: must not be in the future (more than {PAID_AT_SKEW.seconds // 60} minutes ahead of now)"])
 
     async def produce():
         return await _pay(request, principal, loan_id, body)

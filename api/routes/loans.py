@@ -11,12 +11,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from api import keys
-from api.deps import IdempotencyKey, LoanPath, client_of, engine_of, policies_of, require, rpc_problem
+from api.deps import (
+    IdempotencyKey,
+    LoanPath,
+    client_of,
+    engine_of,
+    policies_of,
+    refuse_parameters,
+    require,
+    rpc_problem,
+)
 from api.idempotency import run_idempotent
 from api.problems import FieldProblem, ProblemError, field_problems, invalid_input, problem_responses
-from api.routes.cases import PAID_AT_SKEW, _pay, deliver
+from api.routes.cases import _pay, deliver
 from api.schemas import (
     AdjustmentRequest,
     InstalmentRequest,
@@ -28,7 +38,7 @@ from api.schemas import (
     ScanRequestBody,
     SignalAccepted,
 )
-from collections_domain.case.contract import LoanInstalment, PaymentReversed, ScheduleAdjusted
+from collections_domain.case.contract import LoanInstalment, PaymentReversed, ScheduleAdjusted, describe_errors
 from collections_domain.ops.logs import get_logger
 from collections_domain.portfolio import loan_book
 from collections_domain.portfolio.scan import SCAN_WORKFLOW_TYPE, ScanRequest
@@ -63,9 +73,13 @@ async def post_loan(request: Request, body: LoanRequest, idempotency_key: Idempo
 
     async def produce():
         engine, policy = engine_of(request), policies_of(request).current
-        loan = loan_book.LoanIn(**body.model_dump())
         try:
-            change = await asyncio.to_thread(loan_book.upsert_loan, engine, loan)
+            loan = loan_book.LoanIn(**body.model_dump())
+            change = await asyncio.to_thread(loan_book.upsert_loan, engine, loan, policy)
+        except ValidationError as err:
+            raise invalid_input(describe_errors(err)) from err
+        except loan_book.BookRefused as err:
+            raise invalid_input(str(err).split("; ")) from err
         except loan_book.BookConflict as err:
             raise ProblemError(409, "conflict", str(err), field_problems([str(err)])) from err
         book = await asyncio.to_thread(loan_book.refresh, engine, loan.loan_id, policy)
@@ -78,7 +92,8 @@ async def post_loan(request: Request, body: LoanRequest, idempotency_key: Idempo
                                 method="POST", path=request.url.path, body=body, produce=produce)
 
 
-@router.get("/v1/loans/{loan_id}", response_model=LoanOut, tags=["loans"], responses=problem_responses(403, 404))
+@router.get("/v1/loans/{loan_id}", response_model=LoanOut, tags=["loans"], responses=problem_responses(403, 404),
+            dependencies=[Depends(refuse_parameters)])
 async def get_loan(request: Request, loan_id: LoanPath, _: Annotated[keys.Principal, read]) -> LoanOut:
     """A loan of the book: its instalments and payments and what they add up to now (DPD,
     outstanding by component, credit, each payment's allocation). Needs scope ``read``."""
@@ -87,6 +102,15 @@ async def get_loan(request: Request, loan_id: LoanPath, _: Annotated[keys.Princi
         rule = f"loan {loan_id!r} is not in the loan book"
         raise ProblemError(404, "not-found", f"loan_id: {rule}", [FieldProblem(field="loan_id", rule=rule)])
     return _loan_out(book)
+
+
+def _contract(model, body):
+    """The contract's message ``model`` of the request ``body``, whose rules of the whole message
+    (an adjustment must change something) are 422s naming the fields."""
+    try:
+        return model(**body.model_dump())
+    except ValidationError as err:
+        raise invalid_input(describe_errors(err)) from err
 
 
 def _idempotent(request: Request, principal: keys.Principal, idempotency_key: str, body, produce):
@@ -101,8 +125,6 @@ async def post_loan_payment(request: Request, loan_id: LoanPath, body: PaymentRe
     """A payment of the loan, as of its ``paid_at``: to its running case (``delivered``), else
     the loan book (``recorded_in_book``; a recovery after a write-off), else held
     (``held_for_reconciliation``). Needs scope ``write``."""
-    if body.paid_at > datetime.now(UTC) + PAID_AT_SKEW:
-        raise invalid_input([f"paid_at: must not be in the future (more than {PAID_AT_SKEW.seconds // 60} minutes ahead of now)"])
     return await _idempotent(request, principal, idempotency_key, body,
                              lambda: _pay(request, principal, loan_id, body))
 
@@ -115,7 +137,7 @@ async def post_reversal(request: Request, loan_id: LoanPath, body: ReversalReque
     undoes it (``delivered``); a case that ended because of it re-opens from its own ledger
     (``reopened``); a held payment is marked reversed; the loan book marks it. 404: the loan has
     no such payment anywhere. Needs scope ``write``."""
-    reversal = PaymentReversed(**body.model_dump())
+    reversal = _contract(PaymentReversed, body)
     task_queue = request.app.state.settings.temporal_task_queue
     return await _idempotent(request, principal, idempotency_key, body, lambda: deliver(
         request, lambda client, engine, policy: deliver_reversal(client, engine, policy, loan_id, reversal,
@@ -128,7 +150,7 @@ async def post_instalment(request: Request, loan_id: LoanPath, body: InstalmentR
                           principal: Annotated[keys.Principal, write]) -> JSONResponse:
     """An instalment of the loan fell due (signal ``instalment_due``): the book's schedule gets it
     and the running case adds it (once per ``instalment_id``). Needs scope ``write``."""
-    line = LoanInstalment(**body.model_dump())
+    line = _contract(LoanInstalment, body)
     if line.problem():
         raise invalid_input([line.problem()])
     return await _idempotent(request, principal, idempotency_key, body, lambda: deliver(
@@ -141,7 +163,7 @@ async def post_adjustment(request: Request, loan_id: LoanPath, body: AdjustmentR
                           principal: Annotated[keys.Principal, write]) -> JSONResponse:
     """The loan's schedule changed (signal ``schedule_adjusted``): instalments cancelled (what
     was paid to them becomes credit) and added, as of ``effective_at``. Needs scope ``write``."""
-    adjustment = ScheduleAdjusted(**body.model_dump())
+    adjustment = _contract(ScheduleAdjusted, body)
     for index, line in enumerate(adjustment.add):
         if line.problem(f"add.{index}"):
             raise invalid_input([line.problem(f"add.{index}")])

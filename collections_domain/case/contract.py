@@ -113,7 +113,9 @@ def describe_errors(err: ValidationError) -> list[str]:
         message = _PATTERN_RULES.get(pattern, item["msg"]) if item["type"] == "string_pattern_mismatch" else item["msg"]
         if item["type"] in ("date_from_datetime_parsing", "date_parsing", "date_type"):
             message = f"must be a date YYYY-MM-DD ({item['msg']})"
-        problems.append(f"{loc}: {message}")
+        message = message.removeprefix("Value error, ")
+        # A rule of the whole object names its fields itself ("cancel, add: ...").
+        problems.append(message if loc == "(input)" and ": " in message else f"{loc}: {message}")
     return problems
 
 
@@ -385,6 +387,12 @@ class ScheduleAdjusted(BaseModel):
     cancel: list[Identifier] = Field(default_factory=list, max_length=1000)
     add: list[LoanInstalment] = Field(default_factory=list, max_length=1000)
     effective_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> ScheduleAdjusted:
+        if not self.cancel and not self.add:
+            raise ValueError("cancel, add: an adjustment cancels or adds at least one instalment")
+        return self
 
 
 class LegalStatusChanged(BaseModel):

@@ -26,6 +26,7 @@ from collections_domain.case.ledger import LedgerLine, LedgerPayment, LedgerReli
 from collections_domain.case.state import CaseCore, Step
 from collections_domain.rules import calendar, ladder
 from collections_domain.rules.policy import CollectionPolicy
+from collections_domain.rules.validation import total_problem
 from collections_domain.store.records import LedgerEntryRecorded, PaymentApplied, PaymentReversedRecorded
 
 
@@ -82,7 +83,9 @@ def apply_payment(case: CaseCore, step: Step, signal: PendingSignal) -> None:
     if case.ledger.payment(payment.payment_id) is not None:
         reject(case, step, signal, "payment_id: duplicate, this payment was already applied")
         return
-    problem = ladder.payment_problem(payment, currency=case.currency, now=step.now)
+    problem = ladder.payment_problem(payment, currency=case.currency, now=step.now) or total_problem(
+        [payment.amount_minor] + [p.amount_minor for p in case.ledger.payments if p.reversed_at is None],
+        "amount_minor")
     if problem:
         reject(case, step, signal, problem)
         return
@@ -162,6 +165,9 @@ def apply_instalment(case: CaseCore, step: Step, signal: PendingSignal) -> None:
         problem = ("instalment_id: duplicate, this instalment was already applied" if same else
                    "instalment_id: already in the ledger with another due date or amounts; change it with "
                    "schedule_adjusted (cancel it and add the new one)")
+    if not problem:
+        problem = total_problem([due.total_minor] + [line.total_minor for line in case.ledger.lines if line.cancelled_at is None],
+                                "principal_minor + interest_minor + fees_minor + penalty_minor (with the case's instalments)")
     if problem:
         reject(case, step, signal, problem)
         return
@@ -175,9 +181,8 @@ def apply_instalment(case: CaseCore, step: Step, signal: PendingSignal) -> None:
 
 
 def adjustment_problem(case: CaseCore, adjustment: ScheduleAdjusted) -> str | None:
-    """Why ``adjustment`` cannot apply (``"field: rule"``), or ``None``."""
-    if not adjustment.cancel and not adjustment.add:
-        return "cancel, add: an adjustment must cancel or add at least one instalment"
+    """Why ``adjustment`` cannot apply (``"field: rule"``), or ``None`` (an empty one is refused
+    by ``ScheduleAdjusted`` itself)."""
     for index, instalment_id in enumerate(adjustment.cancel):
         line = case.ledger.line(instalment_id)
         if line is None:
@@ -191,7 +196,9 @@ def adjustment_problem(case: CaseCore, adjustment: ScheduleAdjusted) -> str | No
         problem = new.problem(f"add.{index}")
         if problem:
             return problem
-    return None
+    kept = [line.total_minor for line in case.ledger.lines
+            if line.cancelled_at is None and line.instalment_id not in adjustment.cancel]
+    return total_problem(kept + [new.total_minor for new in adjustment.add], "add")
 
 
 def apply_adjustment(case: CaseCore, step: Step, signal: PendingSignal) -> None:

@@ -254,9 +254,10 @@ def load_into_book(engine, policy, loans: Iterable[HomeCreditLoan], anchor: date
             db.merge(Borrower(**borrower_row(loan)))
         db.commit()
     for loan in loans:
-        loan_book.upsert_loan(engine, loan.loan_in(anchor), source="home-credit")
+        loan_book.upsert_loan(engine, loan.loan_in(anchor), policy, source="home-credit")
         for payment in loan.payments:
             if loan.paid_at(payment, anchor) <= until:
-                loan_book.record_payment(engine, loan.loan_id, loan.payment_received(payment, anchor), source="home-credit")
+                loan_book.record_payment(engine, loan.loan_id, loan.payment_received(payment, anchor), source="home-credit",
+                                         now=until)
         loan_book.refresh(engine, loan.loan_id, policy, until)
     return len(loans)

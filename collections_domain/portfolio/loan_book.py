@@ -39,15 +39,27 @@ from collections_domain.case.contract import (
     ScheduleAdjusted,
     describe_errors,
 )
+from collections_domain.case.money import value_instant
 from collections_domain.case.ledger import Ledger, LedgerLine, LedgerPayment, LedgerRules, LedgerView, derive
 from collections_domain.rules import calendar
 from collections_domain.rules.policy import CollectionPolicy
+from collections_domain.rules.validation import (
+    book_instalment_problem,
+    book_loan_problems,
+    payment_entry_problem,
+    total_problem,
+)
 from collections_domain.store.db import session
 from collections_domain.store.models import Borrower, Loan, LoanInstalmentRecord, LoanPaymentRecord, WriteOff
 
 
 class BookConflict(ValueError):
     """An id the book already has came with other values; the message reads ``"field: rule"``."""
+
+
+class BookRefused(ValueError):
+    """What was sent to the book breaks a rule (``rules.validation``); the message reads
+    ``"field: rule"`` (several joined by ``"; "``)."""
 
 
 class LoanIn(BaseModel):
@@ -80,9 +92,12 @@ class LoanIn(BaseModel):
         if repeated:
             raise ValueError(f"each instalment_id once, repeated: {repeated}")
         for line in value:
-            problem = line.problem()
+            problem = book_instalment_problem(line)
             if problem:
                 raise ValueError(f"instalment {line.instalment_id}: {problem}")
+        problem = total_problem((line.total_minor for line in value), "instalments")
+        if problem:
+            raise ValueError(problem.removeprefix("instalments: "))
         return value
 
 
@@ -107,14 +122,19 @@ def _now() -> datetime:
 # -- writes ------------------------------------------------------------------------------------
 
 
-def upsert_loan(engine: Engine, loan: LoanIn, *, source: str = "api") -> BookChange:
+def upsert_loan(engine: Engine, loan: LoanIn, policy: CollectionPolicy, *, source: str = "api") -> BookChange:
     """Add ``loan`` and any of its instalments the book lacks (a borrower row is created with no
     contact details when the book has none: contacts then go to manual review).
 
     Raises:
+        BookRefused: the loan breaks a rule (``rules.validation.book_loan_problems``: a currency
+            ``policy`` covers, amounts adding up to at most 2^53-1).
         BookConflict: the loan is in the book with another borrower or currency, or an
             instalment id with another due date or amounts.
     """
+    problems = book_loan_problems(loan.currency, loan.instalments, policy)
+    if problems:
+        raise BookRefused("; ".join(problems))
     change = BookChange()
     now = _now()
     with session(engine) as db:
@@ -140,9 +160,19 @@ def upsert_loan(engine: Engine, loan: LoanIn, *, source: str = "api") -> BookCha
 
 
 def _add_instalment(db: Session, loan_id: str, instalment: LoanInstalment, change: BookChange, now: datetime) -> None:
+    problem = book_instalment_problem(instalment)
+    if problem:
+        raise BookRefused(problem)
     known = db.exec(select(LoanInstalmentRecord).where(LoanInstalmentRecord.loan_id == loan_id,
                                                        LoanInstalmentRecord.instalment_id == instalment.instalment_id)).first()
     values = (instalment.due_date, instalment.principal_minor, instalment.interest_minor, instalment.fees_minor)
+    if known is None:
+        charged = db.exec(select(LoanInstalmentRecord).where(LoanInstalmentRecord.loan_id == loan_id,
+                                                             LoanInstalmentRecord.cancelled_at.is_(None))).all()  # type: ignore[union-attr]
+        problem = total_problem([instalment.total_minor] + [r.principal_minor + r.interest_minor + r.fees_minor for r in charged],
+                                "instalments")
+        if problem:
+            raise BookRefused(f"{problem} (with the loan's other instalments)")
     if known is not None:
         if (known.due_date, known.principal_minor, known.interest_minor, known.fees_minor) != values:
             raise BookConflict(f"instalment_id: instalment {instalment.instalment_id} of loan {loan_id} is in the book "
@@ -198,18 +228,34 @@ def adjust_schedule(engine: Engine, loan_id: str, adjustment: ScheduleAdjusted) 
     return change
 
 
-def record_payment(engine: Engine, loan_id: str, payment: PaymentReceived, *, source: str = "api") -> bool | None:
+def currency_of(engine: Engine, loan_id: str) -> str | None:
+    """The currency of loan ``loan_id`` of the book, or ``None`` when the book does not have it."""
+    with Session(engine) as db:
+        loan = db.get(Loan, loan_id)
+        return loan.currency if loan is not None else None
+
+
+def record_payment(engine: Engine, loan_id: str, payment: PaymentReceived, *, source: str = "api",
+                   now: datetime | None = None) -> bool | None:
     """Record a payment of a loan of the book (``loan_payments``), once per ``payment_id``; after
-    a write-off it is a recovery. Returns ``True`` when stored now, ``False`` when that payment
+    a write-off it is a recovery. ``now``: the receiver's clock (default: this process's), which
+    ``paid_at`` is checked against. Returns ``True`` when stored now, ``False`` when that payment
     was there already, ``None`` when the loan is not in the book.
 
     Raises:
+        BookRefused: the payment breaks a rule where it enters (``payment_entry_problem``: a
+            positive amount in the loan's currency, ``paid_at`` not ahead of ``now``, at most 10
+            years back), or would take the loan's payments above 2^53-1 in total.
         BookConflict: that payment id is there with another amount or currency.
     """
+    now = now or _now()
     with session(engine) as db:
         loan = db.get(Loan, loan_id)
         if loan is None:
             return None
+        problem = payment_entry_problem(payment, currency=loan.currency, now=now)
+        if problem:
+            raise BookRefused(problem)
         known = db.exec(select(LoanPaymentRecord).where(LoanPaymentRecord.loan_id == loan_id,
                                                         LoanPaymentRecord.payment_id == payment.payment_id)).first()
         if known is not None:
@@ -217,8 +263,13 @@ def record_payment(engine: Engine, loan_id: str, payment: PaymentReceived, *, so
                 raise BookConflict(f"payment_id: payment {payment.payment_id} of loan {loan_id} is in the book as "
                                    f"{known.amount_minor} {known.currency}; a different payment needs its own payment_id")
             return False
+        paid = db.exec(select(LoanPaymentRecord.amount_minor).where(LoanPaymentRecord.loan_id == loan_id,
+                                                                    LoanPaymentRecord.reversed_at.is_(None))).all()  # type: ignore[union-attr]
+        problem = total_problem([payment.amount_minor, *paid], "amount_minor")
+        if problem:
+            raise BookRefused(f"{problem} (with the loan's other payments)")
         db.add(LoanPaymentRecord(loan_id=loan_id, payment_id=payment.payment_id, amount_minor=payment.amount_minor,
-                                 currency=payment.currency, paid_at=payment.paid_at.astimezone(UTC), received_at=_now(),
+                                 currency=payment.currency, paid_at=payment.paid_at.astimezone(UTC), received_at=now,
                                  recovery=loan.status == "written_off", source=source))
         db.commit()
     return True
@@ -281,8 +332,12 @@ class BookLoan:
     recovery: Recovery | None = None
 
 
-def ledger_of(loan: Loan, instalments: list[LoanInstalmentRecord], payments: list[LoanPaymentRecord]) -> Ledger:
-    """The book's facts of a loan as a case ledger (the same arithmetic as its cases)."""
+def ledger_of(loan: Loan, instalments: list[LoanInstalmentRecord], payments: list[LoanPaymentRecord],
+              policy: CollectionPolicy) -> Ledger:
+    """The book's facts of a loan as a case ledger (the same arithmetic as its cases). A payment
+    that went to a case is valued as the case valued it (``money.value_instant``: at most
+    ``payments.max_backdate_days`` before it arrived); one the servicing system recorded on its
+    own (history, a nightly file) as of its ``paid_at``."""
     lines = [
         LedgerLine(instalment_id=i.instalment_id, due_date=i.due_date, principal_minor=i.principal_minor,
                    interest_minor=i.interest_minor, fees_minor=i.fees_minor, added_at=_utc(i.updated_at) or _now(),
@@ -291,7 +346,9 @@ def ledger_of(loan: Loan, instalments: list[LoanInstalmentRecord], payments: lis
     ]
     paid = [
         LedgerPayment(payment_id=p.payment_id, amount_minor=p.amount_minor, paid_at=_utc(p.paid_at),  # type: ignore[arg-type]
-                      value_at=_utc(p.paid_at), received_at=_utc(p.received_at), reversed_at=_utc(p.reversed_at),  # type: ignore[arg-type]
+                      value_at=(value_instant(_utc(p.paid_at), _utc(p.received_at), policy)  # type: ignore[arg-type]
+                                if p.case_episode_id else _utc(p.paid_at)),
+                      received_at=_utc(p.received_at), reversed_at=_utc(p.reversed_at),  # type: ignore[arg-type]
                       reversal_id=p.reversal_id)
         for p in payments if p.currency == loan.currency
     ]
@@ -317,7 +374,7 @@ def read_loan(engine: Engine, loan_id: str, policy: CollectionPolicy, now: datet
                                 .order_by(LoanPaymentRecord.id)))
         write_off = db.exec(select(WriteOff).where(WriteOff.loan_id == loan_id)
                             .order_by(WriteOff.written_off_at.desc())).first()  # type: ignore[attr-defined]
-    view = derive(ledger_of(loan, instalments, payments), rules_for(loan, policy), now)
+    view = derive(ledger_of(loan, instalments, payments, policy), rules_for(loan, policy), now)
     return BookLoan(loan, instalments, payments, view, _recovery(write_off, payments))
 
 
@@ -409,6 +466,9 @@ class ImportReport:
     unchanged: int = 0
     touched: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: The reversals marked now, ``(loan_id, reversal)``: the caller delivers them to the loan's
+    #: case (``servicing.deliver_reversal``), which may re-open a case the payment had ended.
+    new_reversals: list[tuple[str, PaymentReversed]] = field(default_factory=list)
 
 
 def _int(value: str, column: str) -> int:
@@ -458,8 +518,14 @@ def read_csv_rows(text: str) -> tuple[list[tuple[int, str, str, Any]], list[str]
     if unknown:
         return [], [f"line 1: unknown columns {unknown}; columns: {', '.join(CSV_COLUMNS)}"]
     rows, errors = [], []
-    for number, raw in enumerate(reader, start=2):
+    for raw in reader:
+        number = reader.line_num  # the physical line the row ends on (blank lines and quoted newlines count)
+        if None in raw:
+            errors.append(f"line {number}: {len(columns) + len(raw[None])} fields, the header has {len(columns)} columns")
+            continue
         row = {(k or "").strip(): (v or "") for k, v in raw.items()}
+        if not any(value.strip() for value in row.values()):
+            continue  # a row of empty fields (a spreadsheet's trailing rows)
         try:
             record, loan_id, model = _row_models(row)
             if not loan_id:
@@ -473,12 +539,13 @@ def read_csv_rows(text: str) -> tuple[list[tuple[int, str, str, Any]], list[str]
 
 
 def import_csv(engine: Engine, policy: CollectionPolicy, path: Path | str | None = None, *,
-               text: str | None = None) -> ImportReport:
+               text: str | None = None, now: datetime | None = None) -> ImportReport:
     """Import the servicing system's nightly CSV (``CSV_COLUMNS``; one ``record`` a row: ``loan``,
     ``instalment``, ``payment``, ``reversal``). Every row is checked by the same models the API
     uses; a refused row is reported by line and column and the others are imported. Idempotent:
     importing the file again changes nothing. Loan rows go first, whatever their place in the
-    file; each loan touched is added up again under ``policy`` (``refresh``).
+    file; each loan touched is added up again under ``policy`` (``refresh``). ``now``: the clock
+    payments' ``paid_at`` are checked against (default: this process's).
 
     Raises:
         OSError: the file cannot be read.
@@ -490,14 +557,14 @@ def import_csv(engine: Engine, policy: CollectionPolicy, path: Path | str | None
     for number, record, loan_id, model in rows:
         try:
             if record == "loan":
-                change = upsert_loan(engine, model, source="csv")
+                change = upsert_loan(engine, model, policy, source="csv")
                 report.loans += sum(1 for c in change.created if c.startswith("loan "))
             elif record == "instalment":
                 change = add_instalment(engine, loan_id, model)
                 report.instalments += len(change.created)
                 report.unchanged += len(change.unchanged)
             elif record == "payment":
-                stored = record_payment(engine, loan_id, model, source="csv")
+                stored = record_payment(engine, loan_id, model, source="csv", now=now)
                 if stored is None:
                     raise LookupError(f"loan_id: loan {loan_id} is not in the loan book (give its loan row first)")
                 report.payments += int(stored)
@@ -508,12 +575,15 @@ def import_csv(engine: Engine, policy: CollectionPolicy, path: Path | str | None
                     raise LookupError(f"payment_id: loan {loan_id} has no payment {model.payment_id} in the book")
                 report.reversals += int(marked)
                 report.unchanged += int(not marked)
-        except (BookConflict, LookupError) as err:
+                if marked:
+                    report.new_reversals.append((loan_id, model))
+        except (BookConflict, BookRefused, LookupError) as err:
             report.errors.append(f"line {number}: {err}")
             continue
         if loan_id not in report.touched:
             report.touched.append(loan_id)
     for loan_id in report.touched:
-        refresh(engine, loan_id, policy)
+        refresh(engine, loan_id, policy, now)
+    report.errors.sort(key=lambda error: int(error.split(":")[0].removeprefix("line ")))
     return report
 

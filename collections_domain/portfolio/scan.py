@@ -17,19 +17,28 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError, field_validator
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, or_, select
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from collections_domain.case.contract import InstalmentDue, OpeningReason, PaymentReceived, PaymentReversed, workflow_id_for
+from collections_domain.case.contract import (
+    InstalmentDue,
+    OpeningReason,
+    PaymentReceived,
+    PaymentReversed,
+    describe_errors,
+    workflow_id_for,
+)
 from collections_domain.ops.logs import get_logger
-from collections_domain.portfolio import loan_book
+from collections_domain.portfolio import loan_book, servicing
 from collections_domain.rules import calendar
 from collections_domain.rules.policy import CollectionPolicy
+from collections_domain.rules.validation import time_zone_problem
 from collections_domain.client import start_case
 from collections_domain.store.models import CollectionCase, Loan, LoanPaymentRecord, Payment
+from collections_domain.store.reconciliation import ended_case_problem
 
 log = get_logger("scan")
 
@@ -50,6 +59,14 @@ class ScanRequest(BaseModel):
     limit: int = PAGE_SIZE
     scan_id: str = "manual"
     task_queue: str | None = None
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        problem = time_zone_problem(value)
+        if problem:
+            raise ValueError(problem.removeprefix("time_zone: "))
+        return value
 
 
 class ScanPage(BaseModel):
@@ -138,8 +155,9 @@ async def scan_page(engine: Engine, client: Client, policy: CollectionPolicy, re
         try:
             await _scan_loan(engine, client, policy, request, loan_id, as_of, task_queue, page)
         except (RPCError, ValueError) as err:
-            page.errors.append(f"{loan_id}: {err}")
-            log.warning("scan.loan_failed", loan_id=loan_id, error=str(err)[:200])
+            message = "; ".join(describe_errors(err)) if isinstance(err, ValidationError) else str(err)
+            page.errors.append(f"{loan_id}: {message}")
+            log.warning("scan.loan_failed", loan_id=loan_id, error=message[:200])
     return page
 
 
@@ -159,6 +177,20 @@ async def _scan_loan(engine, client, policy, request, loan_id, as_of, task_queue
         return
     reason = OpeningReason(source="scan", rule=rule, scan_id=request.scan_id[:100])
     case = loan_book.case_input(book, reason=reason)
+    ended = await asyncio.to_thread(ended_case_problem, engine, case)
+    if ended and (await servicing.running_run(client, loan_id))[0] == WorkflowExecutionStatus.RUNNING:
+        return  # (re-)opened a moment ago and not yet on record: the next scan forwards to it
+    if ended:
+        # Overdue again because a payment that ended its case was reversed in the book (a CSV
+        # row): the reversal re-opens that case. Anything else is why no case opens.
+        reversal = await asyncio.to_thread(servicing.reversal_to_reopen, engine, loan_id)
+        if reversal is None:
+            page.errors.append(f"{loan_id}: {ended}")
+            return
+        delivery = await servicing.deliver_reversal(client, engine, policy, loan_id, reversal,
+                                                    task_queue=task_queue)
+        page.forwarded[loan_id] = [f"reversal {reversal.reversal_id}: {delivery.status}"]
+        return
     handle = await start_case(client, case, task_queue=task_queue, now=as_of)
     episode = handle.result_run_id or ""
     # Everything due so far is in the case, or was paid before the window it opened with: none of

@@ -4,8 +4,8 @@ nothing is lost: to the loan's running case, to the loan book, or held for recon
 One function per message, shared by the HTTP API and the command line:
 
 - ``deliver_payment``: the running case applies it (and the book keeps it); with no case, the
-  book applies it (a recovery after a write-off); a loan the book does not know has it held in
-  ``unmatched_payments``.
+  book applies it (a recovery after a write-off); a loan the book does not know, or money in
+  another currency than the loan's, is held in ``unmatched_payments``.
 - ``deliver_reversal``: the running case undoes the payment; a case that ended because of it
   (cured, settled) is re-opened from its own ledger with the reversal applied; a held payment is
   marked reversed; the book marks it in every case.
@@ -40,7 +40,8 @@ from collections_domain.case.contract import (
 from collections_domain.client import case_handle, start_case
 from collections_domain.portfolio import loan_book
 from collections_domain.rules.policy import CollectionPolicy
-from collections_domain.store.models import CollectionCase, Payment, UnmatchedPayment
+from collections_domain.rules.validation import payment_entry_problem
+from collections_domain.store.models import CollectionCase, LoanPaymentRecord, Payment, UnmatchedPayment
 from collections_domain.store.reconciliation import REOPENABLE, hold_payment, reopen_facts
 
 RPC_TIMEOUT = timedelta(seconds=10)
@@ -82,21 +83,30 @@ def _last_case(engine: Engine, loan_id: str) -> CollectionCase | None:
 
 
 async def deliver_payment(client: Client, engine: Engine, policy: CollectionPolicy, loan_id: str,
-                          payment: PaymentReceived, *, api_key_id: str | None = None, source: str = "api") -> Delivery:
-    """Route a payment (module docstring).
+                          payment: PaymentReceived, *, api_key_id: str | None = None, source: str = "api",
+                          now: datetime | None = None) -> Delivery:
+    """Route a payment (module docstring). ``now``: the receiver's clock (default: this
+    process's), which ``paid_at`` is checked against (``rules.validation.payment_entry_problem``).
+    A payment in another currency than the loan's is held (``wrong_currency``) when no case is
+    running, and refused by a running case (listed in its ``rejected_signals``); the loan book
+    keeps only money in the loan's currency.
 
     Raises:
         loan_book.BookConflict, reconciliation.PaymentConflict: that payment id is known with
             another amount or currency (``"payment_id: ..."``).
-        ValueError: a non-positive amount with no running case to record its refusal.
+        ValueError: ``paid_at`` out of bounds, or a non-positive amount with no running case to
+            record its refusal (``"field: rule"``).
         RPCError: Temporal did not answer.
     """
+    now = now or datetime.now(UTC)
     status, first_run = await running_run(client, loan_id)
-    if payment.amount_minor <= 0 and status != WorkflowExecutionStatus.RUNNING:
-        raise ValueError(f"amount_minor: must be a positive integer in minor units, got {payment.amount_minor}")
+    problem = payment_entry_problem(payment, currency=None, now=now)
+    if problem and not (problem.startswith("amount_minor") and status == WorkflowExecutionStatus.RUNNING):
+        raise ValueError(problem)  # a running case records a refused amount itself
+    book_currency = await asyncio.to_thread(loan_book.currency_of, engine, loan_id)
     in_book = None
-    if payment.amount_minor > 0:  # a running case records a refused payment itself; the book keeps money only
-        in_book = await asyncio.to_thread(loan_book.record_payment, engine, loan_id, payment, source=source)
+    if payment.amount_minor > 0 and book_currency == payment.currency:  # the book keeps its loan's money only
+        in_book = await asyncio.to_thread(loan_book.record_payment, engine, loan_id, payment, source=source, now=now)
     if status == WorkflowExecutionStatus.RUNNING:
         try:
             await case_handle(client, loan_id).signal("payment_received", payment, rpc_timeout=RPC_TIMEOUT)
@@ -117,13 +127,17 @@ async def deliver_payment(client: Client, engine: Engine, policy: CollectionPoli
                         reason="written_off" if recovery else None, new=in_book,
                         detail=("the loan was written off: the payment is recorded as a recovery in the loan book"
                                 if recovery else "no case is open: the loan book applied the payment"))
-    last = await asyncio.to_thread(_last_case, engine, loan_id)
-    reason = "no_case" if status is None else ("written_off" if last and last.outcome == "written_off" else "case_closed")
+    if book_currency is not None and book_currency != payment.currency:
+        reason = "wrong_currency"
+    else:
+        last = await asyncio.to_thread(_last_case, engine, loan_id)
+        reason = "no_case" if status is None else ("written_off" if last and last.outcome == "written_off" else "case_closed")
     stored = await asyncio.to_thread(hold_payment, engine, loan_id=loan_id, payment_id=payment.payment_id,
                                      amount_minor=payment.amount_minor, currency=payment.currency, paid_at=payment.paid_at,
                                      reason=reason, api_key_id=api_key_id)
     what = {"no_case": "no collections case was ever opened", "case_closed": "its collections case has closed",
-            "written_off": "it was written off (a recovery)"}[reason]
+            "written_off": "it was written off (a recovery)",
+            "wrong_currency": f"the loan is in {book_currency}, the payment in {payment.currency}"}[reason]
     held = "is held" if stored else "was already held"
     return Delivery(loan_id=loan_id, signal="payment_received", id=payment.payment_id, status="held_for_reconciliation",
                     reason=reason, new=stored,
@@ -138,6 +152,25 @@ def _applied_by(engine: Engine, loan_id: str, payment_id: str) -> tuple[Collecti
             return None, applied
         case = db.exec(select(CollectionCase).where(CollectionCase.episode_id == applied.episode_id)).first()
     return case, applied
+
+
+def reversal_to_reopen(engine: Engine, loan_id: str) -> PaymentReversed | None:
+    """A reversal the loan book holds that no case has applied, of a payment that ended the
+    loan's case (cured or settled): delivering it re-opens that case (``deliver_reversal``).
+    ``None`` when there is none (a CSV reversal reaches the book first; the scan and
+    ``loan-import`` then deliver it)."""
+    with Session(engine) as db:
+        rows = db.exec(select(LoanPaymentRecord).where(LoanPaymentRecord.loan_id == loan_id,
+                                                       LoanPaymentRecord.reversed_at.is_not(None))  # type: ignore[union-attr]
+                       .order_by(LoanPaymentRecord.reversed_at)).all()
+    for row in rows:
+        case, applied = _applied_by(engine, loan_id, row.payment_id)
+        if case is not None and case.outcome in REOPENABLE and applied is not None and applied.reversed_at is None:
+            return PaymentReversed(reversal_id=row.reversal_id or f"rev-{row.payment_id}", payment_id=row.payment_id,
+                                   reason=row.reversal_reason or "other",  # type: ignore[arg-type]
+                                   reversed_at=row.reversed_at.replace(tzinfo=UTC) if row.reversed_at.tzinfo is None  # type: ignore[union-attr]
+                                   else row.reversed_at)
+    return None
 
 
 def _reopen_input(engine: Engine, case: CollectionCase, reversal: PaymentReversed) -> CaseInput:

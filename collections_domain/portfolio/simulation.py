@@ -209,17 +209,17 @@ async def _replay(env, loans, engine, policy, task_queue, report) -> SimulationR
             db.merge(Borrower(**borrower_row(loan)))
         db.commit()
     for index, loan in enumerate(loans):
-        loan_book.upsert_loan(engine, loan.loan_in(anchors[loan.borrower_id]), source="home-credit")
+        loan_book.upsert_loan(engine, loan.loan_in(anchors[loan.borrower_id]), policy, source="home-credit")
         loan_book.refresh(engine, loan.loan_id, policy, now)
         report("loading the loan book", index + 1, len(loans))
     found = events(loans, anchors, policy)
     instants = sorted(set(found.scans) | set(found.payments))
     gate = asyncio.Semaphore(64)
 
-    async def pay(loan: HomeCreditLoan, payment) -> None:
+    async def pay(loan: HomeCreditLoan, payment, at: datetime) -> None:
         async with gate:
             await deliver_payment(client, engine, policy, loan.loan_id,
-                                  loan.payment_received(payment, anchors[loan.borrower_id]), source="home-credit")
+                                  loan.payment_received(payment, anchors[loan.borrower_id]), source="home-credit", now=at)
 
     for done, at in enumerate(instants, start=1):
         await skip_to(env, at)
@@ -230,7 +230,7 @@ async def _replay(env, loans, engine, policy, task_queue, report) -> SimulationR
             if page.errors:
                 raise RuntimeError(f"the scan at {at} failed: {page.errors[:3]}")
         if at in found.payments:
-            await asyncio.gather(*(pay(loan, payment) for loan, payment in found.payments[at]))
+            await asyncio.gather(*(pay(loan, payment, at) for loan, payment in found.payments[at]))
         report("replaying events", done, len(instants))
     await skip_to(env, found.horizon)  # type: ignore[arg-type]
     await asyncio.sleep(0.5)

@@ -1,19 +1,33 @@
-"""Every rule a case input must meet before a case opens, in one place for the worker and clients.
+"""Every rule an input must meet where it enters, in one place for the worker, the API, the CLI
+and the loan book's CSV import.
 
-Rules: CONTRACT.md's input table (ids, amounts, currency, time zone, jurisdiction, policy
-version), plus: the policy must have thresholds for the currency, and the oldest due date must not
-be after the borrower's local today (a loan is delinquent from the day after its due date).
+- A case input: CONTRACT.md's input table (ids, amounts, currency, time zone, jurisdiction, policy
+  version), plus: the policy must have thresholds for the currency, and the oldest due date must
+  not be after the borrower's local today (a loan is delinquent from the day after its due date).
+- A payment entering by any path (``payment_entry_problem``): a positive amount, the loan's
+  currency, ``paid_at`` at most ``PAID_AT_SKEW`` ahead of the receiver's clock and at most
+  ``MAX_AGE_DAYS`` back.
+- A loan of the loan book (``book_loan_problems``) and each of its instalments
+  (``book_instalment_problem``): a currency the policy covers, amounts that add up to at most
+  ``MAX_MINOR`` (2^53-1), no ``penalty_minor`` (penalty accrues by policy, in the case).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 from babel.numbers import is_currency
 
+from collections_domain.case.contract import MAX_MINOR, CaseInput, LoanInstalment, PaymentReceived
 from collections_domain.rules import calendar
-from collections_domain.case.contract import CaseInput
-from collections_domain.rules.policy import PolicyRegistry
+from collections_domain.rules.policy import CollectionPolicy, PolicyRegistry
+
+#: How far back a date or payment may go: 10 years, past every supported jurisdiction's
+#: limitation period for consumer debt.
+MAX_AGE_DAYS = 3650
+#: How far ahead of the receiver's clock a payment's ``paid_at`` may be (clock skew between systems).
+PAID_AT_SKEW = timedelta(minutes=5)
 
 
 def case_input_problems(case: CaseInput, policies: PolicyRegistry) -> list[str]:
@@ -53,4 +67,71 @@ def due_date_problem(case: CaseInput, now: datetime) -> str | None:
             f"oldest_due_date: must not be after today in {case.timezone} ({today.isoformat()}); "
             f"got {case.oldest_due_date.isoformat()}"
         )
+    return None
+
+
+def payment_entry_problem(payment: PaymentReceived, *, currency: str | None, now: datetime) -> str | None:
+    """Why ``payment`` must be refused where it enters (API, CLI, CSV, loan book), or ``None``.
+
+    ``currency`` is the loan's (or the case's) when known. The case applies its own, looser rule
+    (``ladder.payment_problem``: a day of skew) because it judges on the workflow's clock."""
+    if payment.amount_minor <= 0:
+        return f"amount_minor: must be a positive integer in minor units, got {payment.amount_minor}"
+    if currency is not None and payment.currency != currency:
+        return f"currency: must be the loan's currency {currency}, got {payment.currency!r}"
+    if payment.paid_at > now + PAID_AT_SKEW:
+        return (f"paid_at: must not be in the future (more than {PAID_AT_SKEW.seconds // 60} minutes ahead of now), "
+                f"got {payment.paid_at.isoformat()}")
+    if payment.paid_at < now - timedelta(days=MAX_AGE_DAYS):
+        return f"paid_at: must be within the last {MAX_AGE_DAYS} days (10 years), got {payment.paid_at.isoformat()}"
+    return None
+
+
+def book_instalment_problem(line: LoanInstalment, field: str = "") -> str | None:
+    """Why the loan book refuses instalment ``line`` (``"field: rule"``, prefixed by ``field``), or ``None``."""
+    problem = line.problem(field)
+    if problem:
+        return problem
+    if line.penalty_minor:
+        where = f"{field}." if field else ""
+        return (f"{where}penalty_minor: the loan book takes principal, interest and fees; penalty interest "
+                "accrues in the case by policy ([accrual]), so it must be 0")
+    return None
+
+
+def total_problem(amounts: Iterable[int], field: str) -> str | None:
+    """``"field: ... at most 2^53-1"`` when ``amounts`` add up to more than ``MAX_MINOR``."""
+    total = sum(amounts)
+    if total > MAX_MINOR:
+        return f"{field}: the total must be at most 2^53-1 ({MAX_MINOR}) minor units, got {total}"
+    return None
+
+
+def book_loan_problems(currency: str, instalments: list[LoanInstalment], policy: CollectionPolicy) -> list[str]:
+    """Every rule a loan of the book breaks (its ``currency`` and ``instalments``), as
+    ``"field: rule"``; empty when it may be stored."""
+    problems = []
+    if not is_currency(currency):
+        problems.append(f"currency: {currency!r} is not an ISO 4217 currency code")
+    elif currency not in policy.currencies:
+        problems.append(f"currency: policy {policy.version} has no thresholds for {currency}; "
+                        f"it covers {', '.join(sorted(policy.currencies))}")
+    for index, line in enumerate(instalments):
+        problem = book_instalment_problem(line, f"instalments.{index}")
+        if problem:
+            problems.append(problem)
+    problem = total_problem((line.total_minor for line in instalments), "instalments")
+    if problem:
+        problems.append(problem)
+    return problems
+
+
+def time_zone_problem(time_zone: str | None, field: str = "time_zone") -> str | None:
+    """``"time_zone: ..."`` when ``time_zone`` is given and not an IANA name, else ``None``."""
+    if time_zone is None:
+        return None
+    try:
+        calendar.zone(time_zone)
+    except calendar.UnknownTimeZoneError as err:
+        return f"{field}: {err}".replace(f"{field}: timezone: ", f"{field}: ")
     return None

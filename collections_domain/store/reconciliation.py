@@ -27,7 +27,7 @@ from collections_domain.store.records import ReopenedFacts
 
 #: Why a payment is held: no case ever opened, the case closed, the case that came with it was
 #: refused, or the loan was written off (a recovery, matched to the write-off by reconciliation).
-REASONS = ("no_case", "case_closed", "case_refused", "written_off")
+REASONS = ("no_case", "case_closed", "case_refused", "written_off", "wrong_currency")
 
 
 class PaymentConflict(ValueError):

@@ -464,3 +464,36 @@ async def test_opening_a_running_case_with_new_arrears_forwards_them_and_the_loa
     case = await eventually(found, timeout=30)
     assert case and case["opening_reason"]["source"] == "scan" and case["days_past_due"] == 12, case
     assert [line["instalment_id"] for line in case["ledger"]["lines"]] == ["1"]  # the second is not due yet
+
+
+async def test_the_loan_book_over_http_refuses_what_every_entry_point_refuses(api):
+    """From the newcomer trial of the loan book: these answered 500, or 201/202 and then left the
+    loan or the money stuck or invisible. Each is now a 422 naming the field and the rule."""
+    today = datetime.now(UTC).date()
+    line = {"instalment_id": "1", "due_date": str(today - timedelta(days=3)), "principal_minor": 1_000}
+    booked = loan("API-REF")
+    cases = [
+        ({"instalments": [{**line, "principal_minor": 9007199254740991, "interest_minor": 9007199254740991}]}, "2^53-1"),
+        ({"instalments": [line, line]}, "each instalment_id once"),
+        ({"instalments": [{**line, "penalty_minor": 100}]}, "penalty_minor: the loan book takes principal"),
+        ({"currency": "XXX"}, "has no thresholds for XXX"),
+    ]
+    for extra, rule in cases:
+        answer = await api.post("/v1/loans", {"loan_id": booked, "borrower_id": "B-api", "instalments": [line], **extra})
+        assert answer.status_code == 422 and rule in answer.text, (extra, answer.status_code, answer.text)
+    made = await api.post("/v1/loans", {"loan_id": booked, "borrower_id": "B-api", "instalments": [line]})
+    assert made.status_code == 201, made.text
+    usd = await api.post(f"/v1/loans/{booked}/payments", {"payment_id": "usd-1", "amount_minor": 500, "currency": "USD",
+                                                          "paid_at": datetime.now(UTC).isoformat()})
+    assert usd.status_code == 202 and usd.json()["status"] == "held_for_reconciliation", usd.text
+    assert usd.json()["reason"] == "wrong_currency"
+    future = await api.post(f"/v1/loans/{booked}/payments", {"payment_id": "f-1", "amount_minor": 500, "currency": "CNY",
+                                                             "paid_at": (datetime.now(UTC) + timedelta(days=30)).isoformat()})
+    assert future.status_code == 422 and "paid_at: must not be in the future" in future.text
+    empty = await api.post(f"/v1/loans/{booked}/adjustments", {"adjustment_id": "A-0", "reason_code": "other"})
+    assert empty.status_code == 422 and "an adjustment cancels or adds at least one instalment" in empty.text, empty.text
+    mars = await api.post("/v1/scans", {"time_zone": "Mars/Base"})
+    assert mars.status_code == 422 and "'Mars/Base' is not an IANA time zone name" in mars.text, mars.text
+    for path in (f"/v1/loans/{booked}", f"/v1/cases/{booked}", f"/v1/cases/{booked}/contacts"):
+        typo = await api.get(path, foo="1")
+        assert typo.status_code == 422 and "query.foo: this resource takes no query parameters" in typo.text, (path, typo.text)

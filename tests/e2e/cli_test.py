@@ -166,6 +166,11 @@ async def test_bad_input_is_refused_before_anything_starts(cli_env):
         assert code == 2 and "amount_minor: Input should be less than or equal to 9007199254740991" in out, out
     code, out = await starter(cli_env, *base[:6], "99999999999999999999999", *base[7:])
     assert code == 2 and "principal_due_minor" in out and "9007199254740991" in out, out
+    # The API's payment rules hold for the CLI too (one validation: rules.validation).
+    for paid_at, rule in (("2031-01-01T00:00:00Z", "paid_at: must not be in the future"),
+                          ("1999-01-01T00:00:00Z", "paid_at: must be within the last 3650 days")):
+        code, out = await starter(cli_env, "pay", "no-such-loan", "500", "--currency", "CNY", "--paid-at", paid_at)
+        assert code == 2 and rule in out, out
 
 
 async def test_plans_outcomes_and_contact_history_from_the_command_line(cli_env):

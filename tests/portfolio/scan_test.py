@@ -52,6 +52,49 @@ def book_csv(today, suffix: str) -> str:
     return "\ufeff" + "\n".join(rows) + "\n"
 
 
+async def test_a_payment_after_a_write_off_is_a_recovery_reported_by_the_book(time_env, harness_factory):
+    """Payments after a write-off are recorded as recoveries against the written-off amount and
+    reported (``read_loan(...).recovery``, ``GET /v1/loans/{id}``), not dropped."""
+    h = harness_factory(time_env)
+    policy = h.activities.policies.current
+    async with h.worker:
+        now = await server_now(time_env)
+        today = calendar.local_date(now, TZ)
+        loan_id = f"W-{abs(hash(now)) % 10**6}"
+        loan_book.upsert_loan(h.engine, loan_book.LoanIn(
+            loan_id=loan_id, borrower_id=f"B-{loan_id}", timezone=TZ, portfolio="no-accrual",
+            instalments=[LoanInstalment(instalment_id="1", due_date=today - timedelta(days=200), principal_minor=300_000)]), policy)
+        loan_book.refresh(h.engine, loan_id, policy)
+        page = await scan_page(h.engine, h.client, policy, ScanRequest(time_zone=TZ, as_of=now), task_queue=h.task_queue)
+        assert page.opened == [loan_id]
+        handle = h.client.get_workflow_handle(f"collection-{loan_id}", result_type=CaseStatus)
+        h.handles.append(handle)
+        # DPD past 180 from the start; written off once nothing is paid for 90 days of the case.
+        # First in the module: a long skip after other tests' cases stalled the server's sleep.
+        await advance_to(time_env, calendar.local_instant(today + timedelta(days=92), time(12), TZ))
+
+        async def written_off():
+            st = await handle.query("status", result_type=CaseStatus)
+            return st if st.outcome is not None else None
+
+        ended = await eventually(written_off)
+        assert ended.outcome == "written_off" and ended.written_off_minor == 300_000
+        later = calendar.local_instant(today + timedelta(days=93), time(12), TZ)
+        await advance_to(time_env, later)
+        paid = PaymentReceived(payment_id="rec-1", amount_minor=120_000, currency="CNY", paid_at=later)
+        delivery = await servicing.deliver_payment(h.client, h.engine, policy, loan_id, paid, now=later)
+        again = await servicing.deliver_payment(h.client, h.engine, policy, loan_id, paid, now=later)
+    assert delivery.status == "recorded_in_book" and delivery.reason == "written_off"
+    assert again.status == "recorded_in_book" and not again.new
+    book = loan_book.read_loan(h.engine, loan_id, policy, later)
+    assert book.loan.status == "written_off"
+    assert book.recovery is not None
+    assert (book.recovery.written_off_minor, book.recovery.recovered_minor, book.recovery.remaining_minor) == (300_000, 120_000, 180_000)
+    assert book.view.outstanding.total == 180_000
+    with session(h.engine) as db:
+        assert db.exec(select(UnmatchedPayment).where(UnmatchedPayment.loan_id == loan_id)).first() is None
+
+
 async def test_the_scan_finds_overdue_loans_in_the_book_on_its_own(time_env, harness_factory):
     h = harness_factory(time_env)
     policy = h.activities.policies.current
@@ -59,7 +102,7 @@ async def test_the_scan_finds_overdue_loans_in_the_book_on_its_own(time_env, har
         now = await server_now(time_env)
         today = calendar.local_date(now, TZ)
         suffix = str(abs(hash(now)) % 10**6)
-        report = loan_book.import_csv(h.engine, policy, text=book_csv(today, suffix))
+        report = loan_book.import_csv(h.engine, policy, text=book_csv(today, suffix), now=now)
         assert (report.loans, report.instalments, report.payments) == (4, 4, 2)
         assert len(report.errors) == 2 and "line 12: loan_id: loan Z-unknown is not in the loan book" in report.errors[1]
         assert report.errors[0].startswith("line 13: due_date: must be a date YYYY-MM-DD")
@@ -110,7 +153,7 @@ async def test_payments_and_reversals_reach_the_book_the_case_or_reopen_it(time_
         loan_book.upsert_loan(h.engine, loan_book.LoanIn(
             loan_id=loan_id, borrower_id=f"B-{loan_id}", timezone=TZ, portfolio="no-accrual",
             instalments=[LoanInstalment(instalment_id="1", due_date=today - timedelta(days=12), principal_minor=300_000),
-                         LoanInstalment(instalment_id="2", due_date=today - timedelta(days=2), principal_minor=200_000)]))
+                         LoanInstalment(instalment_id="2", due_date=today - timedelta(days=2), principal_minor=200_000)]), policy)
         loan_book.refresh(h.engine, loan_id, policy)
         page = await scan_page(h.engine, h.client, policy, ScanRequest(time_zone=TZ, as_of=now), task_queue=h.task_queue)
         assert page.opened == [loan_id]
@@ -125,7 +168,7 @@ async def test_payments_and_reversals_reach_the_book_the_case_or_reopen_it(time_
 
         assert (await status_where(lambda st: st.days_past_due == 12)).outstanding_minor == 500_000
         paid = PaymentReceived(payment_id="gw-1", amount_minor=300_000, currency="CNY", paid_at=now)
-        delivery = await servicing.deliver_payment(h.client, h.engine, policy, loan_id, paid)
+        delivery = await servicing.deliver_payment(h.client, h.engine, policy, loan_id, paid, now=now)
         assert delivery.status == "delivered"
         moved = await status_where(lambda st: st.days_past_due == 2)  # the first instalment is paid: DPD moves
         assert moved.outstanding_minor == 200_000 and moved.oldest_due_date == today - timedelta(days=2)
@@ -137,7 +180,7 @@ async def test_payments_and_reversals_reach_the_book_the_case_or_reopen_it(time_
 
         # Paid in full: the case ends cured; the payment then bounces and collection re-opens.
         full = PaymentReceived(payment_id="gw-2", amount_minor=500_000, currency="CNY", paid_at=await server_now(time_env))
-        await servicing.deliver_payment(h.client, h.engine, policy, loan_id, full)
+        await servicing.deliver_payment(h.client, h.engine, policy, loan_id, full, now=full.paid_at)
         cured = await handle.result()
         assert cured.outcome == "cured"
         await advance_to(time_env, await server_now(time_env) + timedelta(minutes=1))
@@ -157,7 +200,7 @@ async def test_payments_and_reversals_reach_the_book_the_case_or_reopen_it(time_
 
         # A loan nobody knows: the payment is held; a loan of the book with no case: the book has it.
         stray = PaymentReceived(payment_id="gw-x", amount_minor=700, currency="CNY", paid_at=now)
-        assert (await servicing.deliver_payment(h.client, h.engine, policy, "NOBODY-1", stray)).status == "held_for_reconciliation"
+        assert (await servicing.deliver_payment(h.client, h.engine, policy, "NOBODY-1", stray, now=now)).status == "held_for_reconciliation"
         with session(h.engine) as db:
             assert db.exec(select(UnmatchedPayment).where(UnmatchedPayment.loan_id == "NOBODY-1")).one().amount_minor == 700
             assert db.get(Loan, loan_id).status == "active"
@@ -173,10 +216,10 @@ async def test_an_instalment_paid_before_the_case_opened_is_never_sent_to_it(tim
         loan_book.upsert_loan(h.engine, loan_book.LoanIn(
             loan_id=loan_id, borrower_id=f"B-{loan_id}", timezone=TZ, portfolio="no-accrual",
             instalments=[LoanInstalment(instalment_id="1", due_date=today - timedelta(days=40), principal_minor=100_000),
-                         LoanInstalment(instalment_id="2", due_date=today - timedelta(days=3), principal_minor=100_000)]))
+                         LoanInstalment(instalment_id="2", due_date=today - timedelta(days=3), principal_minor=100_000)]), policy)
         early = calendar.local_instant(today - timedelta(days=45), time(12), TZ)  # paid before it was due: credit
         loan_book.record_payment(h.engine, loan_id, PaymentReceived(payment_id="early", amount_minor=100_000, currency="CNY",
-                                                                    paid_at=early))
+                                                                    paid_at=early), now=now)
         loan_book.refresh(h.engine, loan_id, policy, now)
         request = ScanRequest(loan_ids=[loan_id], as_of=now)
         assert (await scan_page(h.engine, h.client, policy, request, task_queue=h.task_queue)).opened == [loan_id]
@@ -193,43 +236,84 @@ async def test_an_instalment_paid_before_the_case_opened_is_never_sent_to_it(tim
     assert [line.instalment_id for line in st.ledger.lines] == ["2"] and st.days_past_due == 3
 
 
-async def test_a_payment_after_a_write_off_is_a_recovery_reported_by_the_book(time_env, harness_factory):
-    """Payments after a write-off are recorded as recoveries against the written-off amount and
-    reported (``read_loan(...).recovery``, ``GET /v1/loans/{id}``), not dropped."""
+async def test_money_in_another_currency_is_held_or_refused_by_the_case_never_invisible(time_env, harness_factory):
+    """A USD payment for a CNY loan was "recorded in the book" and then shown nowhere (the
+    book's view skips other currencies). Now: no case running, it is held (``wrong_currency``);
+    a running case refuses it on the record; the book keeps only the loan's own money."""
     h = harness_factory(time_env)
     policy = h.activities.policies.current
     async with h.worker:
         now = await server_now(time_env)
         today = calendar.local_date(now, TZ)
-        loan_id = f"W-{abs(hash(now)) % 10**6}"
+        loan_id = f"FX-{abs(hash(now)) % 10**6}"
         loan_book.upsert_loan(h.engine, loan_book.LoanIn(
             loan_id=loan_id, borrower_id=f"B-{loan_id}", timezone=TZ, portfolio="no-accrual",
-            instalments=[LoanInstalment(instalment_id="1", due_date=today - timedelta(days=200), principal_minor=300_000)]))
-        loan_book.refresh(h.engine, loan_id, policy)
+            instalments=[LoanInstalment(instalment_id="1", due_date=today + timedelta(days=5), principal_minor=300_000)]), policy)
+        usd = PaymentReceived(payment_id="usd-1", amount_minor=500, currency="USD", paid_at=now)
+        held = await servicing.deliver_payment(h.client, h.engine, policy, loan_id, usd, now=now)
+        assert held.status == "held_for_reconciliation" and held.reason == "wrong_currency", held
+        loan_book.add_instalment(h.engine, loan_id, LoanInstalment(instalment_id="0", due_date=today - timedelta(days=4),
+                                                                   principal_minor=100_000))
+        loan_book.refresh(h.engine, loan_id, policy, now)
         page = await scan_page(h.engine, h.client, policy, ScanRequest(time_zone=TZ, as_of=now), task_queue=h.task_queue)
         assert page.opened == [loan_id]
         handle = h.client.get_workflow_handle(f"collection-{loan_id}", result_type=CaseStatus)
         h.handles.append(handle)
-        # DPD past 180 from the start; written off once nothing is paid for 90 days of the case.
-        await advance_to(time_env, calendar.local_instant(today + timedelta(days=92), time(12), TZ))
+        usd2 = PaymentReceived(payment_id="usd-2", amount_minor=500, currency="USD", paid_at=now)
+        assert (await servicing.deliver_payment(h.client, h.engine, policy, loan_id, usd2, now=now)).status == "delivered"
 
-        async def written_off():
+        async def refused():
             st = await handle.query("status", result_type=CaseStatus)
-            return st if st.outcome is not None else None
+            return st if any(r.id == "usd-2" for r in st.rejected_signals) else None
 
-        ended = await eventually(written_off)
-        assert ended.outcome == "written_off" and ended.written_off_minor == 300_000
-        later = calendar.local_instant(today + timedelta(days=93), time(12), TZ)
-        await advance_to(time_env, later)
-        paid = PaymentReceived(payment_id="rec-1", amount_minor=120_000, currency="CNY", paid_at=later)
-        delivery = await servicing.deliver_payment(h.client, h.engine, policy, loan_id, paid)
-        again = await servicing.deliver_payment(h.client, h.engine, policy, loan_id, paid)
-    assert delivery.status == "recorded_in_book" and delivery.reason == "written_off"
-    assert again.status == "recorded_in_book" and not again.new
-    book = loan_book.read_loan(h.engine, loan_id, policy, later)
-    assert book.loan.status == "written_off"
-    assert book.recovery is not None
-    assert (book.recovery.written_off_minor, book.recovery.recovered_minor, book.recovery.remaining_minor) == (300_000, 120_000, 180_000)
-    assert book.view.outstanding.total == 180_000
+        st = await eventually(refused)
+    assert "currency: must be the case currency CNY" in next(r.reason for r in st.rejected_signals if r.id == "usd-2")
     with session(h.engine) as db:
-        assert db.exec(select(UnmatchedPayment).where(UnmatchedPayment.loan_id == loan_id)).first() is None
+        held_rows = db.exec(select(UnmatchedPayment).where(UnmatchedPayment.loan_id == loan_id)).all()
+        book_rows = db.exec(select(loan_book.LoanPaymentRecord).where(loan_book.LoanPaymentRecord.loan_id == loan_id)).all()
+    assert [(row.payment_id, row.reason) for row in held_rows] == [("usd-1", "wrong_currency")]
+    assert book_rows == []
+
+
+async def test_a_csv_reversal_of_the_payment_that_cured_the_case_reopens_it_at_the_next_scan(time_env, harness_factory):
+    """A reversal row in the nightly file only marked the book: the loan showed DPD 10 again, each
+    scan then started a case that failed ("already ended as cured") and none ever ran. Now the
+    scan delivers the reversal, which re-opens the ended case from its own ledger."""
+    h = harness_factory(time_env)
+    policy = h.activities.policies.current
+    async with h.worker:
+        now = await server_now(time_env)
+        today = calendar.local_date(now, TZ)
+        loan_id = f"RV-{abs(hash(now)) % 10**6}"
+        loan_book.upsert_loan(h.engine, loan_book.LoanIn(
+            loan_id=loan_id, borrower_id=f"B-{loan_id}", timezone=TZ, portfolio="no-accrual",
+            instalments=[LoanInstalment(instalment_id="1", due_date=today - timedelta(days=10), principal_minor=1_002)]), policy)
+        loan_book.refresh(h.engine, loan_id, policy, now)
+        request = ScanRequest(time_zone=TZ, as_of=now, scan_id="rv-scan")
+        assert (await scan_page(h.engine, h.client, policy, request, task_queue=h.task_queue)).opened == [loan_id]
+        handle = h.client.get_workflow_handle(f"collection-{loan_id}", result_type=CaseStatus)
+        h.handles.append(handle)
+        paid = PaymentReceived(payment_id="x2-p", amount_minor=1_002, currency="CNY", paid_at=now)
+        await servicing.deliver_payment(h.client, h.engine, policy, loan_id, paid, now=now)
+        cured = await handle.result()
+        assert cured.outcome == "cured"
+        later = await server_now(time_env)
+        csv_text = ("record,loan_id,payment_id,reversal_id,reason,paid_at\n"
+                    f"reversal,{loan_id},x2-p,x2-rev,bounced,{later.isoformat()}\n")
+        report = loan_book.import_csv(h.engine, policy, text=csv_text, now=later)
+        assert report.errors == [] and report.reversals == 1
+        page = await scan_page(h.engine, h.client, policy, request.model_copy(update={"as_of": later}),
+                               task_queue=h.task_queue)
+        assert page.errors == [] and page.opened == [], page
+        assert page.forwarded == {loan_id: ["reversal x2-rev: reopened"]}
+        again = await scan_page(h.engine, h.client, policy, request.model_copy(update={"as_of": later}),
+                                task_queue=h.task_queue)
+        assert again.opened == [] and again.errors == []  # the re-opened case runs: nothing twice
+        reopened = h.client.get_workflow_handle(f"collection-{loan_id}", result_type=CaseStatus)
+
+        async def reopened_status():
+            st = await reopened.query("status", result_type=CaseStatus)
+            return st if st.reopened_from else None
+
+        st = await eventually(reopened_status)
+    assert st.reopened_from == cured.episode_id and st.outstanding_minor == 1_002 and st.outcome is None
