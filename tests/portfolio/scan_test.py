@@ -104,8 +104,8 @@ async def test_the_scan_finds_overdue_loans_in_the_book_on_its_own(time_env, har
         suffix = str(abs(hash(now)) % 10**6)
         report = loan_book.import_csv(h.engine, policy, text=book_csv(today, suffix), now=now)
         assert (report.loans, report.instalments, report.payments) == (4, 4, 2)
-        assert len(report.errors) == 2 and "line 12: loan_id: loan Z-unknown is not in the loan book" in report.errors[1]
-        assert report.errors[0].startswith("line 13: due_date: must be a date YYYY-MM-DD")
+        assert len(report.errors) == 2 and "line 12: loan_id: loan Z-unknown is not in the loan book" in report.errors[0]
+        assert report.errors[1].startswith("line 13: due_date: must be a date YYYY-MM-DD")
         request = ScanRequest(time_zone=TZ, as_of=now, scan_id="test-scan")
         first = await scan_page(h.engine, h.client, policy, request, task_queue=h.task_queue)
         assert first.opened == [f"A-{suffix}"], first
