@@ -1066,7 +1066,8 @@ def loan_import_command(
         err_console.print(f"[yellow]refused[/yellow] {error}")
     if report.new_reversals:
         _deliver_imported_reversals(report.new_reversals)
-    console.print(f"The scan opens cases for the overdue ones:  {_me()} scan")
+    if report.loans or report.instalments or report.payments:
+        console.print(f"The scan opens cases for the overdue ones:  {_me()} scan")
     if report.errors:
         err_console.print(f"{len(report.errors)} row(s) refused; fix them and import the file again (the rest is in).")
         raise typer.Exit(1)
@@ -1132,7 +1133,10 @@ def scan_command(
     """Run the delinquency scan now: open a case for every overdue loan of the book (policy
     [identification]) and bring running cases what the book learned. Safe to run again."""
     from collections_domain.portfolio.scan import ScanRequest, scan_page
+    from collections_domain.rules.validation import time_zone_problem
 
+    if time_zone_problem(zone, "--zone"):
+        _fail(time_zone_problem(zone, "--zone"))
     first = _checked(ScanRequest, time_zone=zone, scan_id=f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}")
 
     async def run() -> None:

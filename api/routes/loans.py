@@ -79,7 +79,7 @@ async def post_loan(request: Request, body: LoanRequest, idempotency_key: Idempo
         except ValidationError as err:
             raise invalid_input(describe_errors(err)) from err
         except loan_book.BookRefused as err:
-            raise invalid_input(str(err).split("; ")) from err
+            raise invalid_input(err.problems) from err
         except loan_book.BookConflict as err:
             raise ProblemError(409, "conflict", str(err), field_problems([str(err)])) from err
         book = await asyncio.to_thread(loan_book.refresh, engine, loan.loan_id, policy)

@@ -26,7 +26,7 @@ from collections_domain.case.ledger import LedgerLine, LedgerPayment, LedgerReli
 from collections_domain.case.state import CaseCore, Step
 from collections_domain.rules import calendar, ladder
 from collections_domain.rules.policy import CollectionPolicy
-from collections_domain.rules.validation import total_problem
+from collections_domain.rules.validation import due_date_range_problem, total_problem
 from collections_domain.store.records import LedgerEntryRecorded, PaymentApplied, PaymentReversedRecorded
 
 
@@ -156,7 +156,8 @@ def apply_instalment(case: CaseCore, step: Step, signal: PendingSignal) -> None:
     if due is None:
         return
     known = case.ledger.line(due.instalment_id)
-    problem = closed_problem(case, "instalment_id") or due.problem()
+    problem = (closed_problem(case, "instalment_id") or due.problem()
+               or due_date_range_problem(due.due_date, calendar.local_date(step.now, case.timezone)))
     if not problem and due.currency is not None and due.currency != case.currency:
         problem = f"currency: must be the case currency {case.currency}, got {due.currency!r}"
     if not problem and known is not None:
@@ -180,7 +181,7 @@ def apply_instalment(case: CaseCore, step: Step, signal: PendingSignal) -> None:
     settle_or_cure(case, step, before)
 
 
-def adjustment_problem(case: CaseCore, adjustment: ScheduleAdjusted) -> str | None:
+def adjustment_problem(case: CaseCore, adjustment: ScheduleAdjusted, now: datetime) -> str | None:
     """Why ``adjustment`` cannot apply (``"field: rule"``), or ``None`` (an empty one is refused
     by ``ScheduleAdjusted`` itself)."""
     for index, instalment_id in enumerate(adjustment.cancel):
@@ -193,7 +194,8 @@ def adjustment_problem(case: CaseCore, adjustment: ScheduleAdjusted) -> str | No
     for index, new in enumerate(adjustment.add):
         if case.ledger.line(new.instalment_id) is not None or ids.count(new.instalment_id) > 1:
             return f"add.{index}.instalment_id: {new.instalment_id!r} is already in the ledger or repeated; give a new id"
-        problem = new.problem(f"add.{index}")
+        problem = new.problem(f"add.{index}") or due_date_range_problem(
+            new.due_date, calendar.local_date(now, case.timezone), f"add.{index}.due_date")
         if problem:
             return problem
     kept = [line.total_minor for line in case.ledger.lines
@@ -207,7 +209,7 @@ def apply_adjustment(case: CaseCore, step: Step, signal: PendingSignal) -> None:
     adjustment = parse(case, step, signal, ScheduleAdjusted, seen="adjustment")
     if adjustment is None:
         return
-    problem = closed_problem(case, "adjustment_id") or adjustment_problem(case, adjustment)
+    problem = closed_problem(case, "adjustment_id") or adjustment_problem(case, adjustment, step.now)
     if problem:
         reject(case, step, signal, problem)
         return

@@ -58,8 +58,12 @@ class BookConflict(ValueError):
 
 
 class BookRefused(ValueError):
-    """What was sent to the book breaks a rule (``rules.validation``); the message reads
-    ``"field: rule"`` (several joined by ``"; "``)."""
+    """What was sent to the book breaks a rule (``rules.validation``): ``problems`` lists each as
+    ``"field: rule"``; the message joins them with ``"; "``."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
 
 
 class LoanIn(BaseModel):
@@ -132,9 +136,9 @@ def upsert_loan(engine: Engine, loan: LoanIn, policy: CollectionPolicy, *, sourc
         BookConflict: the loan is in the book with another borrower or currency, or an
             instalment id with another due date or amounts.
     """
-    problems = book_loan_problems(loan.currency, loan.instalments, policy)
+    problems = book_loan_problems(loan.currency, loan.instalments, policy, calendar.local_date(_now(), loan.timezone))
     if problems:
-        raise BookRefused("; ".join(problems))
+        raise BookRefused(*problems)
     change = BookChange()
     now = _now()
     with session(engine) as db:
@@ -154,13 +158,14 @@ def upsert_loan(engine: Engine, loan: LoanIn, policy: CollectionPolicy, *, sourc
         db.add(row)
         db.flush()
         for instalment in loan.instalments:
-            _add_instalment(db, loan.loan_id, instalment, change, now)
+            _add_instalment(db, loan.loan_id, instalment, change, now, loan.timezone)
         db.commit()
     return change
 
 
-def _add_instalment(db: Session, loan_id: str, instalment: LoanInstalment, change: BookChange, now: datetime) -> None:
-    problem = book_instalment_problem(instalment)
+def _add_instalment(db: Session, loan_id: str, instalment: LoanInstalment, change: BookChange, now: datetime,
+                    timezone: str, field: str = "") -> None:
+    problem = book_instalment_problem(instalment, field, today=calendar.local_date(now, timezone))
     if problem:
         raise BookRefused(problem)
     known = db.exec(select(LoanInstalmentRecord).where(LoanInstalmentRecord.loan_id == loan_id,
@@ -191,12 +196,14 @@ def add_instalment(engine: Engine, loan_id: str, instalment: LoanInstalment) -> 
 
     Raises:
         LookupError: the loan is not in the book. BookConflict: the id is there with other values.
+        BookRefused: the instalment breaks a rule (``rules.validation.book_instalment_problem``).
     """
     change = BookChange()
     with session(engine) as db:
-        if db.get(Loan, loan_id) is None:
+        row = db.get(Loan, loan_id)
+        if row is None:
             raise LookupError(f"loan_id: loan {loan_id} is not in the loan book")
-        _add_instalment(db, loan_id, instalment, change, _now())
+        _add_instalment(db, loan_id, instalment, change, _now(), row.timezone)
         db.commit()
     return change
 
@@ -207,11 +214,13 @@ def adjust_schedule(engine: Engine, loan_id: str, adjustment: ScheduleAdjusted) 
     Raises:
         LookupError: the loan or an instalment to cancel is not in the book.
         BookConflict: an instalment to add is there with other values.
+        BookRefused: an instalment to add breaks a rule (nothing of the adjustment is written).
     """
     change = BookChange()
     now = _now()
     with session(engine) as db:
-        if db.get(Loan, loan_id) is None:
+        loan = db.get(Loan, loan_id)
+        if loan is None:
             raise LookupError(f"loan_id: loan {loan_id} is not in the loan book")
         for index, instalment_id in enumerate(adjustment.cancel):
             row = db.exec(select(LoanInstalmentRecord).where(LoanInstalmentRecord.loan_id == loan_id,
@@ -222,8 +231,8 @@ def adjust_schedule(engine: Engine, loan_id: str, adjustment: ScheduleAdjusted) 
                 row.cancelled_at, row.updated_at = adjustment.effective_at or now, now
                 db.add(row)
                 change.created.append(f"cancel {instalment_id}")
-        for instalment in adjustment.add:
-            _add_instalment(db, loan_id, instalment, change, now)
+        for index, instalment in enumerate(adjustment.add):
+            _add_instalment(db, loan_id, instalment, change, now, loan.timezone, f"add.{index}")
         db.commit()
     return change
 

@@ -188,7 +188,7 @@ async def _scan_loan(engine, client, policy, request, loan_id, as_of, task_queue
             page.errors.append(f"{loan_id}: {ended}")
             return
         delivery = await servicing.deliver_reversal(client, engine, policy, loan_id, reversal,
-                                                    task_queue=task_queue)
+                                                    task_queue=task_queue, now=as_of)
         page.forwarded[loan_id] = [f"reversal {reversal.reversal_id}: {delivery.status}"]
         return
     handle = await start_case(client, case, task_queue=task_queue, now=as_of)

@@ -154,6 +154,18 @@ def _applied_by(engine: Engine, loan_id: str, payment_id: str) -> tuple[Collecti
     return case, applied
 
 
+async def _forward_book(client: Client, engine: Engine, policy: CollectionPolicy, loan_id: str, episode: str,
+                        now: datetime) -> list[str]:
+    """Send a re-opened case what the book learned while the case was closed (instalments that
+    fell due, payments): its ledger starts from the ended case's (``scan.forward``)."""
+    from collections_domain.portfolio.scan import forward  # the scan routes through this module
+
+    book = await asyncio.to_thread(loan_book.refresh, engine, loan_id, policy, now)
+    if book is None:
+        return []
+    return await forward(engine, client, book, episode, now)
+
+
 def reversal_to_reopen(engine: Engine, loan_id: str) -> PaymentReversed | None:
     """A reversal the loan book holds that no case has applied, of a payment that ended the
     loan's case (cured or settled): delivering it re-opens that case (``deliver_reversal``).
@@ -202,8 +214,9 @@ def _reverse_held(engine: Engine, loan_id: str, payment_id: str) -> bool:
 
 
 async def deliver_reversal(client: Client, engine: Engine, policy: CollectionPolicy, loan_id: str,
-                           reversal: PaymentReversed, *, task_queue: str) -> Delivery:
-    """Route a reversal (module docstring).
+                           reversal: PaymentReversed, *, task_queue: str, now: datetime | None = None) -> Delivery:
+    """Route a reversal (module docstring). ``now``: the caller's clock (default: this process's),
+    as of which a re-opened case is sent what the book learned while it was closed.
 
     Raises:
         LookupError: the loan has no such payment anywhere (a case, the book, the held payments).
@@ -220,9 +233,11 @@ async def deliver_reversal(client: Client, engine: Engine, policy: CollectionPol
     if case is not None and case.outcome in REOPENABLE and applied is not None and applied.reversed_at is None:
         reopen = await asyncio.to_thread(_reopen_input, engine, case, reversal)
         handle = await start_case(client, reopen, task_queue=task_queue, start_signal=("payment_reversed", reversal))
+        sent = await _forward_book(client, engine, policy, loan_id, handle.result_run_id or "", now or datetime.now(UTC))
         return Delivery(**common, status="reopened",
                         detail=f"the case ended {case.outcome} with this payment; collection re-opens from its ledger "
-                               f"(run {handle.result_run_id}, re-opening {case.episode_id})")
+                               f"(run {handle.result_run_id}, re-opening {case.episode_id})"
+                               + (f"; sent it what the loan book learned since: {', '.join(sent)}" if sent else ""))
     if await asyncio.to_thread(_reverse_held, engine, loan_id, reversal.payment_id):
         return Delivery(**common, status="held_for_reconciliation", reason="reversed",
                         detail="the payment was held for reconciliation; it is marked reversed there")

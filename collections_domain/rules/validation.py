@@ -15,7 +15,7 @@ and the loan book's CSV import.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from babel.numbers import is_currency
 
@@ -28,6 +28,8 @@ from collections_domain.rules.policy import CollectionPolicy, PolicyRegistry
 MAX_AGE_DAYS = 3650
 #: How far ahead of the receiver's clock a payment's ``paid_at`` may be (clock skew between systems).
 PAID_AT_SKEW = timedelta(minutes=5)
+#: How far ahead an instalment may fall due: 50 years, beyond any consumer loan's term.
+MAX_FUTURE_DAYS = 18_262
 
 
 def case_input_problems(case: CaseInput, policies: PolicyRegistry) -> list[str]:
@@ -59,7 +61,8 @@ def case_input_problems(case: CaseInput, policies: PolicyRegistry) -> list[str]:
 def due_date_problem(case: CaseInput, now: datetime) -> str | None:
     """Why ``case.oldest_due_date`` cannot open a case at ``now``, or ``None``.
 
-    The due date must not be after the borrower's local today (``case.timezone``).
+    The due date must not be after the borrower's local today (``case.timezone``); each of the
+    input's ``instalments`` falls due within ``due_date_range_problem``'s bounds.
     """
     today = calendar.local_date(now, case.timezone)
     if case.oldest_due_date > today:
@@ -67,6 +70,21 @@ def due_date_problem(case: CaseInput, now: datetime) -> str | None:
             f"oldest_due_date: must not be after today in {case.timezone} ({today.isoformat()}); "
             f"got {case.oldest_due_date.isoformat()}"
         )
+    for index, line in enumerate(case.instalments):
+        problem = due_date_range_problem(line.due_date, today, f"instalments.{index}.due_date")
+        if problem:
+            return problem
+    return None
+
+
+def due_date_range_problem(due: date, today: date, field: str = "due_date") -> str | None:
+    """Why an instalment due on ``due`` is refused on the borrower's ``today``, or ``None``: at
+    most ``MAX_AGE_DAYS`` back (older debts are past every supported jurisdiction's limitation
+    period) and ``MAX_FUTURE_DAYS`` ahead."""
+    if due < today - timedelta(days=MAX_AGE_DAYS):
+        return f"{field}: must be within the last {MAX_AGE_DAYS} days (10 years), got {due.isoformat()}"
+    if due > today + timedelta(days=MAX_FUTURE_DAYS):
+        return f"{field}: must be at most {MAX_FUTURE_DAYS} days (50 years) ahead, got {due.isoformat()}"
     return None
 
 
@@ -87,15 +105,18 @@ def payment_entry_problem(payment: PaymentReceived, *, currency: str | None, now
     return None
 
 
-def book_instalment_problem(line: LoanInstalment, field: str = "") -> str | None:
-    """Why the loan book refuses instalment ``line`` (``"field: rule"``, prefixed by ``field``), or ``None``."""
+def book_instalment_problem(line: LoanInstalment, field: str = "", *, today: date | None = None) -> str | None:
+    """Why the loan book refuses instalment ``line`` (``"field: rule"``, prefixed by ``field``),
+    or ``None``; with ``today`` (the borrower's), its due date is checked against the range too."""
     problem = line.problem(field)
     if problem:
         return problem
+    where = f"{field}." if field else ""
     if line.penalty_minor:
-        where = f"{field}." if field else ""
         return (f"{where}penalty_minor: the loan book takes principal, interest and fees; penalty interest "
                 "accrues in the case by policy ([accrual]), so it must be 0")
+    if today is not None:
+        return due_date_range_problem(line.due_date, today, f"{where}due_date")
     return None
 
 
@@ -107,17 +128,18 @@ def total_problem(amounts: Iterable[int], field: str) -> str | None:
     return None
 
 
-def book_loan_problems(currency: str, instalments: list[LoanInstalment], policy: CollectionPolicy) -> list[str]:
-    """Every rule a loan of the book breaks (its ``currency`` and ``instalments``), as
-    ``"field: rule"``; empty when it may be stored."""
+def book_loan_problems(currency: str, instalments: list[LoanInstalment], policy: CollectionPolicy,
+                       today: date) -> list[str]:
+    """Every rule a loan of the book breaks (its ``currency`` and ``instalments``, due dates
+    against the borrower's ``today``), as ``"field: rule"``; empty when it may be stored."""
     problems = []
     if not is_currency(currency):
         problems.append(f"currency: {currency!r} is not an ISO 4217 currency code")
     elif currency not in policy.currencies:
-        problems.append(f"currency: policy {policy.version} has no thresholds for {currency}; "
-                        f"it covers {', '.join(sorted(policy.currencies))}")
+        problems.append(f"currency: policy {policy.version} has no thresholds for {currency} "
+                        f"(it covers {', '.join(sorted(policy.currencies))})")
     for index, line in enumerate(instalments):
-        problem = book_instalment_problem(line, f"instalments.{index}")
+        problem = book_instalment_problem(line, f"instalments.{index}", today=today)
         if problem:
             problems.append(problem)
     problem = total_problem((line.total_minor for line in instalments), "instalments")

@@ -188,6 +188,19 @@ def test_a_payment_received_just_before_the_promise_in_the_same_instant_does_not
     assert case.core.open_promise.paid_toward_minor == 2_000
 
 
+def test_an_instalment_due_out_of_range_is_rejected_on_the_record():
+    """From the second trial: an instalment due in year 1 took the case to DPD 739949."""
+    case = Case(local(day(1), 10))
+    case.signal("instalment_due", {"instalment_id": "old", "due_date": "0001-01-02", "principal_minor": 100}, local(day(1), 11))
+    case.signal("schedule_adjusted", {"adjustment_id": "A", "reason_code": "other",
+                                      "add": [{"instalment_id": "far", "due_date": "9999-12-31", "principal_minor": 1}]},
+                local(day(1), 12))
+    reasons = [r.reason for r in case.core.rejected_signals]
+    assert reasons == ["due_date: must be within the last 3650 days (10 years), got 0001-01-02",
+                       "add.0.due_date: must be at most 18262 days (50 years) ahead, got 9999-12-31"]
+    assert case.status(local(day(1), 13)).days_past_due == 1
+
+
 def test_a_promise_unpaid_is_broken_after_its_late_report_window():
     case = Case(local(day(1), 0, 5))
     case.signal("promise_to_pay", {"promise_id": "B", "amount_minor": 100_000, "promised_date": str(day(3))}, local(day(1), 10))

@@ -128,3 +128,22 @@ def test_an_empty_adjustment_and_an_unknown_scan_zone_are_refused():
         ScheduleAdjusted(adjustment_id="A-1", reason_code="other")
     with pytest.raises(ValidationError, match="'Mars/Base' is not an IANA time zone name"):
         ScanRequest(time_zone="Mars/Base")
+
+
+def test_a_due_date_out_of_range_is_refused_before_anything_is_written(engine):
+    """From the second trial: due dates of year 1 or 9999 passed, overflowed the calendar after
+    the rows were written, and broke the loan for good (every read a 500)."""
+    for due in ("0001-01-01", "9999-12-31"):
+        with pytest.raises(loan_book.BookRefused, match="instalments.0.due_date: must be"):
+            loan_book.upsert_loan(engine, loan(instalments=[LoanInstalment(instalment_id="1", due_date=due,
+                                                                           principal_minor=100)],
+                                               timezone="America/Los_Angeles"), POLICY)
+    loan_book.upsert_loan(engine, loan(), POLICY)
+    adjustment = ScheduleAdjusted(adjustment_id="A-1", reason_code="restructure", cancel=["1"],
+                                  add=[LoanInstalment(instalment_id="1b", due_date="0001-01-01", principal_minor=100)])
+    with pytest.raises(loan_book.BookRefused, match="add.0.due_date: must be within the last 3650 days"):
+        loan_book.adjust_schedule(engine, "L-1", adjustment)
+    book = loan_book.read_loan(engine, "L-1", POLICY)
+    assert [(line.instalment_id, line.status) for line in book.view.lines] == [("1", "open")]  # nothing of it written
+    with pytest.raises(loan_book.BookRefused, match="due_date: must be at most 18262 days"):
+        loan_book.add_instalment(engine, "L-1", LoanInstalment(instalment_id="9", due_date="9999-12-31", principal_minor=1))

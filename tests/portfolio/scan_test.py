@@ -298,6 +298,9 @@ async def test_a_csv_reversal_of_the_payment_that_cured_the_case_reopens_it_at_t
         cured = await handle.result()
         assert cured.outcome == "cured"
         later = await server_now(time_env)
+        # While the case is closed the next instalment falls due: the re-opened case must have it.
+        loan_book.add_instalment(h.engine, loan_id, LoanInstalment(instalment_id="2", due_date=calendar.local_date(later, TZ),
+                                                                   principal_minor=500))
         csv_text = ("record,loan_id,payment_id,reversal_id,reason,paid_at\n"
                     f"reversal,{loan_id},x2-p,x2-rev,bounced,{later.isoformat()}\n")
         report = loan_book.import_csv(h.engine, policy, text=csv_text, now=later)
@@ -313,7 +316,8 @@ async def test_a_csv_reversal_of_the_payment_that_cured_the_case_reopens_it_at_t
 
         async def reopened_status():
             st = await reopened.query("status", result_type=CaseStatus)
-            return st if st.reopened_from else None
+            return st if st.reopened_from and st.outstanding_minor == 1_502 else None
 
         st = await eventually(reopened_status)
-    assert st.reopened_from == cured.episode_id and st.outstanding_minor == 1_002 and st.outcome is None
+    assert st and st.reopened_from == cured.episode_id and st.outcome is None
+    assert [line.instalment_id for line in st.ledger.lines] == ["1", "2"]
