@@ -281,7 +281,7 @@ def start_case_command(
                 f"A case for loan {loan_id} is already running (opened {running.start_time:%Y-%m-%d %H:%M} UTC, "
                 f"run {running.run_id}); nothing changed. See: {_me()} status {loan_id}"
             )
-            differences = await input_differences(case_handle(client, case.loan_id), case)
+            differences = await input_differences(client, case_handle(client, case.loan_id), case)
             if differences:
                 console.print("These values differ from the running case's and were not applied: " + "; ".join(differences))
             return
@@ -560,7 +560,7 @@ def history(
             fetched = await case_handle(client, loan_id).fetch_history()
         except RPCError as err:
             _fail(_rpc_message(err, loan_id))
-        rows = [row for row in (_history_row(event) for event in fetched.events)
+        rows = [row for row in [_history_row(event, await _summary_of(client, event)) for event in fetched.events]
                 if all_events or not row[2].startswith("workflow task")]
         shown = rows[-limit:] if limit > 0 else rows
         table = Table(title=f"History of collection-{loan_id} ({len(fetched.events)} events; "
@@ -574,15 +574,21 @@ def history(
     asyncio.run(run())
 
 
-def _history_row(event) -> tuple[str, str, str, str]:
+async def _summary_of(client: Client, event) -> str:
+    """The event's summary, decrypted with the client's payload keys ("" when it has none; a
+    note when this process's keys cannot read it)."""
+    if not (event.HasField("user_metadata") and event.user_metadata.HasField("summary")):
+        return ""
+    try:
+        (text,) = await client.data_converter.decode([event.user_metadata.summary], [str])
+    except Exception as err:  # a key this process lacks, or a summary that is not text
+        return f"(summary not readable here: {type(err).__name__})"
+    return str(text)
+
+
+def _history_row(event, what: str = "") -> tuple[str, str, str, str]:
     """One history event as (id, time, readable type, what): summaries and names only."""
     kind = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").lower().replace("_", " ")
-    what = ""
-    if event.HasField("user_metadata") and event.user_metadata.HasField("summary"):
-        try:
-            what = json.loads(event.user_metadata.summary.data)
-        except ValueError:
-            what = event.user_metadata.summary.data.decode(errors="replace")
     details = {
         "activity_task_scheduled_event_attributes": lambda a: a.activity_type.name,
         "timer_started_event_attributes": lambda a: f"timer {timedelta(seconds=round(a.start_to_fire_timeout.ToTimedelta().total_seconds()))}",

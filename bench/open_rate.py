@@ -21,7 +21,7 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 from sqlmodel import Session, func, select
-from temporalio.contrib.pydantic import pydantic_data_converter
+from collections_domain.ops import codec
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -38,6 +38,9 @@ from collections_domain.ops.settings import Settings
 from collections_domain.portfolio.simulation import register_search_attributes as _register_search_attributes
 from collections_domain.portfolio.simulation import skip_to
 from collections_domain.ops.wiring import activity_list, build_activities, build_worker
+
+#: An in-memory server lives only for this run: a key of its own, kept nowhere.
+RING = codec.KeyRing.generate()
 
 
 def _bench_activities(folder: Path, task_queue: str):
@@ -96,7 +99,7 @@ async def open_rate(cases: int, rounds: int = 2) -> None:
     two in alternating order (a later batch runs on a fuller database); rates over all rounds."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=find_binary("temporal"),
-        data_converter=pydantic_data_converter,
+        data_converter=codec.data_converter(RING),
         search_attributes=list(sa.ALL_KEYS),
         dev_server_log_level="error",
     )
@@ -149,7 +152,7 @@ async def open_rate(cases: int, rounds: int = 2) -> None:
 
 async def ladder_events() -> None:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=find_binary("temporal-test-server"), data_converter=pydantic_data_converter
+        test_server_existing_path=find_binary("temporal-test-server"), data_converter=codec.data_converter(RING)
     )
     try:
         await _register_search_attributes(env.client)

@@ -17,7 +17,6 @@ from pydantic import ValidationError
 from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 
 from collections_domain.rules import calendar
@@ -46,23 +45,41 @@ from collections_domain.case.contract import (
 )
 from collections_domain.store.models import CallAttemptRecord, ContactAttempt, ContactNote, ContactOutcomeRecord, HandOffEventRecord, RejectedUpdate
 from collections_domain.rules.policy import CollectionPolicy, PolicyRegistry
+from collections_domain.ops.connection import (
+    TemporalConnectionError,
+    connection_problem,
+    converter_for,
+    tls_config,
+)
 from collections_domain.ops.settings import Settings, get_settings
 from collections_domain.rules.validation import case_input_problems, due_date_problem
 
 
 async def connect(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Client:
-    """A client for ``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE`` with the pydantic data converter.
+    """A client for ``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE`` with the project's data converter
+    (pydantic JSON, encrypted with the payload key ring unless ``PAYLOAD_ENCRYPTION=false``), over
+    TLS or mTLS when the ``TEMPORAL_TLS*`` settings say so, with ``TEMPORAL_API_KEY`` when set.
 
     ``runtime``: the Temporal runtime (``observability.configure_runtime``, which exports
     Prometheus metrics); the SDK's default runtime when ``None``.
+
+    Raises:
+        TemporalConnectionError: the server cannot be reached, refused the TLS handshake or the
+            credentials; the message says which setting to check.
+        KeyRingError, TlsSettingsError: a payload key or TLS setting breaks a rule.
     """
     settings = settings or get_settings()
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
-        runtime=runtime,
-    )
+    try:
+        return await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=converter_for(settings),
+            tls=tls_config(settings),
+            api_key=settings.temporal_api_key,
+            runtime=runtime,
+        )
+    except RuntimeError as err:  # the SDK raises RuntimeError for connection failures
+        raise TemporalConnectionError(connection_problem(settings, err)) from err
 
 
 def money(amount_minor: int, currency: str) -> str:
@@ -397,12 +414,15 @@ def contact_history(engine, loan_id: str) -> list[dict]:
 CARRIED_FIELDS = {"resume", "core", "instalments", "payments", "opening_reason", "reopened_from"}
 
 
-async def input_differences(handle: WorkflowHandle, case: CaseInput) -> list[str]:
+async def input_differences(client: Client, handle: WorkflowHandle, case: CaseInput) -> list[str]:
     """Fields of ``case`` whose values differ from the running case's own input, as
-    ``"field: running X, given Y"`` strings."""
+    ``"field: running X, given Y"`` strings (the input is decoded with ``client``'s data
+    converter: it is encrypted at rest)."""
     history = await handle.fetch_history()
     started = history.events[0].workflow_execution_started_event_attributes
-    original = json.loads(started.input.payloads[0].data) if started.input.payloads else {}
+    original: dict = {}
+    if started.input.payloads:
+        (original,) = await client.data_converter.decode(list(started.input.payloads)[:1], [dict])
     # The loan's own fields; its instalments are compared by ``missing_instalments``.
     wanted = json.loads(case.model_dump_json(exclude=CARRIED_FIELDS))
     return [

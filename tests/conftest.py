@@ -11,7 +11,6 @@ import pytest_asyncio
 from sqlalchemy.engine import Engine
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.collection_activities import CollectionActivities
@@ -23,6 +22,7 @@ from collections_domain.case.search_attributes import CLI_TYPES, INDEXED_TYPES  
 from collections_domain.ops.settings import Settings
 from collections_domain.ops.wiring import build_worker
 from tests.databases import created_databases, drop_created_databases, fresh_database_url
+from tests.keys import TEST_CONVERTER, TEST_PAYLOAD_KEYS
 
 
 
@@ -38,7 +38,7 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     """
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=find_binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
+        data_converter=TEST_CONVERTER,
     )
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
@@ -85,6 +85,7 @@ class Harness:
             temporal_task_queue=self.task_queue,
             database_url=fresh_database_url(tmp_path),
             data_dir=tmp_path,
+            payload_keys=TEST_PAYLOAD_KEYS,
         )
         url = self.settings.resolved_database_url
         # Harnesses of one test share its database, and (``engines``) one engine on it: a property

@@ -288,7 +288,7 @@ async def _running_case_ref(client: Client, case: CaseInput) -> CaseRef:
             await send_instalment(client, case.loan_id, line)
             forwarded.append(line.instalment_id)
     return CaseRef(loan_id=case.loan_id, workflow_id=case.workflow_id, run_id=described.run_id,
-                   created=False, differences=await input_differences(handle, case), forwarded_instalments=forwarded,
+                   created=False, differences=await input_differences(client, handle, case), forwarded_instalments=forwarded,
                    status_url=status_url(case.loan_id))
 
 

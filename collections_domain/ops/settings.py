@@ -43,6 +43,33 @@ class Settings(BaseSettings):
     api_port: int = 8000
     #: When the daily delinquency scan runs, on each time zone's own clock (``HH:MM``).
     scan_local_time: str = Field("00:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    # -- Temporal transport and identity (``client.connect``) ---------------------------------
+    #: TLS to the Temporal frontend (implied by any of the paths below or an API key).
+    temporal_tls: bool = False
+    #: PEM file of the CA that signed the server's certificate (default: the system's roots).
+    temporal_tls_ca_path: Path | None = None
+    #: PEM client certificate and key for mTLS (both or neither).
+    temporal_tls_cert_path: Path | None = None
+    temporal_tls_key_path: Path | None = Field(default=None, repr=False)
+    #: The name to verify the server's certificate against (default: the address's host).
+    temporal_tls_server_name: str | None = None
+    #: A Temporal Cloud API key (sent as a bearer token over TLS).
+    temporal_api_key: str | None = Field(default=None, repr=False)
+    # -- payload encryption (``ops.codec``) ----------------------------------------------------
+    #: Encrypt every payload the server stores (AES-256-GCM); ``false`` only for a server that
+    #: must read them (a local experiment).
+    payload_encryption: bool = True
+    #: ``id:base64,id:base64`` of 32-byte keys; the first is active. Overrides the key file.
+    payload_keys: str | None = Field(default=None, repr=False)
+    #: Which key encrypts new payloads (default: the first of ``PAYLOAD_KEYS`` or the file's).
+    payload_active_key_id: str | None = None
+    #: The key file (default ``<DATA_DIR>/payload-keys.json``, created with one key if missing).
+    payload_keys_file: Path | None = None
+
+    @property
+    def resolved_payload_keys_file(self) -> Path:
+        """``PAYLOAD_KEYS_FILE``, or ``payload-keys.json`` under ``DATA_DIR``."""
+        return self.payload_keys_file or self.data_dir / "payload-keys.json"
 
     @property
     def resolved_database_url(self) -> str:

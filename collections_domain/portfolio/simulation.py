@@ -33,7 +33,7 @@ from sqlmodel import Session, select
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from collections_domain.ops import codec
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 
@@ -48,6 +48,9 @@ from collections_domain.portfolio.servicing import deliver_payment
 from collections_domain.rules import calendar, ladder
 from collections_domain.rules.policy import CollectionPolicy
 from collections_domain.store.models import Borrower, CollectionCase, ContactAttempt, ContactDecisionRecord
+
+#: An in-memory server lives only for this run: a key of its own, kept nowhere.
+RING = codec.KeyRing.generate()
 
 SCAN_WALL_TIME = time(0, 30)
 SKIP_DEADLINE = timedelta(minutes=20)
@@ -176,7 +179,7 @@ async def simulate(
     started = wallclock.perf_counter()
     report = progress or (lambda phase, done, total: None)
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=find_binary("temporal-test-server"), data_converter=pydantic_data_converter,
+        test_server_existing_path=find_binary("temporal-test-server"), data_converter=codec.data_converter(RING),
         runtime=_quiet_runtime(),
     )
     try:

@@ -16,6 +16,7 @@ from collections_domain.store.db import make_engine
 from tests.e2e.conftest import zone_in_contact_window
 from tests.helpers import seed_borrower
 from tests.databases import fresh_database_url
+from tests.keys import TEST_PAYLOAD_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,6 +30,7 @@ async def cli_env(local_env, tmp_path):
         "TEMPORAL_TASK_QUEUE": f"cli-{uuid.uuid4().hex[:8]}",
         "DATABASE_URL": fresh_database_url(tmp_path, "cli"),
         "DATA_DIR": str(tmp_path),
+        "PAYLOAD_KEYS": TEST_PAYLOAD_KEYS,  # the same ring as the tests' own clients
     }
     engine = make_engine(env["DATABASE_URL"])
     seed_borrower(engine, "B-cli", locale="en")

@@ -5,12 +5,12 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest_asyncio
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from collections_domain.rules import calendar
 from collections_domain.case import search_attributes as sa
 from collections_domain.ops.binaries import find_binary
+from tests.keys import TEST_CONVERTER
 
 
 
@@ -18,7 +18,7 @@ async def start_dev_server(*extra_args: str) -> WorkflowEnvironment:
     """Temporal's dev server with the project's search attributes (and any extra CLI args)."""
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=find_binary("temporal"),
-        data_converter=pydantic_data_converter,
+        data_converter=TEST_CONVERTER,
         search_attributes=list(sa.ALL_KEYS),
         dev_server_extra_args=list(extra_args),
     )

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from collections_domain.rules import calendar
 from tests.e2e.conftest import eventually, zone_in_contact_window
 from tests.helpers import contact_rows, open_case, payment, status
+from tests.keys import TEST_CONVERTER
 
 
 
@@ -41,14 +42,15 @@ async def test_late_case_steps_and_cures_on_the_dev_server(local_env, harness_fa
 
     assert len(await eventually(cured_listed)) == 1
     history = await handle.fetch_history()
-    summaries = [e.user_metadata.summary.data.decode() for e in history.events if e.HasField("user_metadata") and e.user_metadata.HasField("summary")]
+    encoded = [e.user_metadata.summary for e in history.events if e.HasField("user_metadata") and e.user_metadata.HasField("summary")]
+    assert all(p.metadata["encoding"] == b"binary/encrypted" for p in encoded)  # encrypted at rest
+    summaries = await h.client.data_converter.decode(encoded, [str] * len(encoded))
     assert any("legal: legal referral" in s for s in summaries), summaries
 
 
 async def test_a_saved_dev_server_state_gets_the_search_attributes_it_lacks():
     """A dev server whose state predates an attribute (``Region`` came with the HTTP API) gets it
     registered by the demo and ``dev-server``, so that starting a case with it does not fail."""
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
 
     from collections_domain.case import search_attributes as sa
@@ -57,7 +59,7 @@ async def test_a_saved_dev_server_state_gets_the_search_attributes_it_lacks():
 
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=find_binary("temporal"),
-        data_converter=pydantic_data_converter,
+        data_converter=TEST_CONVERTER,
         search_attributes=[sa.LOAN_ID, sa.COLLECTION_STAGE],
     )
     try:

@@ -27,7 +27,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from collections_domain.rules import calendar
@@ -35,6 +34,7 @@ from collections_domain.case import search_attributes as sa
 from collections_domain.ops.binaries import find_binary
 from tests.e2e.conftest import eventually, zone_in_contact_window
 from tests.helpers import open_case, payment, status
+from tests.keys import TEST_CONVERTER
 
 #: Without the background-networking flags Chromium keeps dialling Google services, which
 #: only floods refused connections on a machine without internet.
@@ -110,7 +110,7 @@ async def test_operators_console_in_the_temporal_ui(harness_factory, tmp_path):
     ui_port = free_port()
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=find_binary("temporal"),
-        data_converter=pydantic_data_converter,
+        data_converter=TEST_CONVERTER,
         search_attributes=list(sa.ALL_KEYS),
         ui=True,
         ui_port=ui_port,

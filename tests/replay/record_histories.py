@@ -13,7 +13,6 @@ import tempfile
 from datetime import time, timedelta
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from collections_domain.rules import calendar
@@ -25,6 +24,7 @@ from collections_domain.client import propose_plan, record_contact_outcome
 from tests.helpers import advance_to, new_loan_id, open_case, payment, promise, server_now
 from collections_domain.case.contract import CaseInput, PaymentReversed
 from collections_domain.portfolio.scan import ScanRequest
+from tests.keys import TEST_CONVERTER
 
 TZ = "Asia/Shanghai"
 OUT = Path(__file__).parent / "histories"
@@ -32,7 +32,7 @@ OUT = Path(__file__).parent / "histories"
 
 async def main(version: str) -> None:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=find_binary("temporal-test-server"), data_converter=pydantic_data_converter
+        test_server_existing_path=find_binary("temporal-test-server"), data_converter=TEST_CONVERTER
     )
     await _register_search_attributes(env.client)
     folder = OUT / version

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from collections_domain.ops.wiring import WORKFLOWS
 from collections_domain.rules.policy import PolicyRegistry, set_worker_policies
+from tests.keys import TEST_CONVERTER
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*/*.json"))
 
@@ -36,6 +36,6 @@ async def test_history_replays(path: Path):
     assert len(history.events) > 10
     # Cases read their policy from the worker by version and digest, as a worker's workflows do.
     set_worker_policies(PolicyRegistry.from_settings(None))
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=TEST_CONVERTER)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None

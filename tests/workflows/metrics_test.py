@@ -15,7 +15,6 @@ from datetime import time, timedelta
 import httpx
 import pytest_asyncio
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from collections_domain.ops.binaries import find_binary
@@ -26,6 +25,7 @@ from tests.activities.logging_test import json_logs, lines  # noqa: F401 (fixtur
 from tests.conftest import INDEXED_TYPES
 from tests.helpers import advance_to, open_case, payment, promise, server_now
 from tests.workflows.ladder_test import at_local, due_days_ago
+from tests.keys import TEST_CONVERTER
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -59,7 +59,7 @@ async def metrics_env():
     runtime = configure_runtime(Settings(metrics_bind_address=address, log_json=True))
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=find_binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
+        data_converter=TEST_CONVERTER,
         runtime=runtime,
     )
     await env.client.operator_service.add_search_attributes(
