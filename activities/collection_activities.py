@@ -8,18 +8,18 @@ Each is idempotent: contacts by ``ContactRequest.idempotency_key`` (unique colum
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from babel.numbers import get_currency_precision
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import select
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from activities.delivery import Delivery, DeliveryBackend, RecordDelivery
+from activities.delivery import Delivery, DeliveryBackend, DeliveryRetryableError, RecordDelivery
 from collections_domain.case.contract import CaseInput
 from collections_domain.portfolio.scan import ScanPage, ScanRequest, scan_page
 from collections_domain.store.db import session
@@ -74,6 +74,11 @@ DECISION_COLUMNS = {
     "step", "action", "decision", "rule_id", "reason", "days_past_due", "run_action", "deferred_until", "send_by", "decided_at",
 }
 _RECORD = RecordDelivery()
+#: How many times a contact is tried at the provider before its fallback runs (database faults,
+#: which send nothing, are not counted: ``contact_attempts.attempts`` is the count).
+PROVIDER_ATTEMPTS = 10
+PROVIDER_BACKOFF = timedelta(seconds=5)
+PROVIDER_MAX_BACKOFF = timedelta(minutes=10)
 
 
 def _aware(instant: datetime) -> datetime:
@@ -84,6 +89,35 @@ def _aware(instant: datetime) -> datetime:
 def _attempt(db: Any, idempotency_key: str) -> ContactAttempt | None:
     """The contact attempt with ``idempotency_key``, if one was written."""
     return db.exec(select(ContactAttempt).where(ContactAttempt.idempotency_key == idempotency_key)).first()
+
+
+class ProviderFailure(Exception):
+    """A send the provider failed (``cause``: ``DeliveryRetryableError``, or a non-retryable
+    ``ApplicationError`` when it refused for good) after ``provider_attempts`` tries in all."""
+
+    def __init__(self, cause: Exception, provider_attempts: int):
+        super().__init__(str(cause))
+        self.cause = cause
+        self.provider_attempts = provider_attempts
+        self.permanent = isinstance(cause, ApplicationError) and cause.non_retryable
+        self.reason = (cause.message if isinstance(cause, ApplicationError) else str(cause))[:300]
+
+    def retry(self) -> ApplicationError:
+        """The retryable activity error (``DeliveryRetrying``) for a transient failure, as
+        ``next_retry_delay``: the provider's ``Retry-After`` when it sent one, else 5 s doubled per
+        provider try up to 10 min (counted in provider tries, so database faults do not stretch it)."""
+        retry_after = getattr(self.cause, "retry_after", None)
+        backoff = min(PROVIDER_BACKOFF * 2 ** max(self.provider_attempts - 1, 0), PROVIDER_MAX_BACKOFF)
+        return ApplicationError(f"{self.reason} (provider attempt {self.provider_attempts})", type="DeliveryRetrying",
+                                next_retry_delay=retry_after if retry_after is not None else backoff)
+
+
+def _retries_exhausted() -> bool:
+    """True on the last attempt a bounded retry policy allows (histories from before the contact
+    policy retried without a bound: their activities still end in the fallback, not a failure)."""
+    info = activity.info()
+    policy = info.retry_policy
+    return bool(policy and policy.maximum_attempts and info.attempt >= policy.maximum_attempts)
 
 
 class CollectionActivities:
@@ -195,27 +229,36 @@ class CollectionActivities:
     def run_step_contacts(self, batch: ContactBatch) -> list[ActionResult]:
         """Write the step's records, then run each contact of a ladder step, in order.
 
-        A contact the provider refuses for good (4xx, no contact details, past the permitted
-        hours), or that still fails on attempt ``batch.max_attempts``, gets the fallback action
-        (a manual review, database only) and is reported ``failed``; any other failure is raised
-        so that Temporal retries the batch, whose contacts already sent are not sent again (their
-        idempotency keys are in ``contact_attempts``).
+        Bookkeeping and delivery fail separately. A database fault raises (the worker turns it into
+        a retryable ``DatabaseUnavailable``, ``store.faults``) before anything is sent and without
+        spending a provider attempt: a send happens only once its attempt is committed in
+        ``contact_attempts``, whose ``attempts`` counts the provider's tries. A transient provider
+        failure raises a retryable ``DeliveryRetrying`` after the provider's ``Retry-After`` (as
+        ``next_retry_delay``) until ``batch.max_attempts`` provider tries failed. A contact the
+        provider refuses for good (4xx, no contact details, past the permitted hours), or whose
+        provider tries ran out, gets the fallback action (a manual review, database only) and is
+        reported ``failed``. A retried batch does not send again what it sent (idempotency keys).
         """
         if batch.records is not None:
             self.record_case_events(batch.records)
-        last = activity.info().attempt >= batch.max_attempts
         results = []
         for request in batch.requests:
             try:
                 done = self._run_one(request)
                 results.append(ActionResult(action=request.action, status=done.status,
                                             idempotency_key=request.idempotency_key))
+            except ProviderFailure as failure:
+                if not failure.permanent and failure.provider_attempts < batch.max_attempts and not _retries_exhausted():
+                    raise failure.retry() from None
+                results.append(self._fall_back(request, batch.fallback_action, failure.reason))
             except ApplicationError as err:
-                if not (err.non_retryable or last):
+                if not err.non_retryable:
                     raise
                 results.append(self._fall_back(request, batch.fallback_action, err.message or str(err)))
-            except Exception as err:  # a transient failure (timeout, connection): retried, or the fallback at the end
-                if not last:
+            except SQLAlchemyError:
+                raise  # bookkeeping: retried by Temporal, nothing sent, no provider attempt spent
+            except Exception as err:  # not the provider's, not the database's: retried, then the fallback
+                if activity.info().attempt < batch.max_attempts and not _retries_exhausted():
                     raise
                 results.append(self._fall_back(request, batch.fallback_action, f"{err.__class__.__name__}: {err}"[:300]))
         return results
@@ -224,6 +267,18 @@ class CollectionActivities:
         if request.action == "manual_review":
             return self.queue_manual_review(request)
         return self._contact(request)
+
+    def _send_alone(self, request: ContactRequest) -> ContactResult:
+        """One contact as its own activity (the step activities of older histories, hand-offs):
+        retried while the provider has tries left, then a non-retryable ``DeliveryFailed``."""
+        try:
+            return self._contact(request)
+        except ProviderFailure as failure:
+            if failure.permanent:
+                raise failure.cause from None
+            if failure.provider_attempts < PROVIDER_ATTEMPTS and not _retries_exhausted():
+                raise failure.retry() from None
+            raise ApplicationError(failure.reason, type="DeliveryFailed", non_retryable=True) from None
 
     def _fall_back(self, request: ContactRequest, fallback: str, reason: str) -> ActionResult:
         """Queue ``fallback`` (database only) for a contact that failed for good."""
@@ -287,38 +342,38 @@ class CollectionActivities:
     @activity.defn(name="send_sms")
     def send_sms(self, request: ContactRequest) -> ContactResult:
         """Send the step's SMS reminder to the borrower's phone."""
-        return self._contact(request)
+        return self._send_alone(request)
 
     @activity.defn(name="send_email")
     def send_email(self, request: ContactRequest) -> ContactResult:
         """Email the borrower the overdue details (amount, due date, DPD, how to pay)."""
-        return self._contact(request)
+        return self._send_alone(request)
 
     @activity.defn(name="create_agent_task")
     def create_agent_task(self, request: ContactRequest) -> ContactResult:
         """Queue a task for an agent: a phone call or a field visit (``ActionSpec.task_kind``)."""
-        return self._contact(request)
+        return self._send_alone(request)
 
     @activity.defn(name="issue_demand_letter")
     def issue_demand_letter(self, request: ContactRequest) -> ContactResult:
         """Issue a formal demand letter to the borrower's postal address."""
-        return self._contact(request)
+        return self._send_alone(request)
 
     @activity.defn(name="issue_notice_letter")
     def issue_notice_letter(self, request: ContactRequest) -> ContactResult:
         """Post a notice the compliance gate adds: the validation notice (US, 12 CFR 1006.34) to the
         borrower, or a letter to the attorney of a represented borrower (``attorney_notice``)."""
-        return self._contact(request)
+        return self._send_alone(request)
 
     @activity.defn(name="place_with_agency")
     def place_with_agency(self, request: ContactRequest) -> ContactResult:
         """Place the case with a third-party collection agency (a ``placements`` row)."""
-        return self._contact(request)
+        return self._send_alone(request)
 
     @activity.defn(name="file_legal_referral")
     def file_legal_referral(self, request: ContactRequest) -> ContactResult:
         """File the case with the legal team (a ``legal_referrals`` row)."""
-        return self._contact(request)
+        return self._send_alone(request)
 
     @activity.defn(name="queue_manual_review")
     def queue_manual_review(self, request: ContactRequest) -> ContactResult:
@@ -375,20 +430,12 @@ class CollectionActivities:
         return self._notify_hand_off(event, Channel.LEGAL)
 
     def _notify_hand_off(self, event: HandOffEvent, channel: Channel) -> ContactResult:
-        receipt = self.delivery.deliver(
-            Delivery(
-                event.key,
-                channel.value,
-                {
-                    "idempotency_key": event.key,
-                    "loan_id": event.loan_id,
-                    "action": f"{event.hand_off}_{event.status}",
-                    "reason": event.reason,
-                    "amount_minor": event.amount_minor,
-                    "currency": event.currency,
-                },
-            )
-        )
+        payload = {"idempotency_key": event.key, "loan_id": event.loan_id, "action": f"{event.hand_off}_{event.status}",
+                   "reason": event.reason, "amount_minor": event.amount_minor, "currency": event.currency}
+        try:
+            receipt = self.delivery.deliver(Delivery(event.key, channel.value, payload))
+        except DeliveryRetryableError as err:
+            raise ApplicationError(str(err), type="DeliveryRetrying", next_retry_delay=err.retry_after) from None
         self._write_hand_off_event(event)
         log.info("hand_off." + event.status, loan_id=event.loan_id, child_workflow_id=event.child_workflow_id)
         return ContactResult(
@@ -418,118 +465,26 @@ class CollectionActivities:
                 self._save(db, None)
 
     def _contact(self, request: ContactRequest, internal: bool = False) -> ContactResult:
+        """Run one contact: commit its attempt (``pending``, one more provider try), then send it,
+        then record the receipt (and the placement or referral row).
+
+        Raises:
+            ProviderFailure: the provider failed this try (``retrying``) or refused for good.
+            ApplicationError: non-retryable ``NoContactDetails`` / ``ContactWindowClosed``;
+                retryable ``ContactInProgress`` when another run of the same key holds it.
+            SQLAlchemyError: the database failed before the send (nothing sent) or after it (the
+                retry sends again under the same idempotency key, which the provider dedupes).
+        """
         spec = ACTIONS[request.action]
         backend_name = "record" if internal else self.delivery.name
-        with session(self.engine) as db:
-            attempt = _attempt(db, request.idempotency_key)
-            if attempt is not None and attempt.status in ("sent", "recorded"):
-                log.info("contact.already_done", idempotency_key=request.idempotency_key)
-                self._count_delivery(request, spec.channel, attempt.backend, "already_done")
-                return ContactResult(
-                    idempotency_key=request.idempotency_key,
-                    status="already_done",
-                    channel=spec.channel.value,
-                    backend=attempt.backend,
-                    provider_reference=attempt.provider_reference,
-                )
-            borrower = db.get(Borrower, request.borrower_id)
-            # Without a borrower row, write in the jurisdiction's language.
-            locale = borrower.locale if borrower else ("zh-CN" if request.jurisdiction == "CN" else "en")
-            recipient: Any = borrower
-            if request.action == "attorney_notice":
-                preferences = db.get(ContactPreferencesRecord, request.borrower_id)
-                attorney_id = preferences.attorney_id if preferences else None
-                recipient = db.get(Attorney, attorney_id) if attorney_id else None
-            message = render(
-                spec.template,
-                locale=locale,
-                name=(recipient.full_name if recipient else request.borrower_id),
-                loan_id=request.loan_id,
-                outstanding_minor=request.outstanding_minor,
-                paid_minor=request.paid_minor,
-                currency=request.currency,
-                oldest_due_date=request.oldest_due_date,
-                days_past_due=request.days_past_due,
-                step=request.step,
-            )
-            now = utcnow()
-            if attempt is None:
-                attempt = ContactAttempt(
-                    idempotency_key=request.idempotency_key,
-                    workflow_id=request.workflow_id,
-                    loan_id=request.loan_id,
-                    step=request.step,
-                    action=request.action,
-                    channel=spec.channel.value,
-                    backend=backend_name,
-                    status="pending",
-                    days_past_due=request.days_past_due,
-                    amount_minor=request.outstanding_minor,
-                    currency=request.currency,
-                    created_at=now,
-                    updated_at=now,
-                )
-            attempt.attempts += 1
-            attempt.locale = locale
-            attempt.rendered = message.body if message.subject is None else f"{message.subject}\n\n{message.body}"
-            attempt.updated_at = now
-            destination_field = DESTINATION_FIELD.get(spec.channel)
-            destination = getattr(recipient, destination_field, None) if (recipient and destination_field) else None
-            if destination_field and not destination and not internal:
-                attempt.status = "failed"
-                who = "the attorney of borrower" if request.action == "attorney_notice" else "borrower"
-                attempt.last_error = f"{who} {request.borrower_id} has no {destination_field} on file"
-                self._save(db, attempt)
-                self._count_delivery(request, spec.channel, backend_name, "no_contact_details")
-                raise ApplicationError(attempt.last_error, type="NoContactDetails", non_retryable=True)
-            if request.send_by is not None and now > request.send_by and not internal:
-                # Retries ran past the permitted hours: never deliver late; the workflow falls back.
-                attempt.status = "failed"
-                attempt.last_error = f"send_by: the permitted contact hours closed at {request.send_by.isoformat()}"
-                self._save(db, attempt)
-                self._count_delivery(request, spec.channel, backend_name, "window_closed")
-                raise ApplicationError(attempt.last_error, type="ContactWindowClosed", non_retryable=True)
-            self._save(db, attempt)
-
-        payload: dict[str, Any] = {
-            "idempotency_key": request.idempotency_key,
-            "loan_id": request.loan_id,
-            "borrower_id": request.borrower_id,
-            "step": request.step,
-            "action": request.action,
-            "days_past_due": request.days_past_due,
-            "amount_minor": request.outstanding_minor,
-            "currency": request.currency,
-            "subject": message.subject,
-            "body": message.body,
-        }
-        if spec.task_kind:
-            payload["task_kind"] = spec.task_kind
-        if request.requirements:
-            payload["requirements"] = list(request.requirements)
-        if destination_field:
-            payload["to"] = destination
+        prepared = self._prepare(request, spec, backend_name, internal)
+        if isinstance(prepared, ContactResult):
+            return prepared
         backend = _RECORD if internal else self.delivery
         try:
-            receipt = backend.deliver(Delivery(request.idempotency_key, spec.channel.value, payload))
-        except Exception as err:
-            with session(self.engine) as db:
-                attempt = _attempt(db, request.idempotency_key)
-                permanent = isinstance(err, ApplicationError) and err.non_retryable
-                attempt.status = "failed" if permanent else "retrying"
-                attempt.last_error = str(err)[:500]
-                attempt.updated_at = utcnow()
-                self._save(db, attempt)
-            self._count_delivery(request, spec.channel, backend_name, "failed" if permanent else "retrying")
-            log.warning(
-                "contact.failed",
-                idempotency_key=request.idempotency_key,
-                channel=spec.channel.value,
-                attempt=activity.info().attempt,
-                error=str(err)[:200],
-            )
-            raise
-
+            receipt = backend.deliver(Delivery(request.idempotency_key, spec.channel.value, prepared))
+        except (DeliveryRetryableError, ApplicationError) as err:
+            raise self._delivery_failed(request, spec.channel, backend_name, err) from None
         with session(self.engine) as db:
             attempt = _attempt(db, request.idempotency_key)
             attempt.status = receipt.status
@@ -539,23 +494,130 @@ class CollectionActivities:
             db.add(attempt)
             self._record_hand_off(db, request, spec.channel)
             db.commit()
-        log.info(
-            "contact.done",
-            workflow_id=request.workflow_id,
-            loan_id=request.loan_id,
-            step=request.step,
-            action=request.action,
-            status=receipt.status,
-        )
+        log.info("contact.done", workflow_id=request.workflow_id, loan_id=request.loan_id, step=request.step,
+                 action=request.action, status=receipt.status)
         self._count_delivery(request, spec.channel, backend_name, receipt.status)
+        return ContactResult(idempotency_key=request.idempotency_key, status=receipt.status, channel=spec.channel.value,
+                             backend=backend_name, provider_reference=receipt.provider_reference)
+
+    def _prepare(self, request: ContactRequest, spec: Any, backend_name: str, internal: bool) -> dict[str, Any] | ContactResult:
+        """Render the message and commit the attempt before anything is sent: the payload to
+        deliver, or the earlier result when the key was already delivered."""
+        with session(self.engine) as db:
+            attempt = _attempt(db, request.idempotency_key)
+            if attempt is not None and attempt.status in ("sent", "recorded"):
+                return self._already_done(request, spec.channel, attempt)
+            recipient, locale = self._recipient(db, request)
+            message = render(
+                spec.template, locale=locale, name=(recipient.full_name if recipient else request.borrower_id),
+                loan_id=request.loan_id, outstanding_minor=request.outstanding_minor, paid_minor=request.paid_minor,
+                currency=request.currency, oldest_due_date=request.oldest_due_date,
+                days_past_due=request.days_past_due, step=request.step,
+            )
+            now = utcnow()
+            if attempt is None:
+                attempt = ContactAttempt(
+                    idempotency_key=request.idempotency_key, workflow_id=request.workflow_id, loan_id=request.loan_id,
+                    step=request.step, action=request.action, channel=spec.channel.value, backend=backend_name,
+                    status="pending", days_past_due=request.days_past_due, amount_minor=request.outstanding_minor,
+                    currency=request.currency, created_at=now, updated_at=now,
+                )
+            attempt.attempts += 1
+            attempt.locale = locale
+            attempt.rendered = message.body if message.subject is None else f"{message.subject}\n\n{message.body}"
+            attempt.updated_at = now
+            destination_field = DESTINATION_FIELD.get(spec.channel)
+            destination = getattr(recipient, destination_field, None) if (recipient and destination_field) else None
+            if not internal:
+                self._refuse_undeliverable(db, request, spec, backend_name, attempt, destination_field, destination, now)
+            done = self._commit_pending(db, request, spec.channel, attempt)
+            if done is not None:
+                return done
         log.debug("contact.rendered", idempotency_key=request.idempotency_key, body=message.body)
-        return ContactResult(
-            idempotency_key=request.idempotency_key,
-            status=receipt.status,
-            channel=spec.channel.value,
-            backend=backend_name,
-            provider_reference=receipt.provider_reference,
-        )
+        payload: dict[str, Any] = {
+            "idempotency_key": request.idempotency_key, "loan_id": request.loan_id, "borrower_id": request.borrower_id,
+            "step": request.step, "action": request.action, "days_past_due": request.days_past_due,
+            "amount_minor": request.outstanding_minor, "currency": request.currency,
+            "subject": message.subject, "body": message.body,
+        }
+        if spec.task_kind:
+            payload["task_kind"] = spec.task_kind
+        if request.requirements:
+            payload["requirements"] = list(request.requirements)
+        if destination_field:
+            payload["to"] = destination
+        return payload
+
+    @staticmethod
+    def _recipient(db: Any, request: ContactRequest) -> tuple[Any, str]:
+        """The borrower (or, for ``attorney_notice``, their attorney) and the message's locale;
+        without a borrower row, the jurisdiction's language."""
+        borrower = db.get(Borrower, request.borrower_id)
+        locale = borrower.locale if borrower else ("zh-CN" if request.jurisdiction == "CN" else "en")
+        if request.action != "attorney_notice":
+            return borrower, locale
+        preferences = db.get(ContactPreferencesRecord, request.borrower_id)
+        attorney_id = preferences.attorney_id if preferences else None
+        return (db.get(Attorney, attorney_id) if attorney_id else None), locale
+
+    def _refuse_undeliverable(self, db: Any, request: ContactRequest, spec: Any, backend_name: str, attempt: Any,
+                              destination_field: str | None, destination: Any, now: datetime) -> None:
+        """Record and raise (non-retryable) a contact that cannot go: no contact details on file, or
+        retries that ran past the permitted contact hours (``send_by``: never deliver late)."""
+        if destination_field and not destination:
+            who = "the attorney of borrower" if request.action == "attorney_notice" else "borrower"
+            error, kind, result = f"{who} {request.borrower_id} has no {destination_field} on file", "NoContactDetails", "no_contact_details"
+        elif request.send_by is not None and now > request.send_by:
+            error = f"send_by: the permitted contact hours closed at {request.send_by.isoformat()}"
+            kind, result = "ContactWindowClosed", "window_closed"
+        else:
+            return
+        attempt.status, attempt.last_error = "failed", error
+        db.add(attempt)
+        db.commit()
+        self._count_delivery(request, spec.channel, backend_name, result)
+        raise ApplicationError(error, type=kind, non_retryable=True)
+
+    def _commit_pending(self, db: Any, request: ContactRequest, channel: Channel, attempt: Any) -> ContactResult | None:
+        """Commit the attempt before the send. When another run of the key committed first, its
+        outcome wins: done, or ``ContactInProgress`` (retryable); when the insert was refused
+        outright, the error is raised: nothing is sent without its record."""
+        db.add(attempt)
+        try:
+            db.commit()
+            return None
+        except IntegrityError:
+            db.rollback()
+            other = _attempt(db, request.idempotency_key)
+            if other is None:
+                raise
+            if other.status in ("sent", "recorded"):
+                return self._already_done(request, channel, other)
+            raise ApplicationError(f"contact {request.idempotency_key} is being sent by another attempt",
+                                   type="ContactInProgress", next_retry_delay=timedelta(seconds=10)) from None
+
+    def _already_done(self, request: ContactRequest, channel: Channel, attempt: Any) -> ContactResult:
+        log.info("contact.already_done", idempotency_key=request.idempotency_key)
+        self._count_delivery(request, channel, attempt.backend, "already_done")
+        return ContactResult(idempotency_key=request.idempotency_key, status="already_done", channel=channel.value,
+                             backend=attempt.backend, provider_reference=attempt.provider_reference)
+
+    def _delivery_failed(self, request: ContactRequest, channel: Channel, backend_name: str,
+                         err: Exception) -> ProviderFailure:
+        """Record a failed send (``retrying``, or ``failed`` when refused for good) and say so."""
+        permanent = isinstance(err, ApplicationError) and err.non_retryable
+        with session(self.engine) as db:
+            attempt = _attempt(db, request.idempotency_key)
+            attempt.status = "failed" if permanent else "retrying"
+            attempt.last_error = str(err)[:500]
+            attempt.updated_at = utcnow()
+            tries = attempt.attempts
+            db.add(attempt)
+            db.commit()
+        self._count_delivery(request, channel, backend_name, "failed" if permanent else "retrying")
+        log.warning("contact.failed", idempotency_key=request.idempotency_key, channel=channel.value,
+                    provider_attempts=tries, error=str(err)[:200])
+        return ProviderFailure(err, tries)
 
     @staticmethod
     def _count_delivery(request: ContactRequest, channel: Channel, backend: str, result: str) -> None:

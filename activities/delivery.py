@@ -1,8 +1,9 @@
 """Delivery back-ends: ``record`` (store and log, offline) and ``http`` (JSON POST to a provider).
 
-The http back-end classifies failures for Temporal's retry policy: 5xx, 408, 429 and network
-errors or timeouts raise ``DeliveryRetryableError`` (retried); any other 4xx raises a
-non-retryable ``ApplicationError`` (the workflow then records the failure and falls back).
+The http back-end classifies failures for Temporal's retry policy: 5xx, 408, 425, 429 and network
+errors or timeouts raise ``DeliveryRetryableError`` (retried, after the provider's ``Retry-After``
+when it sends one); any other 4xx raises a non-retryable ``ApplicationError`` (the workflow then
+records the failure and falls back).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import httpx
@@ -20,10 +23,38 @@ from collections_domain.ops.logs import get_logger
 log = get_logger("delivery")
 
 RETRYABLE_STATUS = {408, 425, 429}
+#: The longest ``Retry-After`` honoured: a provider asking for more is tried again after this.
+MAX_RETRY_AFTER = timedelta(hours=1)
 
 
 class DeliveryRetryableError(Exception):
-    """A delivery that may succeed if tried again (5xx, 408/429, timeout, connection error)."""
+    """A delivery that may succeed if tried again (5xx, 408/429, timeout, connection error).
+
+    ``retry_after`` is the wait the provider asked for (its ``Retry-After`` header, at most
+    ``MAX_RETRY_AFTER``), or ``None`` when it asked for none."""
+
+    def __init__(self, message: str, retry_after: timedelta | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def retry_after_of(value: str | None, now: datetime | None = None) -> timedelta | None:
+    """The wait a ``Retry-After`` header asks for (RFC 9110 10.2.3: delay-seconds or an
+    HTTP-date), between 0 and ``MAX_RETRY_AFTER``; ``None`` when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        wait = timedelta(seconds=int(value[:7]))
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        wait = when - (now or datetime.now(UTC))
+    return max(timedelta(0), min(wait, MAX_RETRY_AFTER))
 
 
 @dataclass(frozen=True)
@@ -89,7 +120,8 @@ class HttpDelivery:
             raise DeliveryRetryableError(f"{delivery.channel}: provider unreachable: {err!r}") from err
         status = response.status_code
         if status >= 500 or status in RETRYABLE_STATUS:
-            raise DeliveryRetryableError(f"{delivery.channel}: provider answered {status}")
+            raise DeliveryRetryableError(f"{delivery.channel}: provider answered {status}",
+                                         retry_after_of(response.headers.get("Retry-After")))
         if status >= 400:
             # The message goes into the workflow history: never the provider's body, which may echo
             # the recipient's details; only its error code when it is a plain token.

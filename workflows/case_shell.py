@@ -28,7 +28,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlrea
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.collection_activities import CollectionActivities
+    from activities.collection_activities import PROVIDER_ATTEMPTS, CollectionActivities
     from collections_domain.case import core
     from collections_domain.case import status as case_status
     from collections_domain.case.base import money
@@ -63,11 +63,13 @@ CORE_PATCH = "case-core-ledger"
 BOOKKEEPING_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1),
                                 non_retryable_error_types=["RecordRejected"])
 BOOKKEEPING_TIMEOUT = timedelta(seconds=30)
-#: Contacts: transient provider failures retried with backoff; the activity itself turns the last
-#: attempt's failure into the fallback (``policy.delivery.fallback_action``), so no contact is lost.
-CONTACT_ATTEMPTS = 10
+#: Contacts: retried without a bound on attempts, each retry's delay set by the activity (the
+#: provider's Retry-After or its own backoff; a database fault's short delay). The activity counts
+#: the provider's tries itself (``contact_attempts.attempts``: a database fault is not one) and turns
+#: the last one's failure into the fallback (``policy.delivery.fallback_action``): no contact is lost.
+CONTACT_ATTEMPTS = PROVIDER_ATTEMPTS
 CONTACT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), backoff_coefficient=2.0,
-                            maximum_interval=timedelta(minutes=10), maximum_attempts=CONTACT_ATTEMPTS)
+                            maximum_interval=timedelta(minutes=10))
 CONTACT_TIMEOUT = timedelta(seconds=120)
 #: Continue-as-new at this many history events when the server gives no suggestion.
 MAX_HISTORY_EVENTS = 8_000

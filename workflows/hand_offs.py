@@ -41,12 +41,13 @@ with workflow.unsafe.imports_passed_through():
 
 #: Patch id of the change that passes judgments and settlements on to the case (the loan ledger).
 PATCH_LEGAL_MONEY = "legal-money-to-case"
+#: Placing and filing: retried without a bound on attempts; the activity ends with a non-retryable
+#: ``DeliveryFailed`` once the provider's tries ran out (database faults are not counted).
 CONTACT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=10),
-    maximum_attempts=10,
-    non_retryable_error_types=["DeliveryRejected", "NoContactDetails"],
+    non_retryable_error_types=["DeliveryRejected", "NoContactDetails", "DeliveryFailed"],
 )
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 TIMEOUT = timedelta(seconds=60)

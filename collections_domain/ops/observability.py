@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
 from temporalio.runtime import (
     LogForwardingConfig,
@@ -35,6 +36,7 @@ from temporalio.runtime import (
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 from collections_domain.ops.settings import Settings
+from collections_domain.store.faults import database_fault
 
 #: The content type of Prometheus' text exposition format.
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -122,11 +124,17 @@ class _ActivityLogContext(ActivityInboundInterceptor):
         context = {key: value for key, value in context.items() if value is not None}
         # Synchronous activities run in the thread pool with a copy of this task's context.
         with structlog.contextvars.bound_contextvars(**context):
-            return await self.next.execute_activity(input)
+            try:
+                return await self.next.execute_activity(input)
+            except SQLAlchemyError as err:
+                # Never the statement or its values: they reach the history and the log.
+                raise database_fault(err, info.attempt) from None
 
 
 class LogContextInterceptor(Interceptor):
-    """Worker interceptor: each activity's log lines carry its loan, workflow and attempt."""
+    """Worker interceptor: each activity's log lines carry its loan, workflow and attempt, and a
+    database error leaves an activity as ``store.faults.database_fault`` (a code and the table,
+    retried after a delay), never as SQLAlchemy's message with the statement and its values."""
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _ActivityLogContext(next)

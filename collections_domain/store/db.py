@@ -34,7 +34,7 @@ def make_engine(url: str) -> Engine:
     """
     _make_sqlite_folder(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, hide_parameters=True, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # pragma: no cover - trivial
@@ -51,7 +51,7 @@ def make_engine(url: str) -> Engine:
         _sqlite_schema(engine)
         return engine
     # Up to 32 connections: one for each of a worker's activity threads (``build_worker``).
-    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=22, connect_args=_connect_args(url))
+    engine = create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=22, connect_args=_connect_args(url))
     upgrade_schema(engine)
     return engine
 

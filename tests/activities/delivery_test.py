@@ -9,7 +9,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.collection_activities import CollectionActivities
-from activities.delivery import DeliveryRetryableError, HttpDelivery, RecordDelivery
+from activities.delivery import HttpDelivery, RecordDelivery
 from collections_domain.store.db import make_engine, session
 from collections_domain.store.models import ContactAttempt, LegalReferral
 from collections_domain.rules.policy import PolicyRegistry
@@ -117,8 +117,9 @@ def test_http_5xx_is_retryable_then_2xx_sends_with_the_same_key(tmp_path, provid
     acts = make_activities(tmp_path, HttpDelivery(provider.url, None))
     env = ActivityEnvironment()
     for _ in range(2):
-        with pytest.raises(DeliveryRetryableError, match="50"):
+        with pytest.raises(ApplicationError, match="50") as err:
             env.run(acts.issue_demand_letter, request("demand_letter", "deep"))
+        assert err.value.type == "DeliveryRetrying" and not err.value.non_retryable
         assert rows(acts.engine)[0].status == "retrying"
     result = env.run(acts.issue_demand_letter, request("demand_letter", "deep"))
     assert result.status == "sent"
@@ -129,8 +130,9 @@ def test_http_5xx_is_retryable_then_2xx_sends_with_the_same_key(tmp_path, provid
 
 def test_unreachable_provider_is_retryable(tmp_path):
     acts = make_activities(tmp_path, HttpDelivery("http://127.0.0.1:9", None, timeout_seconds=2))
-    with pytest.raises(DeliveryRetryableError, match="unreachable"):
+    with pytest.raises(ApplicationError, match="unreachable") as err:
         ActivityEnvironment().run(acts.send_sms, request())
+    assert err.value.type == "DeliveryRetrying"
 
 
 def test_missing_contact_details_fail_permanently(tmp_path):

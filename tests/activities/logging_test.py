@@ -12,9 +12,10 @@ import pytest
 import structlog
 from temporalio import activity, workflow
 from temporalio.testing import ActivityEnvironment
+from temporalio.exceptions import ApplicationError
 
 from activities.collection_activities import CollectionActivities
-from activities.delivery import DeliveryRetryableError, HttpDelivery, RecordDelivery
+from activities.delivery import HttpDelivery, RecordDelivery
 from collections_domain.store.db import make_engine
 from collections_domain.ops.logs import configure_logging, get_logger, mask_text, redact_personal_data
 from collections_domain.rules.policy import PolicyRegistry
@@ -132,7 +133,7 @@ def test_failed_delivery_warning_masks_contact_details(tmp_path, json_logs):
     try:
         acts = make_activities(tmp_path, HttpDelivery(provider.url, "token"))
         env = environment("send_sms")
-        with pytest.raises(DeliveryRetryableError):
+        with pytest.raises(ApplicationError, match="503"):
             env.run(acts.send_sms, request("sms_reminder"))
         assert provider.requests[0].body["to"] == BORROWER["phone"]  # the provider got it
     finally:
