@@ -1,20 +1,34 @@
 """What the API's routers share: the app's metrics, its database engine, policies and Temporal
-client (on ``app.state``), the ``require(scope)`` authorization dependency, the mapping of
-Temporal RPC errors to problem details, and the path and header parameter types."""
+client (on ``app.state``), the ``require(scope)`` authorization dependency (with the throttle of
+failed authentication), the mapping of Temporal RPC errors to problem details, and the path and
+header parameter types."""
 
 import asyncio
+import contextvars
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy.engine import Engine
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client, Interceptor, OutboundInterceptor, StartWorkflowInput, WorkflowExecutionStatus
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RetryConfig, RPCError, RPCStatusCode, ServiceClient
 
 from api import keys
-from api.problems import FieldProblem, ProblemError, field_problems, invalid_input
+from api.problems import (
+    TEMPORAL_OUTAGE_CODES,
+    FieldProblem,
+    ProblemError,
+    field_problems,
+    invalid_input,
+    temporal_unavailable,
+)
+from api.throttle import FailureThrottle, names_of
 from collections_domain.case.contract import ID_PATTERN
 from collections_domain.client import case_handle, connect
 from collections_domain.rules.policy import PolicyRegistry
@@ -70,26 +84,92 @@ def policies_of(request: Request) -> PolicyRegistry:
     return state.policies
 
 
+_fail_if_running: contextvars.ContextVar[bool] = contextvars.ContextVar("fail_if_running", default=False)
+
+
+@contextmanager
+def fail_if_running() -> Iterator[None]:
+    """Within this block, a workflow start of the API's client (not a signal-with-start) fails
+    with ``WorkflowAlreadyStartedError`` when the workflow id is running, instead of returning
+    the running one: Temporal then decides atomically which of concurrent opens created it."""
+    token = _fail_if_running.set(True)
+    try:
+        yield
+    finally:
+        _fail_if_running.reset(token)
+
+
+class _StartPolicy(OutboundInterceptor):
+    async def start_workflow(self, input: StartWorkflowInput) -> Any:
+        if _fail_if_running.get() and input.start_signal is None:
+            input.id_conflict_policy = WorkflowIDConflictPolicy.FAIL
+        return await super().start_workflow(input)
+
+
+class StartPolicyInterceptor(Interceptor):
+    """The client interceptor behind ``fail_if_running``."""
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        return _StartPolicy(next)
+
+
+async def bounded_client(client: Client, timeout_seconds: float) -> Client:
+    """``client`` on a connection of its own whose retries of an unanswered call stop after
+    ``timeout_seconds`` (the SDK's default retries UNAVAILABLE for about 10 s whatever the
+    call's ``rpc_timeout``), with ``StartPolicyInterceptor``. Same server, TLS, credentials and
+    data converter."""
+    budget = int(timeout_seconds * 1000)
+    retry = RetryConfig(initial_interval_millis=100, multiplier=1.5, max_interval_millis=min(1000, budget),
+                        max_elapsed_time_millis=budget, max_retries=50)
+    service = await ServiceClient.connect(dataclasses.replace(client.service_client.config, retry_config=retry, lazy=True))
+    config = client.config()
+    interceptors = [*config.get("interceptors", []), StartPolicyInterceptor()]
+    return Client(**{**config, "service_client": service, "interceptors": interceptors})
+
+
 async def client_of(request: Request) -> Client:
-    """The app's Temporal client, connecting on first use; 503 when Temporal does not answer."""
+    """The app's Temporal client, connecting on first use (at most ``API_TEMPORAL_TIMEOUT_SECONDS``).
+
+    Raises:
+        ProblemError: 503 ``temporal-unavailable`` with ``Retry-After`` when Temporal cannot be
+            reached in that time (the detail names the address, never a credential).
+    """
     state = request.app.state
     if state.client is None:
         async with state.client_lock:
             if state.client is None:
+                timeout = state.settings.api_temporal_timeout_seconds
                 try:
-                    state.client = await asyncio.wait_for(connect(state.settings), RPC_TIMEOUT.total_seconds())
+                    given = state.given_client or await asyncio.wait_for(connect(state.settings), timeout)
+                    state.client = await bounded_client(given, timeout)
                 except Exception as err:
-                    raise ProblemError(503, "temporal-unavailable",
-                                       f"cannot reach Temporal at {state.settings.temporal_address}: {err}",
-                                       headers={"Retry-After": "5"}) from err
+                    raise temporal_unavailable(f"cannot reach Temporal at {state.settings.temporal_address} "
+                                               f"within {timeout:g} s ({type(err).__name__}); retry shortly") from err
     return state.client
+
+
+def _throttled(request: Request, names: list[str]) -> None:
+    """Raise 429 when the address or key id in ``names`` failed too often (``api.throttle``)."""
+    throttle: FailureThrottle = request.app.state.auth_throttle
+    wait = throttle.retry_after(*names)
+    if wait is not None:
+        rule = (f"more than {throttle.limit} failed authentications in {throttle.window:g} s from this address "
+                "or for this key id; retry later")
+        raise ProblemError(429, "too-many-requests", f"Authorization: {rule}",
+                           [FieldProblem(field="header.Authorization", rule=rule)],
+                           headers={"Retry-After": str(wait)})
 
 
 def require(scope: str):
     """A dependency: the caller's ``keys.Principal``, which must hold ``scope``.
 
+    A key that fails is counted against the client's address and the key id it names; past
+    ``API_AUTH_FAILURES_PER_MINUTE`` failures of either in a minute, requests from that address
+    or with that key id answer 429 (``api.throttle``) without looking the key up.
+
     Raises:
-        ProblemError: 401 no key, a malformed, unknown or revoked key; 403 the key lacks ``scope``.
+        ProblemError: 401 no key, a malformed, unknown or revoked key; 403 the key lacks
+            ``scope``; 429 (``Retry-After``: seconds) too many failures.
     """
 
     async def principal(
@@ -101,8 +181,11 @@ def require(scope: str):
             raise ProblemError(401, "unauthenticated", "Authorization: send 'Bearer <API key>'",
                                [FieldProblem(field="header.Authorization", rule="required: 'Bearer <API key>'")],
                                headers=challenge)
+        names = names_of(request.client.host if request.client else None, credentials.credentials)
+        _throttled(request, names)
         found = await asyncio.to_thread(keys.authenticate, engine_of(request), credentials.credentials)
         if found is None:
+            request.app.state.auth_throttle.fail(*names)
             raise ProblemError(401, "unauthenticated", "Authorization: the API key is unknown, malformed or revoked",
                                [FieldProblem(field="header.Authorization", rule="the API key is unknown, malformed or revoked")],
                                headers=challenge)
@@ -121,13 +204,11 @@ def rpc_problem(err: RPCError, loan_id: str) -> ProblemError:
     if err.status == RPCStatusCode.NOT_FOUND:
         return ProblemError(404, "not-found", f"loan_id: no collections case for loan {loan_id!r}",
                             field_problems([f"loan_id: no collections case for loan {loan_id!r}"]))
-    if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
-        return ProblemError(503, "temporal-unavailable", f"Temporal did not answer: {err.message}",
-                            headers={"Retry-After": "5"})
+    if err.status in TEMPORAL_OUTAGE_CODES:
+        return temporal_unavailable(f"Temporal did not answer ({err.status.name}); retry shortly")
     if err.status == RPCStatusCode.INVALID_ARGUMENT:
         return ProblemError(422, "invalid-input", err.message)
-    return ProblemError(503, "temporal-unavailable", f"Temporal answered {err.status.name}: {err.message}",
-                        headers={"Retry-After": "5"})
+    return temporal_unavailable(f"Temporal answered {err.status.name}: {err.message}")
 
 
 def status_url(loan_id: str) -> str:

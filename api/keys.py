@@ -1,4 +1,5 @@
-"""API keys: creation, revocation and checking, with scopes ``read``, ``write`` and ``admin``.
+"""API keys: creation, revocation and checking, with scopes ``read``, ``write``, ``decode`` (the
+codec server: decrypted payloads in the Temporal UI) and ``admin`` (all of them).
 
 A key reads ``lck_<id>_<secret>``: ``id`` is 16 hex digits (public, shown in lists and logs),
 ``secret`` 64 hex digits (256 random bits). Only the SHA-256 of the secret is stored
@@ -19,7 +20,7 @@ from sqlmodel import Session, select
 
 from collections_domain.store.models import ApiKey
 
-SCOPES = ("read", "write", "admin")
+SCOPES = ("read", "write", "decode", "admin")
 KEY_PATTERN = re.compile(r"^lck_([0-9a-f]{16})_([0-9a-f]{64})$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9 ._-]{1,100}$")
 
@@ -44,9 +45,9 @@ def _digest(secret: str) -> str:
 def scope_problems(scopes: list[str]) -> list[str]:
     """Why ``scopes`` cannot be given to a key, as ``"scopes: rule"`` strings."""
     if not scopes:
-        return ["scopes: at least one of read, write, admin"]
+        return [f"scopes: at least one of {', '.join(SCOPES)}"]
     unknown = [s for s in scopes if s not in SCOPES]
-    return [f"scopes: {s!r} is not one of read, write, admin" for s in unknown]
+    return [f"scopes: {s!r} is not one of {', '.join(SCOPES)}" for s in unknown]
 
 
 def create_api_key(engine: Engine, name: str, scopes: list[str]) -> tuple[ApiKey, str]:

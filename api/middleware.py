@@ -1,5 +1,5 @@
-"""The API's middleware: the request-body limit, the body and content-type check, and the
-per-request metrics."""
+"""The API's middleware: the refusal of ambiguous request framing, the request-body limit, the
+body and content-type check, and the per-request metrics."""
 
 import time
 
@@ -13,6 +13,31 @@ log = get_logger("api")
 
 #: The largest request body the API reads (every body here is a few hundred bytes).
 MAX_BODY_BYTES = 64 * 1024
+
+
+class RefuseAmbiguousFraming:
+    """ASGI middleware (outermost): a request with both ``Content-Length`` and
+    ``Transfer-Encoding``, or more than one ``Content-Length``, is answered 400 problem+json
+    with ``Connection: close`` before anything reads its body, and the server closes the
+    connection (uvicorn does on ``Connection: close``): bytes after it on the same connection,
+    a smuggled second request, are never read as a request (RFC 9112 6.3)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            names = [name.lower() for name, _ in scope.get("headers", [])]
+            lengths = names.count(b"content-length")
+            if lengths > 1 or (lengths and b"transfer-encoding" in names):
+                rule = "send either Content-Length or Transfer-Encoding, not both (nor Content-Length twice)"
+                error = ProblemError(400, "ambiguous-framing", f"headers: {rule}",
+                                     [FieldProblem(field="header.Transfer-Encoding", rule=rule)],
+                                     headers={"Connection": "close"})
+                log.warning("api.request.ambiguous_framing", method=scope.get("method"), path=scope.get("path"))
+                await problem_response(error, scope.get("path"))(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:

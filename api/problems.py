@@ -3,6 +3,7 @@ the rule it broke in ``errors`` when there is one."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import Request
@@ -10,7 +11,9 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError, RPCStatusCode
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -25,6 +28,11 @@ PROBLEM_TYPES = {
     "request-in-progress": "A request with this Idempotency-Key is still running",
     "rejected-by-case": "The case refused the request",
     "temporal-unavailable": "The Temporal service did not answer",
+    "database-unavailable": "The database did not answer in time",
+    "not-ready": "The API cannot serve requests now",
+    "too-many-requests": "Too many failed authentications",
+    "ambiguous-framing": "The request's length is ambiguous",
+    "internal-error": "The request failed inside the API",
     "method-not-allowed": "Method not allowed",
     "unsupported-media-type": "The body must be JSON",
     "payload-too-large": "The body is too large",
@@ -179,3 +187,66 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         status: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
         for status in statuses
     }
+
+
+# -- outages: the database and Temporal -----------------------------------------------------
+
+#: Seconds a client is told to wait (``Retry-After``) after a 503 for an outage.
+OUTAGE_RETRY_AFTER_SECONDS = 5
+
+#: Temporal RPC status codes that mean "Temporal is not answering now" (retry later).
+TEMPORAL_OUTAGE_CODES = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED,
+                         RPCStatusCode.RESOURCE_EXHAUSTED)
+
+#: What the API catches as an outage (the exception handlers of ``api.app``).
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (sa_exc.DBAPIError, sa_exc.TimeoutError, RPCError, ConnectionError,
+                                                  RuntimeError, asyncio.TimeoutError)
+
+
+def temporal_unavailable(detail: str) -> ProblemError:
+    """A 503 ``temporal-unavailable`` problem with ``Retry-After``."""
+    return ProblemError(503, "temporal-unavailable", detail, headers={"Retry-After": str(OUTAGE_RETRY_AFTER_SECONDS)})
+
+
+def outage_problem(err: BaseException) -> ProblemError | None:
+    """The problem an outage error answers with, or ``None`` when ``err`` is not an outage.
+
+    - ``sqlalchemy`` ``OperationalError``, ``InterfaceError``, a lost connection or the pool's
+      ``TimeoutError``: 503 ``database-unavailable`` (a lock held past
+      ``API_DATABASE_TIMEOUT_SECONDS``, a server down); any other ``DBAPIError`` is a 500
+      ``internal-error``. Neither carries the statement, its parameters or the driver's message
+      (they may hold personal data): only the error's class.
+    - Temporal ``RPCError`` UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, RESOURCE_EXHAUSTED, a
+      failed connection (``ConnectionError``, the SDK's ``RuntimeError("Failed client connect")``)
+      or ``asyncio.TimeoutError``: 503 ``temporal-unavailable``.
+    Every 503 carries ``Retry-After: OUTAGE_RETRY_AFTER_SECONDS``.
+    """
+    retry = {"Retry-After": str(OUTAGE_RETRY_AFTER_SECONDS)}
+    if isinstance(err, sa_exc.DBAPIError):
+        kind = type(err.orig).__name__ if err.orig is not None else type(err).__name__
+        if isinstance(err, (sa_exc.OperationalError, sa_exc.InterfaceError)) or err.connection_invalidated:
+            return ProblemError(503, "database-unavailable", f"the database did not answer ({kind}); retry shortly",
+                                headers=retry)
+        return ProblemError(500, "internal-error", f"a database statement failed ({kind})")
+    if isinstance(err, sa_exc.TimeoutError):
+        return ProblemError(503, "database-unavailable", "no database connection was free in time; retry shortly",
+                            headers=retry)
+    if isinstance(err, RPCError):
+        if err.status in TEMPORAL_OUTAGE_CODES:
+            return temporal_unavailable(f"Temporal did not answer ({err.status.name}); retry shortly")
+        return None
+    if isinstance(err, (ConnectionError, asyncio.TimeoutError)) or (
+            isinstance(err, RuntimeError) and "client connect" in str(err)):
+        return temporal_unavailable(f"cannot reach Temporal ({type(err).__name__}); retry shortly")
+    return None
+
+
+async def handle_outage(request: Request, exc: Exception) -> JSONResponse:
+    """Answer an outage with its problem (``outage_problem``); any other error of those classes
+    is a 500 ``internal-error`` problem. Logs the problem's type and the error's class only."""
+    from collections_domain.ops.logs import get_logger
+
+    problem = outage_problem(exc) or ProblemError(500, "internal-error", f"the request failed ({type(exc).__name__})")
+    get_logger("api").error("api.request.outage", path=request.url.path, problem=problem.slug,
+                            error=type(exc).__name__, status=problem.status)
+    return problem_response(problem, request.url.path)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import keys
@@ -23,6 +24,7 @@ from api.deps import (
     check_list_parameters,
     client_of,
     engine_of,
+    fail_if_running,
     policies_of,
     require,
     rpc_problem,
@@ -293,19 +295,26 @@ async def _running_case_ref(client: Client, case: CaseInput) -> CaseRef:
 
 
 async def _open(request: Request, principal: keys.Principal, body: CaseOpenRequest) -> tuple[int, CaseRef]:
-    """Open the case of ``body`` (``open_case``'s answer before idempotency)."""
+    """Open the case of ``body`` (``open_case``'s answer before idempotency).
+
+    Temporal decides who opened it: the start fails when the case is already running
+    (``deps.fail_if_running``), so of concurrent opens exactly one is told ``created`` and the
+    others 200 with the running case (a look at the status first would let two both start it).
+    """
     case = _checked_case(request, body)
     client = await client_of(request)
     try:
-        status = await running_status(client, case.loan_id)
-        if status == WorkflowExecutionStatus.RUNNING:
+        if await running_status(client, case.loan_id) == WorkflowExecutionStatus.RUNNING:
             return 200, await _running_case_ref(client, case)
         ended = await asyncio.to_thread(ended_case_problem, engine_of(request), case)
         if ended:
             raise ProblemError(409, "conflict", f"the case did not open: {ended}", field_problems([ended]))
         try:
-            handle = await start_case(client, case, task_queue=request.app.state.settings.temporal_task_queue,
-                                      policies=policies_of(request), now=datetime.now(UTC))
+            with fail_if_running():
+                handle = await start_case(client, case, task_queue=request.app.state.settings.temporal_task_queue,
+                                          policies=policies_of(request), now=datetime.now(UTC))
+        except WorkflowAlreadyStartedError:
+            return 200, await _running_case_ref(client, case)
         except ValueError as err:
             raise invalid_input([str(err)]) from err
         answer = await _first_answer(handle)

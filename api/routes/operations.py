@@ -1,17 +1,19 @@
-"""Operations: liveness, readiness and the API's Prometheus metrics."""
+"""Operations: liveness and readiness. The API's Prometheus metrics are not served here but on
+a listener of their own (``API_METRICS_BIND_ADDRESS``, ``api.app.start_metrics_server``)."""
 
 import asyncio
+from datetime import timedelta
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlmodel import Session
-from temporalio.service import RPCError
 
-from api.deps import RPC_TIMEOUT, client_of, engine_of, rpc_problem
-from api.problems import ProblemError, problem_responses
+from api.deps import client_of, engine_of
+from api.problems import OUTAGE_RETRY_AFTER_SECONDS, ProblemError, problem_responses
 from api.schemas import Health
+from collections_domain.ops.logs import get_logger
+
+log = get_logger("api")
 
 router = APIRouter(tags=["operations"])
 
@@ -22,9 +24,10 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Health, responses=problem_responses(503))
-async def readyz(request: Request) -> Health:
-    """Readiness: the database and Temporal both answer (503 otherwise)."""
+async def _not_ready(request: Request) -> str | None:
+    """What is not ready (``"database"``, ``"temporal"``) or ``None``; each check is bounded by
+    the API's timeouts (``API_DATABASE_TIMEOUT_SECONDS``, ``API_TEMPORAL_TIMEOUT_SECONDS``)."""
+    from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
     def database_ok() -> None:
         with Session(engine_of(request)) as db:
@@ -32,20 +35,24 @@ async def readyz(request: Request) -> Health:
 
     try:
         await asyncio.to_thread(database_ok)
-    except Exception as err:
-        raise ProblemError(503, "temporal-unavailable", f"database: {err.__class__.__name__}") from err
-    client = await client_of(request)
+    except Exception as err:  # noqa: BLE001  (not ready, whatever the reason)
+        log.warning("api.not_ready", check="database", error=type(err).__name__)
+        return "database"
+    timeout = timedelta(seconds=request.app.state.settings.api_temporal_timeout_seconds)
     try:
-        from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+        client = await client_of(request)
+        await client.workflow_service.get_system_info(GetSystemInfoRequest(), timeout=timeout)
+    except Exception as err:  # noqa: BLE001  (not ready, whatever the reason)
+        log.warning("api.not_ready", check="temporal", error=type(err).__name__)
+        return "temporal"
+    return None
 
-        await client.workflow_service.get_system_info(GetSystemInfoRequest(), timeout=RPC_TIMEOUT)
-    except RPCError as err:
-        raise rpc_problem(err, "") from err
-    return Health(status="ok", checks={"database": "ok", "temporal": request.app.state.settings.temporal_address})
 
-
-@router.get("/metrics", response_class=Response,
-            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
-async def metrics(request: Request) -> Response:
-    """The API's Prometheus counters (requests by route and status, payments held)."""
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+@router.get("/readyz", response_model=Health, responses=problem_responses(503))
+async def readyz(request: Request) -> Health:
+    """Readiness: ``{"status": "ok"}`` when the database and Temporal both answer, else a 503
+    ``not-ready`` problem with ``Retry-After``. It says no more (no addresses, versions or
+    which check failed: the API's log says which)."""
+    if await _not_ready(request):
+        raise ProblemError(503, "not-ready", "not ready", headers={"Retry-After": str(OUTAGE_RETRY_AFTER_SECONDS)})
+    return Health(status="ok")

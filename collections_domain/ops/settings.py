@@ -41,6 +41,22 @@ class Settings(BaseSettings):
     #: Where ``starter.py api`` serves the HTTP API (``API_HOST``, ``API_PORT``).
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # -- the HTTP API under faults and attack (``api``) -----------------------------------------
+    #: Longest one database statement of the API waits on a lock before the request answers 503
+    #: (SQLite busy timeout; PostgreSQL ``lock_timeout`` and ``statement_timeout``), seconds.
+    api_database_timeout_seconds: float = Field(2.0, gt=0, le=60)
+    #: Longest the API waits to connect to Temporal, and its retry budget for a call Temporal
+    #: does not answer (then 503), seconds.
+    api_temporal_timeout_seconds: float = Field(3.0, gt=0, le=60)
+    #: Failed authentications allowed per client address, and per key id, in a sliding minute;
+    #: more answer 429 with ``Retry-After`` (counted in each API process).
+    api_auth_failures_per_minute: int = Field(10, ge=1)
+    #: Serve ``/docs``, ``/redoc`` and ``/openapi.json`` (off by default: the schema maps the
+    #: whole attack surface; turn it on for development and the demo).
+    api_docs_enabled: bool = False
+    #: Where the API serves its Prometheus metrics (``host:port``, at ``/metrics``), apart from
+    #: the public app; empty: no metrics endpoint.
+    api_metrics_bind_address: str = ""
     #: When the daily delinquency scan runs, on each time zone's own clock (``HH:MM``).
     scan_local_time: str = Field("00:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     # -- Temporal transport and identity (``client.connect``) ---------------------------------
@@ -65,6 +81,9 @@ class Settings(BaseSettings):
     payload_active_key_id: str | None = None
     #: The key file (default ``<DATA_DIR>/payload-keys.json``, created with one key if missing).
     payload_keys_file: Path | None = None
+    #: The Temporal UI origins allowed to call the API's codec server from a browser (comma-separated;
+    #: the dev server's UI by default).
+    api_codec_allowed_origins: str = "http://localhost:8233,http://127.0.0.1:8233"
 
     @property
     def resolved_payload_keys_file(self) -> Path:

@@ -36,7 +36,10 @@ def free_port() -> int:
 async def test_the_api_meets_its_own_openapi_schema(local_env, harness_factory, tmp_path):
     harness = harness_factory(local_env)
     admin_key = keys.create_api_key(harness.engine, "schemathesis", ["admin"])[1]
-    app = create_app(harness.settings, client=harness.client, engine=harness.engine)
+    # The schema is served for this test only (API_DOCS_ENABLED is off by default), and the
+    # generated requests with made-up keys must not get the runner's own address throttled.
+    settings = harness.settings.model_copy(update={"api_docs_enabled": True, "api_auth_failures_per_minute": 1_000_000})
+    app = create_app(settings, client=harness.client, engine=harness.engine)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     async with harness.worker:
@@ -49,6 +52,9 @@ async def test_the_api_meets_its_own_openapi_schema(local_env, harness_factory, 
                 str(Path(sys.executable).parent / "schemathesis"), "run", f"http://127.0.0.1:{port}/openapi.json",
                 "--header", f"Authorization: Bearer {admin_key}",
                 "--checks", "all", "--exclude-checks", "positive_data_acceptance",
+                # The codec server speaks Temporal's protocol, whose bodies the 64 KB limit cuts with
+                # a 413 that the negative-data check does not expect: tests/ops/codec_server_test.py.
+                "--exclude-path-regex", "^/codec/",
                 "--max-examples", MAX_EXAMPLES, "--seed", SEED, "--workers", "1",
                 "--request-timeout", "30", "--no-color",
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
