@@ -237,7 +237,9 @@ class CollectionActivities:
         ``next_retry_delay``) until ``batch.max_attempts`` provider tries failed. A contact the
         provider refuses for good (4xx, no contact details, past the permitted hours), or whose
         provider tries ran out, gets the fallback action (a manual review, database only) and is
-        reported ``failed``. A retried batch does not send again what it sent (idempotency keys).
+        reported ``failed``; with ``batch.defer_when_window_closes``, one whose permitted hours closed
+        is reported ``window_closed`` instead (the case takes the step again at the next window, with
+        a fresh set of provider tries). A retried batch does not send again what it sent.
         """
         if batch.records is not None:
             self.record_case_events(batch.records)
@@ -254,6 +256,10 @@ class CollectionActivities:
             except ApplicationError as err:
                 if not err.non_retryable:
                     raise
+                if err.type == "ContactWindowClosed" and batch.defer_when_window_closes:
+                    results.append(ActionResult(action=request.action, status="window_closed",
+                                                idempotency_key=request.idempotency_key, detail=err.message))
+                    continue
                 results.append(self._fall_back(request, batch.fallback_action, err.message or str(err)))
             except SQLAlchemyError:
                 raise  # bookkeeping: retried by Temporal, nothing sent, no provider attempt spent
@@ -515,6 +521,8 @@ class CollectionActivities:
                 days_past_due=request.days_past_due, step=request.step,
             )
             now = utcnow()
+            if attempt is not None and attempt.status == "window_closed":
+                attempt.attempts = 0  # a new window: a fresh set of provider tries
             if attempt is None:
                 attempt = ContactAttempt(
                     idempotency_key=request.idempotency_key, workflow_id=request.workflow_id, loan_id=request.loan_id,
@@ -572,7 +580,7 @@ class CollectionActivities:
             kind, result = "ContactWindowClosed", "window_closed"
         else:
             return
-        attempt.status, attempt.last_error = "failed", error
+        attempt.status, attempt.last_error = ("window_closed" if kind == "ContactWindowClosed" else "failed"), error
         db.add(attempt)
         db.commit()
         self._count_delivery(request, spec.channel, backend_name, result)

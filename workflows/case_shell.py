@@ -342,7 +342,9 @@ class CaseShell:
         return await workflow.execute_activity_method(
             CollectionActivities.run_step_contacts,
             ContactBatch(requests=requests, records=records, fallback_action=self._policy_now().delivery.fallback_action,
-                         max_attempts=CONTACT_ATTEMPTS),
+                         max_attempts=CONTACT_ATTEMPTS,
+                         defer_when_window_closes=core.defer_when_window_closes(
+                             self._require_core(), self._step(), due.position.step.name)),  # type: ignore[union-attr]
             start_to_close_timeout=CONTACT_TIMEOUT, retry_policy=CONTACT_RETRY,
             summary=f"DPD {due.days_past_due} {due.position.step.name}: {labels}",  # type: ignore[union-attr]
         ) if requests or records else []

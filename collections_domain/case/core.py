@@ -36,7 +36,7 @@ from collections_domain.rules import compliance
 from collections_domain.store.records import CaseOpened, ContactRequest, HandOffRequest
 
 __all__ = ["Due", "Sleep", "apply_signal", "begin_step", "contact_request", "defer", "gate", "hand_off_request",
-           "hand_off_started", "housekeeping", "next_move", "open_case", "step_taken"]
+           "hand_off_started", "housekeeping", "next_move", "open_case", "step_taken", "defer_when_window_closes"]
 
 #: Hand-off actions run as child workflows, by the kind of hand-off.
 HAND_OFF_KINDS = {"agency_placement": "placement", "legal_referral": "legal_referral"}
@@ -65,6 +65,7 @@ next_move = progress.next_move
 begin_step = progress.begin_step
 step_taken = progress.step_taken
 defer = progress.defer
+defer_when_window_closes = progress.defer_when_window_closes
 
 
 def open_case(case_input: CaseInput, step: Step, *, workflow_id: str, episode_id: str, currency_exponent: int) -> CaseCore:

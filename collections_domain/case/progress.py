@@ -171,6 +171,22 @@ def next_move(case: CaseCore, step: Step) -> Due | Sleep:
     return Sleep(until, summary, next_step)
 
 
+def windows_missed(case: CaseCore, step_name: str) -> int:
+    """How many times ``step_name`` ran on the current anchor with a contact whose permitted hours
+    closed before the provider took it."""
+    return sum(1 for record in case.steps_done
+               if record.step == step_name and record.anchor_due_date == case.anchor_due_date
+               and any(result.status == "window_closed" for result in record.results))
+
+
+def defer_when_window_closes(case: CaseCore, step: Step, step_name: str) -> bool:
+    """Whether a contact of ``step_name`` whose hours close before the provider takes it waits for
+    the next window (policy ``delivery.when_window_closes``, at most ``delivery.max_windows``
+    windows) rather than getting the fallback."""
+    rules = step.policy.delivery
+    return rules.when_window_closes == "next_window" and windows_missed(case, step_name) + 1 < rules.max_windows
+
+
 def repeatable(case: CaseCore, step: Step, step_name: str) -> bool:
     """Whether step ``step_name`` may be taken now: never taken on an earlier anchor of this case
     (taking it again on the same anchor is the gate asking for it, ``repeat_step``), or its
@@ -243,6 +259,14 @@ def step_taken(case: CaseCore, step: Step, due: Due, decisions: list[ContactDeci
         spec = ACTIONS.get(result.action)
         if spec is not None and spec.task_kind in ("call", "visit") and result.status in ("sent", "recorded", "already_done"):
             agents.open_task(case, step, result.action, result.idempotency_key)
+    if any(result.status == "window_closed" for result in results):
+        # The provider held a contact past the permitted hours: the step is due again, and the gate
+        # defers it to the next window (policy delivery.when_window_closes = "next_window").
+        rung = due.position.due
+        assert rung is not None
+        case.last_rung_days = max((r.days_past_due for r in ladder.rungs(step.policy)
+                                   if r.days_past_due < rung.days_past_due), default=0)
+        step.log("contact.window_closed", step=chosen.name, windows=windows_missed(case, chosen.name))
     for result, decision in zip(results, decisions):
         spec = ACTIONS.get(result.action)
         step.count(metrics.STEPS_TAKEN, step=chosen.name, action=result.action,

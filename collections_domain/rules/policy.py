@@ -200,10 +200,19 @@ class PortfolioRules(BaseModel):
 
 
 class DeliveryRules(BaseModel):
-    """What happens when a delivery fails for good."""
+    """What happens when a delivery fails for good (policy table ``[delivery]``).
+
+    ``when_window_closes``: a provider still failing when the permitted contact hours close (the
+    contact's ``send_by``) gets ``fallback_action`` (``"fallback"``, the default), or
+    (``"next_window"``) the step is taken again at the next lawful window, where the compliance
+    gate decides afresh and what was sent is not sent again, at most ``max_windows`` windows in
+    all, after which the fallback runs.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     fallback_action: str = "manual_review"
+    when_window_closes: Literal["fallback", "next_window"] = "fallback"
+    max_windows: int = Field(3, ge=1, le=14)
 
     @field_validator("fallback_action")
     @classmethod

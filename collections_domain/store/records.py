@@ -334,12 +334,16 @@ class OpenedCase(BaseModel):
 class ContactBatch(BaseModel):
     """The contacts of one ladder step (activity ``run_step_contacts``), run in order, with the
     case's ``records`` written first (the step's compliance decisions). A contact that fails for
-    good, or still fails on attempt ``max_attempts``, gets ``fallback_action`` instead."""
+    good, or still fails on provider try ``max_attempts``, gets ``fallback_action`` instead."""
 
     requests: list[ContactRequest]
     records: CaseRecords | None = None
     fallback_action: str = "manual_review"
     max_attempts: int = 10
+    #: True: a contact whose permitted hours closed before the provider took it is reported
+    #: ``window_closed`` (the case takes the step again at the next window) instead of falling back
+    #: (policy ``delivery.when_window_closes = "next_window"``).
+    defer_when_window_closes: bool = False
 
 
 class CaseSetup(BaseModel):

@@ -248,3 +248,19 @@ def test_the_worker_rewrites_an_activitys_database_error(tmp_path):
         asyncio.run(ActivityEnvironment().run(run))
     assert raised.value.type == "DatabaseError" and NAME not in str(raised.value)
     assert raised.value.__cause__ is None
+
+
+def test_a_contact_past_its_window_waits_for_the_next_one_where_the_policy_says_so(tmp_path, provider):
+    acts = activities_on(tmp_path, provider)
+    closed = sms().model_copy(update={"send_by": datetime.now(UTC) - timedelta(minutes=1)})
+    [result] = on_attempt(4).run(acts.run_step_contacts, ContactBatch(requests=[closed], defer_when_window_closes=True))
+    assert result.status == "window_closed" and provider.keys == []
+    [row] = attempts_of(acts)
+    assert row.status == "window_closed"
+    reopened = sms().model_copy(update={"send_by": datetime.now(UTC) + timedelta(hours=1)})
+    [result] = on_attempt(1).run(acts.run_step_contacts, ContactBatch(requests=[reopened]))
+    [row] = attempts_of(acts)
+    assert result.status == "sent" and row.attempts == 1 and len(provider.keys) == 1
+    [fallback] = on_attempt(1).run(acts.run_step_contacts, ContactBatch(requests=[closed.model_copy(
+        update={"idempotency_key": "collection-L-1:2026-12-01:deep:sms_reminder"})]))
+    assert fallback.status == "failed" and "manual_review queued" in fallback.detail
