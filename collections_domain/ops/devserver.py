@@ -23,6 +23,8 @@ def dev_server_command(settings: Settings, *, ui_port: int = UI_PORT) -> list[st
     """The ``temporal server start-dev`` command line for ``settings``.
 
     State goes to ``<DATA_DIR>/temporal.db``; the gRPC port is the one in ``TEMPORAL_ADDRESS``.
+    With payload encryption on, the UI's codec endpoint is the API's codec server
+    (``http://localhost:<API_PORT>/codec``, ``api.routes.codec``).
     """
     host, _, port = settings.temporal_address.rpartition(":")
     data_dir = Path(settings.data_dir)
@@ -43,11 +45,18 @@ def dev_server_command(settings: Settings, *, ui_port: int = UI_PORT) -> list[st
         "--log-level",
         "warn",
     ]
+    if settings.payload_encryption:
+        command += ["--ui-codec-endpoint", codec_endpoint(settings)]
     if settings.temporal_namespace != "default":
         command += ["--namespace", settings.temporal_namespace]
     for name, kind in CLI_TYPES.items():
         command += ["--search-attribute", f"{name}={kind}"]
     return command
+
+
+def codec_endpoint(settings: Settings) -> str:
+    """The API's codec server, as the UI on this machine reaches it."""
+    return f"http://localhost:{settings.api_port}/codec"
 
 
 def ui_address(settings: Settings, ui_port: int = UI_PORT) -> str:

@@ -11,6 +11,7 @@ from collections_domain.rules import calendar
 from collections_domain.case import search_attributes as sa
 from collections_domain.ops.binaries import find_binary
 from tests.keys import TEST_CONVERTER
+from tests.personal_data import collect_histories, collect_report
 
 
 
@@ -48,3 +49,8 @@ async def eventually(check, timeout: float = 20.0, interval: float = 0.3):
         if result or asyncio.get_running_loop().time() > deadline:
             return result
         await asyncio.sleep(interval)
+
+
+def pytest_runtest_logreport(report) -> None:
+    """Every end-to-end test's captured output and log lines go to the personal-data sweep."""
+    collect_report(report.nodeid, report.sections)

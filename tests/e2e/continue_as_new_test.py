@@ -11,6 +11,7 @@ from temporalio.api.enums.v1 import EventType
 from collections_domain.rules import calendar
 from collections_domain.client import propose_plan
 from tests.e2e.conftest import start_dev_server
+from tests.personal_data import collect_histories
 from tests.helpers import open_case, payment, promise, status
 
 TZ = "Asia/Shanghai"
@@ -22,6 +23,7 @@ async def small_history_env():
     try:
         yield env
     finally:
+        await collect_histories(env.client, "continue-as-new dev server")
         await env.shutdown()
 
 

@@ -7,6 +7,8 @@ browser download) then checks what an operator sees:
 
 - the case list filtered by ``CollectionStage="deep"`` lists exactly the deep cases, with the
   search attributes as columns;
+- payloads are encrypted: without a decode key the case's summary is not shown; after logging in
+  to the API's codec server (``/codec/login``, a key with scope ``decode``) it is;
 - one case's User Metadata tab shows its static summary and details and the current details
   Markdown; its timeline and event history show the activity and timer summaries.
 
@@ -35,6 +37,7 @@ from collections_domain.ops.binaries import find_binary
 from tests.e2e.conftest import eventually, zone_in_contact_window
 from tests.helpers import open_case, payment, status
 from tests.keys import TEST_CONVERTER
+from tests.personal_data import collect_histories
 
 #: Without the background-networking flags Chromium keeps dialling Google services, which
 #: only floods refused connections on a machine without internet.
@@ -107,17 +110,20 @@ async def test_operators_console_in_the_temporal_ui(harness_factory, tmp_path):
     from playwright.async_api import async_playwright, expect
 
     shots = screenshot_dir(tmp_path)
-    ui_port = free_port()
+    ui_port, api_port = free_port(), free_port()
+    codec_endpoint = f"http://localhost:{api_port}/codec"
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=find_binary("temporal"),
         data_converter=TEST_CONVERTER,
         search_attributes=list(sa.ALL_KEYS),
         ui=True,
         ui_port=ui_port,
-        dev_server_extra_args=["--ui-disable-news-fetch"],
+        dev_server_extra_args=["--ui-disable-news-fetch", "--ui-codec-endpoint", codec_endpoint],
     )
+    api_server = None
     try:
         h = harness_factory(env)
+        api_server, decode_key = await start_codec_server(h, api_port, f"http://localhost:{ui_port}")
         tz = zone_in_contact_window()
         today = calendar.local_date(datetime.now(UTC), tz)
         async with h.worker:
@@ -149,6 +155,23 @@ async def test_operators_console_in_the_temporal_ui(harness_factory, tmp_path):
                     page.set_default_timeout(UI_TIMEOUT_MS)
                     expect.set_options(timeout=UI_TIMEOUT_MS)
                     ui = f"http://localhost:{ui_port}/namespaces/default/workflows"  # as devserver.ui_address prints it
+                    case_url = f"{ui}/{deep.id}/{run_id}"
+
+                    # (0) Payloads are encrypted: an operator without a decode key sees no summary
+                    # in clear; one who logged in to the codec server (a cookie) sees them all.
+                    await page.goto(ui)
+                    await page.evaluate("""(endpoint) => {
+                        localStorage.setItem('endpoint', JSON.stringify(endpoint));
+                        localStorage.setItem('includeCredentials', 'true');
+                        localStorage.setItem('passAccessToken', 'false');
+                        localStorage.setItem('overrideRemoteCodecConfiguration', 'true'); }""", codec_endpoint)
+                    await page.goto(f"{case_url}/user-metadata")
+                    await page.wait_for_timeout(3000)
+                    assert f"Loan {deep_case.loan_id}" not in await page_text(page)
+                    await page.goto(f"{codec_endpoint}/login")
+                    await page.locator("#k").fill(decode_key)
+                    await page.get_by_role("button", name="Enable decoding").click()
+                    await expect(page.locator("#r")).to_contain_text("decoding enabled")
 
                     # (a) The case list filtered by stage, with the search attributes as columns.
                     await page.goto(ui)
@@ -177,7 +200,6 @@ async def test_operators_console_in_the_temporal_ui(harness_factory, tmp_path):
                     await page.screenshot(path=str(shots / "cases-stage-deep.png"))
 
                     # (b) One case: its summary, details and current details...
-                    case_url = f"{ui}/{deep.id}/{run_id}"
                     await page.set_viewport_size(CASE_VIEWPORT)
                     await page.goto(f"{case_url}/user-metadata")
                     await shows(
@@ -228,7 +250,31 @@ async def test_operators_console_in_the_temporal_ui(harness_factory, tmp_path):
     finally:
         await h.terminate_open_cases()
         h.handles, h.child_ids = [], []  # done: the fixture's teardown must not call a stopped server
+        await collect_histories(env.client, "UI dev server")
+        if api_server is not None:
+            api_server.should_exit = True
+            await asyncio.sleep(0.5)
         await env.shutdown()
+
+
+async def start_codec_server(h, port: int, ui_origin: str):
+    """The HTTP API (its codec server) on ``port`` for the UI at ``ui_origin``, on the harness's
+    database and the test key; returns the uvicorn server and a key with scope ``decode``."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.keys import create_api_key
+
+    settings = h.settings.model_copy(update={"api_codec_allowed_origins": ui_origin, "api_port": port})
+    _, decode_key = create_api_key(h.engine, "operator", ["decode"])
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, client=h.client, engine=h.engine),
+                                           host="127.0.0.1", port=port, log_level="warning"))
+    asyncio.get_running_loop().create_task(server.serve())
+    for _ in range(100):
+        if server.started:
+            return server, decode_key
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the API did not start on port {port}")
 
 
 async def page_text(page) -> str:
