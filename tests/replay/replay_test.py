@@ -22,11 +22,20 @@ def test_histories_are_present():
     # compliance gate (deferrals, reroutes, attorney, breathing space, the UK default notice); v1
     # to v3 replay on the legacy engine (workflows/legacy). v4: the case core and the loan ledger
     # (instalments, re-anchoring, reversals, accrual, value-dated promises, the patch marker of the
-    # contract's original input, the legal track's money, a re-opened case, the scan).
+    # contract's original input, the legal track's money, a re-opened case, the scan). v5: the
+    # same scenarios with encrypted payloads (the test key "test-1", tests/keys.py), the contact
+    # retry policy without an attempt bound, and the batch's window-closed flag.
     assert len([p for p in HISTORIES if p.parent.name == "v1"]) == 6
     assert len([p for p in HISTORIES if p.parent.name == "v2"]) >= 17
     assert len([p for p in HISTORIES if p.parent.name == "v3"]) >= 22
     assert len([p for p in HISTORIES if p.parent.name == "v4"]) >= 30
+    assert len([p for p in HISTORIES if p.parent.name == "v5"]) >= 30
+
+
+def test_encrypted_histories_need_the_key():
+    """A v5 history's payloads are ciphertext: without the key the replayer cannot read them."""
+    path = next(p for p in HISTORIES if p.parent.name == "v5")
+    assert '"encoding": "YmluYXJ5L2VuY3J5cHRlZA=="' in path.read_text()  # base64 of binary/encrypted
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: f"{p.parent.name}/{p.stem.split('--')[0]}")
