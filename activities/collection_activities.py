@@ -487,6 +487,7 @@ class CollectionActivities:
         if isinstance(prepared, ContactResult):
             return prepared
         backend = _RECORD if internal else self.delivery
+        activity.heartbeat(request.idempotency_key)  # alive: a killed worker's send is retried soon
         try:
             receipt = backend.deliver(Delivery(request.idempotency_key, spec.channel.value, prepared))
         except (DeliveryRetryableError, ApplicationError) as err:

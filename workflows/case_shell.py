@@ -71,6 +71,9 @@ CONTACT_ATTEMPTS = PROVIDER_ATTEMPTS
 CONTACT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), backoff_coefficient=2.0,
                             maximum_interval=timedelta(minutes=10))
 CONTACT_TIMEOUT = timedelta(seconds=120)
+#: The activity heartbeats before each send: a worker killed mid-step has its contacts retried on
+#: another after this, not after the whole CONTACT_TIMEOUT (longer than one send's HTTP timeout).
+CONTACT_HEARTBEAT = timedelta(seconds=30)
 #: Continue-as-new at this many history events when the server gives no suggestion.
 MAX_HISTORY_EVENTS = 8_000
 #: How long a closing case waits for its children to confirm they closed.
@@ -345,7 +348,7 @@ class CaseShell:
                          max_attempts=CONTACT_ATTEMPTS,
                          defer_when_window_closes=core.defer_when_window_closes(
                              self._require_core(), self._step(), due.position.step.name)),  # type: ignore[union-attr]
-            start_to_close_timeout=CONTACT_TIMEOUT, retry_policy=CONTACT_RETRY,
+            start_to_close_timeout=CONTACT_TIMEOUT, heartbeat_timeout=CONTACT_HEARTBEAT, retry_policy=CONTACT_RETRY,
             summary=f"DPD {due.days_past_due} {due.position.step.name}: {labels}",  # type: ignore[union-attr]
         ) if requests or records else []
 

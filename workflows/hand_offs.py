@@ -51,6 +51,8 @@ CONTACT_RETRY = RetryPolicy(
 )
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 TIMEOUT = timedelta(seconds=60)
+#: Placing and filing heartbeat before they send: a killed worker's hand-off is retried after this.
+HEARTBEAT = timedelta(seconds=30)
 
 
 def _event(hand_off: HandOffRequest, kind: str, status: str, reason: str | None = None, **extra: Any) -> HandOffEvent:
@@ -89,7 +91,8 @@ async def _hand_off(hand_off: HandOffRequest, method: Any, label: str) -> str | 
     request = hand_off.request
     try:
         await workflow.execute_activity_method(
-            method, request, start_to_close_timeout=TIMEOUT, retry_policy=CONTACT_RETRY, summary=label
+            method, request, start_to_close_timeout=TIMEOUT, heartbeat_timeout=HEARTBEAT, retry_policy=CONTACT_RETRY,
+            summary=label
         )
         return None
     except ActivityError as err:
