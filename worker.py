@@ -1,4 +1,11 @@
-"""Run a collections worker: ``python worker.py`` (reads TEMPORAL_* and DATABASE_URL)."""
+"""Run a collections worker: ``python worker.py`` (reads TEMPORAL_* and DATABASE_URL).
+
+Over TLS/mTLS with ``TEMPORAL_TLS=true`` and the ``TEMPORAL_TLS_*`` files, or with a Temporal
+Cloud ``TEMPORAL_API_KEY`` (``collections_domain/ops/connection.py``). When Temporal cannot be
+reached or refuses the worker, or a TLS or payload-key setting is wrong, it prints one line that
+names what is wrong (a JSON log line with ``LOG_JSON=true``) and exits with status 1; a
+supervisor (Compose's ``restart``, systemd, Kubernetes) starts it again.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +13,28 @@ import asyncio
 import os
 import sys
 
+from pydantic import ValidationError
+
 from collections_domain.client import connect
+from collections_domain.ops.codec import KeyRingError
+from collections_domain.ops.connection import TemporalConnectionError, TlsSettingsError
 from collections_domain.ops.logs import configure_logging, get_logger
 from collections_domain.ops.observability import configure_runtime, metrics_url
 from collections_domain.ops.settings import get_settings
 from collections_domain.ops.wiring import build_worker
 
+#: The exit status when the worker cannot connect (a setting to fix, or a server to start).
+CANNOT_CONNECT = 1
 
-async def main() -> None:
-    """Connect, then poll the task queue until interrupted."""
-    settings = get_settings()
+
+async def main() -> int:
+    """Connect, then poll the task queue until interrupted; the exit status."""
+    try:
+        settings = get_settings()
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(str(part) for part in e['loc']).upper()}: {e['msg']}" for e in err.errors())
+        print(f"worker: cannot start: {problems}", file=sys.stderr, flush=True)
+        return CANNOT_CONNECT
     configure_logging(settings.log_level, settings.log_json)
     log = get_logger("worker")
     metrics_address = metrics_url(settings.metrics_bind_address) if settings.metrics_bind_address.strip() else None
@@ -26,7 +45,14 @@ async def main() -> None:
         log.error("metrics.unavailable", metrics_bind_address=settings.metrics_bind_address, error=str(err))
         metrics_address = None
         runtime = configure_runtime(settings, bind_address="")
-    client = await connect(settings, runtime=runtime)
+    try:
+        client = await connect(settings, runtime=runtime)
+    except (TemporalConnectionError, TlsSettingsError, KeyRingError) as err:
+        if settings.log_json:
+            log.error("worker.cannot_connect", temporal_address=settings.temporal_address, error=str(err))
+        else:
+            print(f"worker: cannot start: {err}", file=sys.stderr, flush=True)
+        return CANNOT_CONNECT
     worker = build_worker(client, settings)
     if not settings.log_json:  # with LOG_JSON every line is JSON: worker.started carries it
         print(f"worker: metrics at {metrics_address or 'off'}", file=sys.stderr, flush=True)
@@ -39,14 +65,16 @@ async def main() -> None:
         metrics_address=metrics_address,
     )
     await worker.run()
+    return 0
 
 
 if __name__ == "__main__":
+    exit_code = 0
     try:
-        asyncio.run(main())
+        exit_code = asyncio.run(main())
     except KeyboardInterrupt:
         pass
     # See starter.exit_without_finalizing: skip finalization so the client's threads cannot abort it.
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(exit_code)

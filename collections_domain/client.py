@@ -6,6 +6,7 @@ the same with CONTRACT.md's JSON shapes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -46,6 +47,7 @@ from collections_domain.case.contract import (
 from collections_domain.store.models import CallAttemptRecord, ContactAttempt, ContactNote, ContactOutcomeRecord, HandOffEventRecord, RejectedUpdate
 from collections_domain.rules.policy import CollectionPolicy, PolicyRegistry
 from collections_domain.ops.connection import (
+    CONNECT_TIMEOUT_SECONDS,
     TemporalConnectionError,
     connection_problem,
     converter_for,
@@ -58,28 +60,39 @@ from collections_domain.rules.validation import case_input_problems, due_date_pr
 async def connect(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Client:
     """A client for ``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE`` with the project's data converter
     (pydantic JSON, encrypted with the payload key ring unless ``PAYLOAD_ENCRYPTION=false``), over
-    TLS or mTLS when the ``TEMPORAL_TLS*`` settings say so, with ``TEMPORAL_API_KEY`` when set.
+    TLS or mTLS when the ``TEMPORAL_TLS*`` settings say so, with ``TEMPORAL_API_KEY`` when set
+    (``ops.connection``).
 
     ``runtime``: the Temporal runtime (``observability.configure_runtime``, which exports
     Prometheus metrics); the SDK's default runtime when ``None``.
 
     Raises:
-        TemporalConnectionError: the server cannot be reached, refused the TLS handshake or the
-            credentials; the message says which setting to check.
-        KeyRingError, TlsSettingsError: a payload key or TLS setting breaks a rule.
+        TemporalConnectionError: the server cannot be reached, wants TLS, is not trusted, refused
+            this process's certificate or credentials, or did not answer within
+            ``CONNECT_TIMEOUT_SECONDS``; one line naming what is wrong and the setting to check.
+        KeyRingError, TlsSettingsError: a payload key or TLS setting breaks a rule (checked before
+            anything is sent).
     """
     settings = settings or get_settings()
+    tls = tls_config(settings)
+    converter = converter_for(settings)
     try:
-        return await Client.connect(
-            settings.temporal_address,
-            namespace=settings.temporal_namespace,
-            data_converter=converter_for(settings),
-            tls=tls_config(settings),
-            api_key=settings.temporal_api_key,
-            runtime=runtime,
+        return await asyncio.wait_for(
+            Client.connect(
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                data_converter=converter,
+                tls=tls,
+                api_key=settings.temporal_api_key,
+                runtime=runtime,
+            ),
+            CONNECT_TIMEOUT_SECONDS,
         )
+    except TimeoutError:
+        raise TemporalConnectionError(connection_problem(settings, None)) from None
     except RuntimeError as err:  # the SDK raises RuntimeError for connection failures
-        raise TemporalConnectionError(connection_problem(settings, err)) from err
+        # The diagnosis may open a TLS connection of its own: off the event loop.
+        raise TemporalConnectionError(await asyncio.to_thread(connection_problem, settings, err)) from err
 
 
 def money(amount_minor: int, currency: str) -> str:
