@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 import time as wallclock
@@ -19,18 +20,38 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
-from pydantic import ValidationError
 from sqlmodel import Session
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
+from typer._click import exceptions as click_errors
+from typer._click.globals import get_current_context
+from typer.core import TyperGroup
 
-from collections_domain.ops import devserver
-from collections_domain.portfolio import home_credit
-from collections_domain.rules.calendar import daytime_zone
+from api.schemas import (
+    AdjustmentRequest,
+    ApiKeyRequest,
+    CaseOpenRequest,
+    ContactOutcomeRequest,
+    InstalmentRequest,
+    Instant,
+    IsoDate,
+    PaymentRequest,
+    PlanRequest,
+    PromiseRequest,
+    ReversalRequest,
+    ScanRequestBody,
+)
 from collections_domain.case.children import LegalStatusUpdate
 from collections_domain.case.contract import (
     WORKFLOW_ID_PREFIX,
@@ -43,14 +64,8 @@ from collections_domain.case.contract import (
     ScheduleAdjusted,
     describe_errors,
 )
-from collections_domain.portfolio.servicing import (
-    deliver_adjustment,
-    deliver_instalment,
-    deliver_payment,
-    deliver_reversal,
-    running_run,
-)
 from collections_domain.client import (
+    CASE_SIGNALS,
     UpdateRejected,
     case_handle,
     case_status,
@@ -64,15 +79,113 @@ from collections_domain.client import (
     send_promise,
     start_case,
 )
-from collections_domain.store.db import make_engine
+from collections_domain.ops import devserver
 from collections_domain.ops.logs import configure_logging
-from collections_domain.store.models import Loan
 from collections_domain.ops.settings import get_settings
+from collections_domain.portfolio import home_credit
+from collections_domain.portfolio.servicing import (
+    deliver_adjustment,
+    deliver_instalment,
+    deliver_payment,
+    deliver_reversal,
+    running_run,
+)
+from collections_domain.rules.calendar import daytime_zone
+from collections_domain.rules.validation import (
+    MAX_AGE_DAYS,
+    case_input_problems,
+    due_date_problem,
+    due_date_range_problem,
+    id_problem,
+    parse_minor,
+    payment_entry_problem,
+    time_zone_problem,
+)
+from collections_domain.store.db import make_engine
+from collections_domain.store.models import Loan
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode=None)
+
+def _one_line(text: object) -> str:
+    """``text`` with every run of whitespace (newlines too) made one space."""
+    return " ".join(str(text).split())
+
+
+def _say_error(message: str) -> None:
+    """Write ``error: <message>`` as exactly one line on stderr (no markup, no wrapping)."""
+    sys.stderr.write(f"error: {_one_line(message)}\n")
+    sys.stderr.flush()
+
+
+def _debug() -> bool:
+    """``LOG_LEVEL=DEBUG``: unexpected errors show their traceback instead of one line."""
+    return os.environ.get("LOG_LEVEL", "").strip().upper() == "DEBUG"
+
+
+def _usage_message(err: click_errors.ClickException) -> str:
+    """A Click/Typer usage error as one line naming the option: ``--limit: ... (see: ... --help)``."""
+    message = err.format_message()
+    if isinstance(err, click_errors.BadParameter) and not isinstance(err, click_errors.MissingParameter):
+        param = getattr(err, "param", None)
+        if param is not None:
+            message = f"{_shown(param)}: {err.message}"
+    ctx = getattr(err, "ctx", None)
+    return f"{message} (see: {ctx.command_path} --help)" if ctx is not None else message
+
+
+def _runtime_message(err: Exception) -> str:
+    """An expected runtime failure as one line: Temporal, database, file or settings errors
+    (a database error's first line only: never its statement or parameters)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if isinstance(err, RPCError):
+        return f"Temporal: {err.status.name if err.status else 'error'}: {err.message}"
+    if isinstance(err, SQLAlchemyError):
+        first = (str(err).splitlines() or [""])[0]
+        return f"database: {type(err).__name__}: {first[:300]}"
+    if isinstance(err, OSError):
+        return f"{err.filename or 'I/O'}: {err.strerror or err}"
+    if isinstance(err, ValidationError):
+        return "settings: " + "; ".join(describe_errors(err))
+    if isinstance(err, TimeoutError):
+        return f"timed out: {err or 'no answer in time'}"
+    return f"unexpected {type(err).__name__}: {str(err)[:300]} (LOG_LEVEL=DEBUG shows the traceback)"
+
+
+class OneLineErrors(TyperGroup):
+    """The command group: every failure ends the process with one line on stderr, never a
+    traceback. Bad input (usage errors, refused values) exits 2; expected runtime failures
+    (Temporal unreachable, database errors, files) exit 1; with ``LOG_LEVEL=DEBUG`` an
+    unexpected exception is raised with its traceback."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_errors.NoArgsIsHelpError as err:  # no command given: the help, as Click shows it
+            err.show()
+            code = err.exit_code
+        except click_errors.ClickException as err:
+            _say_error(_usage_message(err))
+            code = err.exit_code
+        except typer.Abort:
+            _say_error("aborted")
+            code = 1
+        except Exception as err:  # the one place every failure becomes one line
+            if _debug():
+                raise
+            _say_error(_runtime_message(err))
+            code = 1
+        code = code if isinstance(code, int) else 0
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode=None, cls=OneLineErrors)
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 LoanId = Annotated[str, typer.Argument(metavar="LOAN_ID", help="The loan id (the workflow id without 'collection-').")]
+#: Amounts are read as text and checked by ``rules.validation.parse_minor`` (digits only), then by the API's models.
+MINOR = "INTEGER"
 
 
 def _me() -> str:
@@ -86,8 +199,92 @@ def _me() -> str:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[red]error:[/red] {message}")
+    """Exit with ``code`` (2: bad input or a refusal) and ``message`` as one line on stderr."""
+    _say_error(message)
     raise typer.Exit(code)
+
+
+def _shown(param) -> str:
+    """How the help names ``param``: ``--limit`` for an option, ``LOAN_ID`` for an argument."""
+    return param.get_error_hint().split(" / ")[0].strip("'\"")
+
+
+def _option_for(field: str, aliases: dict[str, str]) -> str:
+    """The running command's name for model field ``field``: its option (``--principal-due-minor``)
+    or argument (``AMOUNT_MINOR``); ``aliases`` maps a field to a parameter of another name.
+    A nested field keeps its path: ``--dates[1]``, ``--add (add.0.due_date)``."""
+    ctx = get_current_context(silent=True)
+    params = {param.name: param for param in ctx.command.params} if ctx is not None else {}
+    head, _, rest = field.partition(".")
+    for key, tail in ((field, ""), (head, rest)):
+        param = params.get(aliases.get(key, key))
+        if param is not None:
+            return _shown(param) + (f"[{tail}]" if tail.isdigit() else f" ({field})" if tail else "")
+    return field
+
+
+def _named(problem: str, aliases: dict[str, str] | None = None) -> str:
+    """``"field: rule"`` with each field (``a + b``, ``a, b`` lists too) named as on the command line."""
+    field, sep, rule = problem.partition(": ")
+    names = [part for part in field.replace(" + ", ",").replace(", ", ",").split(",")]
+    if not sep or any(not name or " " in name for name in names):
+        return problem
+    joiner = " + " if " + " in field else ", "
+    return joiner.join(_option_for(name, aliases or {}) for name in names) + ": " + rule
+
+
+def _refuse(problems: list[str], aliases: dict[str, str] | None = None) -> None:
+    """Exit 2 with every broken rule on one line, each field named as its option or argument."""
+    _fail("; ".join(_named(problem, aliases) for problem in problems))
+
+
+def _request(model, aliases: dict[str, str] | None = None, **fields):
+    """``model`` (the API's request model, or the contract's message) of ``fields`` (``None``
+    left out, so the model's default applies), or exit 2 naming each option and rule it breaks."""
+    try:
+        return model.model_validate({name: value for name, value in fields.items() if value is not None})
+    except ValidationError as err:
+        _refuse(describe_errors(err), aliases)
+
+
+def _minor(text: str | None, field: str) -> int | None:
+    """An amount option or argument (minor units) as the integer the API takes, or exit 2 naming
+    it (``rules.validation.parse_minor``: digits only; bounds are the request model's)."""
+    if text is None:
+        return None
+    try:
+        return parse_minor(text.strip(), field)
+    except ValueError as err:
+        _refuse([str(err)])
+
+
+def _date(text: str, field: str) -> date:
+    """A ``YYYY-MM-DD`` option as the API reads one (``api.schemas.IsoDate``), or exit 2."""
+    try:
+        return TypeAdapter(IsoDate).validate_python(text)
+    except ValidationError as err:
+        _refuse([f"{field}: {problem.partition(': ')[2] or problem}" for problem in describe_errors(err)])
+
+
+def _instant(text: str, field: str) -> datetime:
+    """An RFC 3339 instant with its offset, as the API reads one (``api.schemas.Instant``), or exit 2."""
+    try:
+        return TypeAdapter(Instant).validate_python(text)
+    except ValidationError as err:
+        _refuse([f"{field}: {problem.partition(': ')[2] or problem}" for problem in describe_errors(err)])
+
+
+def _id(value: str | None, field: str) -> str | None:
+    """``value`` when it is an id the API takes (``ID_PATTERN``), else exit 2 naming ``field``."""
+    if value is not None and id_problem(value, field):
+        _refuse([id_problem(value, field)])
+    return value
+
+
+def _loan(value: str) -> str:
+    """A LOAN_ID argument (a workflow id ``collection-<loan id>`` is accepted too), checked
+    against the API's id rule before anything connects."""
+    return _id(_loan_id(value), "loan_id")
 
 
 async def _client() -> Client:
@@ -95,7 +292,7 @@ async def _client() -> Client:
     try:
         return await connect(settings)
     except Exception as err:  # connection refused, bad address
-        _fail(f"cannot reach Temporal at {settings.temporal_address}: {err}. Is the dev server running?")
+        _fail(f"cannot reach Temporal at {settings.temporal_address}: {err}. Is the dev server running?", code=1)
         raise
 
 
@@ -139,11 +336,12 @@ def dev_server() -> None:
 
 @app.command()
 def demo(
-    loans: Annotated[int, typer.Option(help="How many real Home Credit loans to put in the loan book (most recent first); the scan opens the overdue ones' cases.")] = 600,
+    loans: Annotated[int, typer.Option(min=1, help="How many real Home Credit loans to put in the loan book (most recent first); the scan opens the overdue ones' cases.")] = 600,
     anchor: Annotated[str | None, typer.Option(help="Date of the file's day 0, YYYY-MM-DD (default today, UTC).")] = None,
     exit_after_load: Annotated[bool, typer.Option(help="Stop the servers once the cases are loaded.")] = False,
 ) -> None:
     """The main job: dev server with UI, a worker, the HTTP API, and the real portfolio loaded. Ctrl-C stops it."""
+    anchor_date = _anchor(anchor)
     settings = get_settings()
     configure_logging("WARNING")
     logs = Path(settings.data_dir) / "logs"
@@ -160,7 +358,7 @@ def demo(
         _wait_for_api(settings, api, logs / "api.log")
         console.print(f"HTTP API on http://{settings.api_host}:{settings.api_port} "
                       f"(docs http://{settings.api_host}:{settings.api_port}/docs, log {logs / 'api.log'})")
-        _load(limit=loans, anchor=anchor, csv=None)
+        _load(limit=loans, anchor=anchor_date, csv=None)
         scan_schedules_command(zone=None)  # from now on the scan runs daily in each zone of the book
         wallclock.sleep(2)
         if worker.poll() is not None:
@@ -221,100 +419,114 @@ def _wait_for_api(settings, process, log_file: Path, timeout_seconds: float = 60
 # -- cases -------------------------------------------------------------------------------------
 
 
-def _parse_date(value: str, field: str) -> date:
-    try:
-        if len(value) != 10 or value[4] != "-" or value[7] != "-":
-            raise ValueError(value)
-        return date.fromisoformat(value)
-    except ValueError:
-        _fail(f"{field}: must be a date YYYY-MM-DD, got {value!r}")
-        raise
+def _policies():
+    from collections_domain.rules.policy import PolicyRegistry
+
+    return PolicyRegistry.from_settings(get_settings().collections_policy)
+
+
+def _checked_case(**fields) -> CaseInput:
+    """The case input of the options, checked as ``POST /v1/cases`` checks its body: the API's
+    ``CaseOpenRequest`` (ids, amounts 0 to 2^53-1 and their sum, currency in capitals, dates,
+    region), then ``rules.validation`` (ISO 4217 code the policy covers, IANA zone, policy
+    version, due date not after the borrower's today). Exits 2 naming each option and rule."""
+    body = _request(CaseOpenRequest, **fields)
+    case = CaseInput.model_validate(body.model_dump())
+    problems = case_input_problems(case, _policies())
+    if not problems:
+        problems = [p for p in [due_date_problem(case, datetime.now(UTC))] if p]
+    if problems:
+        _refuse(problems)
+    return case
 
 
 @app.command("start-case")
 def start_case_command(
     loan_id: Annotated[str, typer.Option(help="Loan id: 1-64 letters, digits, '-', '_' or '.'.")],
     borrower_id: Annotated[str, typer.Option(help="Borrower id; contact details are read from the database.")],
-    principal_due_minor: Annotated[int, typer.Option(help="Overdue principal, minor units (>= 0).")],
-    oldest_due_date: Annotated[str, typer.Option(help="Oldest unpaid due date, YYYY-MM-DD, not after today (borrower's calendar).")],
-    interest_due_minor: Annotated[int, typer.Option(help="Overdue interest, minor units (>= 0).")] = 0,
-    fees_due_minor: Annotated[int, typer.Option(help="Overdue fees, minor units (>= 0).")] = 0,
-    currency: Annotated[str, typer.Option(help="ISO 4217 code the policy has thresholds for (default policy: CNY, USD, GBP, EUR).")] = "CNY",
+    principal_due_minor: Annotated[str, typer.Option(metavar=MINOR, help="Overdue principal, minor units (0 to 2^53-1).")],
+    oldest_due_date: Annotated[str, typer.Option(help="Oldest unpaid due date, YYYY-MM-DD, not after today (borrower's calendar), at most 10 years back.")],
+    interest_due_minor: Annotated[str, typer.Option(metavar=MINOR, help="Overdue interest, minor units (0 to 2^53-1).")] = "0",
+    fees_due_minor: Annotated[str, typer.Option(metavar=MINOR, help="Overdue fees, minor units (0 to 2^53-1).")] = "0",
+    currency: Annotated[str, typer.Option(help="ISO 4217 code in capitals the policy has thresholds for (default policy: CNY, USD, GBP, EUR).")] = "CNY",
     timezone: Annotated[str, typer.Option(help="The borrower's IANA time zone, such as Asia/Shanghai or America/New_York.")] = "Asia/Shanghai",
     jurisdiction: Annotated[str, typer.Option(help="CN, US or UK.")] = "CN",
     policy_version: Annotated[str | None, typer.Option(help="Policy version (default: the current policy).")] = None,
     region: Annotated[str | None, typer.Option(help="The borrower's ISO 3166-2 region, e.g. CN-SH (search attribute Region).")] = None,
     portfolio: Annotated[str | None, typer.Option(help="The loan book's portfolio (the policy may switch accrual off for it: no-accrual).")] = None,
 ) -> None:
-    """Open a collections case for a loan with one overdue instalment (the contract's input). If
-    the loan's case is already running, nothing changes; a loan with several instalments opens
-    from the loan book (``loan-import``, ``scan``)."""
-    due = _parse_date(oldest_due_date, "oldest_due_date")
+    """Open a collections case for a loan with one overdue instalment (the contract's input),
+    checked by the HTTP API's rules before anything connects. If the loan's case is already
+    running, nothing changes; a loan with several instalments opens from the loan book
+    (``loan-import``, ``scan``)."""
+    case = _checked_case(
+        loan_id=loan_id, borrower_id=borrower_id, currency=currency,
+        principal_due_minor=_minor(principal_due_minor, "principal_due_minor"),
+        interest_due_minor=_minor(interest_due_minor, "interest_due_minor"),
+        fees_due_minor=_minor(fees_due_minor, "fees_due_minor"),
+        oldest_due_date=oldest_due_date, timezone=timezone, jurisdiction=jurisdiction,
+        policy_version=policy_version, region=region, portfolio=portfolio,
+    )
+    asyncio.run(_start_case(case))
+
+
+async def _start_case(case: CaseInput) -> None:
+    """Start ``case`` (or say that its loan's case already runs, and how the input differs)."""
+    client = await _client()
     try:
-        case = CaseInput.checked(
-            portfolio=portfolio,
-            loan_id=loan_id,
-            borrower_id=borrower_id,
-            currency=currency,
-            principal_due_minor=principal_due_minor,
-            interest_due_minor=interest_due_minor,
-            fees_due_minor=fees_due_minor,
-            oldest_due_date=due,
-            timezone=timezone,
-            jurisdiction=jurisdiction,
-            policy_version=policy_version,
-            region=region,
+        running = await case_handle(client, case.loan_id).describe()
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            _fail(_rpc_message(err, case.loan_id))
+        running = None
+    if running is not None and running.status == WorkflowExecutionStatus.RUNNING:
+        console.print(
+            f"A case for loan {case.loan_id} is already running (opened {running.start_time:%Y-%m-%d %H:%M} UTC, "
+            f"run {running.run_id}); nothing changed. See: {_me()} status {case.loan_id}"
         )
+        differences = await input_differences(client, case_handle(client, case.loan_id), case)
+        if differences:
+            console.print("These values differ from the running case's and were not applied: " + "; ".join(differences))
+        return
+    try:
+        handle = await start_case(client, case, now=datetime.now(UTC))
     except ValueError as err:
-        _fail(str(err))
-
-    async def run() -> None:
-        client = await _client()
-        try:
-            running = await case_handle(client, case.loan_id).describe()
-        except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
-                _fail(_rpc_message(err, case.loan_id))
-            running = None
-        if running is not None and running.status == WorkflowExecutionStatus.RUNNING:
-            console.print(
-                f"A case for loan {loan_id} is already running (opened {running.start_time:%Y-%m-%d %H:%M} UTC, "
-                f"run {running.run_id}); nothing changed. See: {_me()} status {loan_id}"
-            )
-            differences = await input_differences(client, case_handle(client, case.loan_id), case)
-            if differences:
-                console.print("These values differ from the running case's and were not applied: " + "; ".join(differences))
-            return
-        try:
-            handle = await start_case(client, case, now=datetime.now(UTC))
-        except ValueError as err:
-            _fail(str(err))
-        await asyncio.sleep(1.0)
-        described = await handle.describe()
-        if described.status is not None and described.status != WorkflowExecutionStatus.RUNNING:
-            _fail(f"the case did not open: {await failure_of(handle)}")
-        console.print(f"Case open: workflow {handle.id} (run {handle.result_run_id}). See: {_me()} status {loan_id}")
-
-    asyncio.run(run())
+        _refuse([str(err)])
+    await asyncio.sleep(1.0)
+    described = await handle.describe()
+    if described.status is not None and described.status != WorkflowExecutionStatus.RUNNING:
+        _fail(f"the case did not open: {await failure_of(handle)}")
+    console.print(f"Case open: workflow {handle.id} (run {handle.result_run_id}). See: {_me()} status {case.loan_id}")
 
 
 @app.command("load-portfolio")
 def load_portfolio(
-    limit: Annotated[int, typer.Option(help="How many Home Credit loans to put in the loan book (most recent first).")] = 600,
-    anchor: Annotated[str | None, typer.Option(help="Date of the file's day 0, YYYY-MM-DD (default today, UTC).")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many Home Credit loans to put in the loan book (most recent first).")] = 600,
+    anchor: Annotated[str | None, typer.Option(help="Date of the file's day 0, YYYY-MM-DD (default today, UTC), at most 10 years back.")] = None,
     csv: Annotated[Path | None, typer.Option(help="An installments_payments.csv (default: the packaged one).")] = None,
 ) -> None:
     """Put real Home Credit loans in the loan book (their schedules and the payments made by now,
     day 0 of the file on the anchor), then run the delinquency scan: it opens a case for every
     loan still overdue, and none for the current ones."""
+    anchor_date = _anchor(anchor)
     configure_logging("WARNING")
-    _load(limit=limit, anchor=anchor, csv=csv)
+    _load(limit=limit, anchor=anchor_date, csv=csv)
 
 
-def _load(*, limit: int, anchor: str | None, csv: Path | None) -> None:
-    anchor_date = _parse_date(anchor, "anchor") if anchor else datetime.now(UTC).date()
-    if limit < 1:
-        _fail("limit: must be at least 1")
+def _anchor(anchor: str | None) -> date:
+    """The ``--anchor`` date (default today, UTC), within the due dates' bounds (10 years back,
+    50 ahead: ``rules.validation.due_date_range_problem``), or exit 2."""
+    today = datetime.now(UTC).date()
+    if anchor is None:
+        return today
+    day = _date(anchor, "anchor")
+    problem = due_date_range_problem(day, today, "anchor")
+    if problem:
+        _refuse([problem])
+    return day
+
+
+def _load(*, limit: int, anchor: date, csv: Path | None) -> None:
     try:
         loans = home_credit.recent_first(home_credit.read_loans(csv or home_credit.PACKAGED_CSV))[:limit]
     except (OSError, home_credit.DataFileError) as err:
@@ -322,56 +534,44 @@ def _load(*, limit: int, anchor: str | None, csv: Path | None) -> None:
     with Progress(TextColumn("Loading the loan book"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
         task = progress.add_task("load", total=1)
-        count = home_credit.load_into_book(_engine(), _policy(), loans, anchor_date, datetime.now(UTC))
+        count = home_credit.load_into_book(_engine(), _policy(), loans, anchor, datetime.now(UTC))
         progress.update(task, completed=1)
-    console.print(f"Loan book: {count} real Home Credit loans (day 0 of the file on {anchor_date}); scanning for overdue ones.")
+    console.print(f"Loan book: {count} real Home Credit loans (day 0 of the file on {anchor}); scanning for overdue ones.")
     scan_command(zone=None)
 
 
 @app.command()
 def pay(
     loan_id: LoanId,
-    amount_minor: Annotated[int, typer.Argument(help="Amount in minor units (fen, cents); for a negative test value write -- -5.")],
-    currency: Annotated[str | None, typer.Option(help="Currency (default: the case's or the loan book's own).")] = None,
+    amount_minor: Annotated[str, typer.Argument(metavar="AMOUNT_MINOR", help="Amount in minor units (fen, cents), 1 to 2^53-1.")],
+    currency: Annotated[str | None, typer.Option(help="ISO 4217 code in capitals (default: the case's or the loan book's own).")] = None,
     payment_id: Annotated[str | None, typer.Option(help="The payment's id (default: a new one).")] = None,
-    paid_at: Annotated[str | None, typer.Option(help="When it was paid, RFC 3339 with offset (default: now): applied as of then.")] = None,
+    paid_at: Annotated[str | None, typer.Option(help="When it was paid, RFC 3339 with offset (default: now), not in the future, at most 10 years back: applied as of then.")] = None,
 ) -> None:
-    """A payment of a loan: to its running case, else to the loan book, else held for reconciliation."""
-    loan_id = _loan_id(loan_id)
-    when = _parse_instant(paid_at, "paid_at") if paid_at else datetime.now(UTC)
+    """A payment of a loan: to its running case, else to the loan book, else held for
+    reconciliation. Checked as ``POST /v1/cases/{loan}/payments`` checks it before anything connects."""
+    loan_id = _loan(loan_id)
+    now = datetime.now(UTC)
+    # "XXX" (ISO 4217: no currency) stands in until the case's or the book's currency is read.
+    body = _request(PaymentRequest, payment_id=payment_id or f"cli-{uuid.uuid4().hex[:12]}", currency=currency or "XXX",
+                    amount_minor=_minor(amount_minor, "amount_minor"), paid_at=paid_at or now.isoformat())
+    payment = PaymentReceived(**body.model_dump())
+    problem = payment_entry_problem(payment, currency=None, now=now)
+    if problem:
+        _refuse([problem])
 
     async def run() -> None:
         client = await _client()
         try:
-            payment = _checked(PaymentReceived, payment_id=payment_id or f"cli-{uuid.uuid4().hex[:12]}",
-                               amount_minor=amount_minor, currency=currency or await _currency_of(client, loan_id),
-                               paid_at=when)
-            delivery = await deliver_payment(client, _engine(), _policy(), loan_id, payment, source="cli")
+            checked = payment if currency else payment.model_copy(update={"currency": await _currency_of(client, loan_id)})
+            delivery = await deliver_payment(client, _engine(), _policy(), loan_id, checked, source="cli")
         except RPCError as err:
             _fail(_rpc_message(err, loan_id))
         except ValueError as err:
-            _fail(str(err))
-        _print_delivery(delivery, f"{amount_minor} {payment.currency} minor units")
+            _refuse([str(err)])
+        _print_delivery(delivery, f"{checked.amount_minor} {checked.currency} minor units")
 
     asyncio.run(run())
-
-
-def _parse_instant(value: str, field: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        _fail(f"{field}: must be an RFC 3339 instant such as 2026-12-01T10:00:00+08:00, got {value!r}")
-    if when.tzinfo is None:
-        _fail(f"{field}: must carry a UTC offset, such as +08:00 or Z, got {value!r}")
-    return when
-
-
-def _checked(model, **fields):
-    """``model(**fields)``, or exit naming each field and rule it breaks (the API's own models)."""
-    try:
-        return model.model_validate(fields)
-    except ValidationError as err:
-        _fail("; ".join(describe_errors(err)))
 
 
 async def _currency_of(client: Client, loan_id: str) -> str:
@@ -403,17 +603,15 @@ def _print_delivery(delivery, what: str) -> None:
 @app.command()
 def promise(
     loan_id: LoanId,
-    amount_minor: Annotated[int, typer.Argument(help="Promised amount in minor units.")],
-    promised_date: Annotated[str, typer.Argument(help="Date the borrower will pay by, YYYY-MM-DD (their calendar).")],
+    amount_minor: Annotated[str, typer.Argument(metavar="AMOUNT_MINOR", help="Promised amount in minor units, 1 to 2^53-1.")],
+    promised_date: Annotated[str, typer.Argument(metavar="PROMISED_DATE", help="Date the borrower will pay by, YYYY-MM-DD (their calendar).")],
     promise_id: Annotated[str | None, typer.Option(help="The promise's id (default: a new one).")] = None,
 ) -> None:
-    """Send a promise_to_pay signal to a loan's case."""
-    loan_id = _loan_id(loan_id)
-    day = _parse_date(promised_date, "promised_date")
-    try:
-        ptp = PromiseToPay(promise_id=promise_id or f"ptp-{uuid.uuid4().hex[:12]}", amount_minor=amount_minor, promised_date=day)
-    except ValueError as err:
-        _fail(str(err))
+    """Send a promise_to_pay signal to a loan's case (checked as ``POST .../promises`` checks it)."""
+    loan_id = _loan(loan_id)
+    body = _request(PromiseRequest, promise_id=promise_id or f"ptp-{uuid.uuid4().hex[:12]}",
+                    amount_minor=_minor(amount_minor, "amount_minor"), promised_date=promised_date)
+    ptp = PromiseToPay(**body.model_dump())
 
     async def run() -> None:
         client = await _client()
@@ -421,7 +619,7 @@ def promise(
             await send_promise(client, loan_id, ptp)
         except RPCError as err:
             _fail(_rpc_message(err, loan_id))
-        console.print(f"Sent promise {ptp.promise_id}: {amount_minor} minor units by {day} to {loan_id}.")
+        console.print(f"Sent promise {ptp.promise_id}: {ptp.amount_minor} minor units by {ptp.promised_date} to {loan_id}.")
         console.print(f"Check it was accepted:  {_me()} status {loan_id}")
 
     asyncio.run(run())
@@ -433,8 +631,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw status JSON.")] = False,
 ) -> None:
     """Print a case's status (the workflow's `status` query)."""
-
-    loan_id = _loan_id(loan_id)
+    loan_id = _loan(loan_id)
 
     async def run() -> CaseStatus:
         client = await _client()
@@ -547,12 +744,12 @@ def _print_ledger_lines(view) -> None:
 @app.command()
 def history(
     loan_id: LoanId,
-    limit: Annotated[int, typer.Option(help="Show the last N events (0: all).")] = 60,
+    limit: Annotated[int, typer.Option(min=0, help="Show the last N events (0: all).")] = 60,
     all_events: Annotated[bool, typer.Option("--all", help="Include workflow-task bookkeeping events.")] = False,
 ) -> None:
     """The case's Temporal history as a table: each event with its time and what it did (the
     activity, timer or child and its summary, the signal or update received). Current run only."""
-    loan_id = _loan_id(loan_id)
+    loan_id = _loan(loan_id)
 
     async def run() -> None:
         client = await _client()
@@ -613,36 +810,30 @@ def _engine():
     return make_engine(get_settings().resolved_database_url)
 
 
-def _dates(value: str, field: str) -> list[date]:
-    return [_parse_date(part.strip(), field) for part in value.split(",") if part.strip()]
-
-
 @app.command("propose-plan")
 def propose_plan_command(
     loan_id: LoanId,
     kind: Annotated[str, typer.Option(help="instalments, deferral or waiver.")],
     plan_id: Annotated[str | None, typer.Option(help="The plan's id (default: a new one).")] = None,
     dates: Annotated[str | None, typer.Option(help="instalments: the due dates, YYYY-MM-DD,YYYY-MM-DD,... (borrower's calendar).")] = None,
-    first_minor: Annotated[int | None, typer.Option(help="instalments: the first instalment, minor units (default: an equal share).")] = None,
+    first_minor: Annotated[str | None, typer.Option(metavar=MINOR, help="instalments: the first instalment, minor units (default: an equal share).")] = None,
     new_due_date: Annotated[str | None, typer.Option(help="deferral: the new due date, YYYY-MM-DD.")] = None,
-    waive_minor: Annotated[int | None, typer.Option(help="waiver: interest and fees to forgive, minor units.")] = None,
+    waive_minor: Annotated[str | None, typer.Option(metavar=MINOR, help="waiver: interest and fees to forgive, minor units.")] = None,
     pay_by: Annotated[str | None, typer.Option(help="waiver: the rest is due by this date (default: policy plans.waiver_pay_within_days).")] = None,
     approver: Annotated[str | None, typer.Option(help="waiver: approver id, needed above policy plans.auto_approve_waiver_bps.")] = None,
     proposed_by: Annotated[str | None, typer.Option(help="The agent's id.")] = None,
 ) -> None:
-    """Propose a repayment plan (update propose_plan); prints the schedule or the rule it broke."""
-    loan_id = _loan_id(loan_id)
-    proposal: dict = {"plan_id": plan_id or f"plan-{uuid.uuid4().hex[:8]}", "kind": kind}
-    if dates:
-        proposal["instalment_dates"] = [str(d) for d in _dates(dates, "instalment_dates")]
-    if new_due_date:
-        proposal["new_due_date"] = str(_parse_date(new_due_date, "new_due_date"))
-    if pay_by:
-        proposal["pay_by"] = str(_parse_date(pay_by, "pay_by"))
-    for key, value in (("first_instalment_minor", first_minor), ("waive_minor", waive_minor),
-                       ("approver_id", approver), ("proposed_by", proposed_by)):
-        if value is not None:
-            proposal[key] = value
+    """Propose a repayment plan (update propose_plan); prints the schedule or the rule it broke.
+    Checked as ``POST .../plans`` checks it (``PlanRequest``) before anything connects."""
+    loan_id = _loan(loan_id)
+    body = _request(
+        PlanRequest, {"instalment_dates": "dates", "first_instalment_minor": "first_minor", "approver_id": "approver"},
+        plan_id=plan_id or f"plan-{uuid.uuid4().hex[:8]}", kind=kind,
+        instalment_dates=[part.strip() for part in dates.split(",") if part.strip()] if dates is not None else None,
+        first_instalment_minor=_minor(first_minor, "first_minor"), new_due_date=new_due_date,
+        waive_minor=_minor(waive_minor, "waive_minor"), pay_by=pay_by, approver_id=approver, proposed_by=proposed_by,
+    )
+    proposal = body.model_dump(mode="json", exclude_none=True)
 
     async def run() -> None:
         client = await _client()
@@ -670,23 +861,25 @@ def record_outcome_command(
     task_key: Annotated[str, typer.Option(help="The agent task's key (`status` lists open tasks).")],
     outcome: Annotated[str, typer.Option(help="reached, no_answer, wrong_number, refused, promise_made or dispute_raised.")],
     agent: Annotated[str, typer.Option(help="The agent's id.")],
-    note: Annotated[str | None, typer.Option(help="Free text; stored in the database only, never in the workflow.")] = None,
-    promise_amount_minor: Annotated[int | None, typer.Option(help="promise_made: the promised amount, minor units.")] = None,
+    note: Annotated[str | None, typer.Option(help="Free text, 1-2000 characters; stored in the database only, never in the workflow.")] = None,
+    promise_amount_minor: Annotated[str | None, typer.Option(metavar=MINOR, help="promise_made: the promised amount, minor units.")] = None,
     promise_date: Annotated[str | None, typer.Option(help="promise_made: the promised date, YYYY-MM-DD.")] = None,
     promise_id: Annotated[str | None, typer.Option(help="promise_made: the promise's id (default: a new one).")] = None,
     dispute_id: Annotated[str | None, typer.Option(help="dispute_raised: the dispute's id.")] = None,
 ) -> None:
-    """Record what an agent call or visit achieved (update record_contact_outcome)."""
-    loan_id = _loan_id(loan_id)
-    report: dict = {"task_key": task_key, "outcome": outcome, "agent_id": agent}
+    """Record what an agent call or visit achieved (update record_contact_outcome). Checked as
+    ``POST .../contact-outcomes`` checks it (``ContactOutcomeRequest``) before anything connects."""
+    loan_id = _loan(loan_id)
+    promised = None
     if promise_amount_minor is not None or promise_date is not None:
-        report["promise"] = {
-            "promise_id": promise_id or f"ptp-{uuid.uuid4().hex[:12]}",
-            "amount_minor": promise_amount_minor,
-            "promised_date": str(_parse_date(promise_date, "promise.promised_date")) if promise_date else None,
-        }
-    if dispute_id:
-        report["dispute_id"] = dispute_id
+        promised = {"promise_id": promise_id or f"ptp-{uuid.uuid4().hex[:12]}",
+                    "amount_minor": _minor(promise_amount_minor, "promise_amount_minor"), "promised_date": promise_date}
+        promised = {name: value for name, value in promised.items() if value is not None}
+    aliases = {"agent_id": "agent", "promise": "promise_amount_minor", "promise.amount_minor": "promise_amount_minor",
+               "promise.promised_date": "promise_date", "promise.promise_id": "promise_id"}
+    body = _request(ContactOutcomeRequest, aliases, task_key=task_key, outcome=outcome, agent_id=agent, note=note,
+                    promise=promised, dispute_id=dispute_id)
+    report = body.model_dump(mode="json", exclude_none=True, exclude={"note"})
 
     async def run() -> None:
         client = await _client()
@@ -703,7 +896,11 @@ def record_outcome_command(
 
 
 def _signal_command(name: str, loan_id: str, payload: dict) -> None:
-    loan_id = _loan_id(loan_id)
+    """Send case signal ``name``, its ``payload`` checked by the model the API checks it with
+    (``client.CASE_SIGNALS``) and the loan id by the API's id rule, before anything connects."""
+    loan_id = _loan(loan_id)
+    checked = _request(CASE_SIGNALS[name], **payload)
+    payload = checked.model_dump(mode="json", exclude_none=True)
 
     async def run() -> None:
         client = await _client()
@@ -733,12 +930,11 @@ def resolve_dispute_command(
     loan_id: LoanId,
     dispute_id: Annotated[str, typer.Option(help="The open dispute's id.")],
     resolution: Annotated[str, typer.Option(help="upheld or rejected.")],
-    corrected_outstanding_minor: Annotated[int | None, typer.Option(help="upheld: the corrected outstanding amount, minor units.")] = None,
+    corrected_outstanding_minor: Annotated[str | None, typer.Option(metavar=MINOR, help="upheld: the corrected outstanding amount, minor units.")] = None,
 ) -> None:
     """Resolve a dispute (signal dispute_resolved): upheld corrects the amount, rejected resumes."""
-    payload: dict = {"dispute_id": dispute_id, "resolution": resolution}
-    if corrected_outstanding_minor is not None:
-        payload["corrected_outstanding_minor"] = corrected_outstanding_minor
+    payload: dict = {"dispute_id": dispute_id, "resolution": resolution,
+                     "corrected_outstanding_minor": _minor(corrected_outstanding_minor, "corrected_outstanding_minor")}
     _signal_command("dispute_resolved", loan_id, payload)
 
 
@@ -771,23 +967,21 @@ def legal_status_command(
     loan_id: LoanId,
     status_name: Annotated[str, typer.Option("--status", help="lawyers_letter_sent, suit_filed, judgment or settled.")],
     event_id: Annotated[str | None, typer.Option(help="The event's id (default: a new one).")] = None,
-    occurred_on: Annotated[str | None, typer.Option(help="The local date it happened, YYYY-MM-DD.")] = None,
-    awarded_minor: Annotated[int | None, typer.Option(help="judgment: what the court awarded for the debt, minor units.")] = None,
-    court_costs_minor: Annotated[int | None, typer.Option(help="judgment: court costs the borrower owes, minor units.")] = None,
+    occurred_on: Annotated[str | None, typer.Option(help="The local date it happened, YYYY-MM-DD, at most 10 years back.")] = None,
+    awarded_minor: Annotated[str | None, typer.Option(metavar=MINOR, help="judgment: what the court awarded for the debt, minor units.")] = None,
+    court_costs_minor: Annotated[str | None, typer.Option(metavar=MINOR, help="judgment: court costs the borrower owes, minor units.")] = None,
 ) -> None:
     """Record a state of the case's legal referral (signal legal_status to its child workflow); a
     judgment's award and court costs enter the case's ledger, a settlement ends it settled."""
-    loan_id = _loan_id(loan_id)
-    payload: dict = {"event_id": event_id or f"legal-{uuid.uuid4().hex[:8]}", "status": status_name}
-    if occurred_on:
-        payload["occurred_on"] = str(_parse_date(occurred_on, "occurred_on"))
-    for key, value in (("awarded_minor", awarded_minor), ("court_costs_minor", court_costs_minor)):
-        if value is not None:
-            payload[key] = value
-    try:
-        LegalStatusUpdate.model_validate(payload)
-    except ValueError as err:
-        _fail("; ".join(describe_errors(err)) if hasattr(err, "errors") else str(err))
+    loan_id = _loan(loan_id)
+    day = _date(occurred_on, "occurred_on") if occurred_on is not None else None
+    problem = due_date_range_problem(day, datetime.now(UTC).date(), "occurred_on") if day else None
+    if problem:
+        _refuse([problem])
+    checked = _request(LegalStatusUpdate, {"status": "status_name"}, event_id=event_id or f"legal-{uuid.uuid4().hex[:8]}",
+                       status=status_name, occurred_on=day, awarded_minor=_minor(awarded_minor, "awarded_minor"),
+                       court_costs_minor=_minor(court_costs_minor, "court_costs_minor"))
+    payload = checked.model_dump(mode="json", exclude_none=True)
 
     async def run() -> None:
         client = await _client()
@@ -818,7 +1012,7 @@ def contacts_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """List a loan's whole contact history from the database: contacts, outcomes with notes, hand-offs."""
-    loan_id = _loan_id(loan_id)
+    loan_id = _loan(loan_id)
     history = contact_history(_engine(), loan_id)
     if as_json:
         for row in history:
@@ -839,7 +1033,7 @@ def contacts_command(
 
 @app.command("preferences")
 def preferences_command(
-    borrower_id: Annotated[str, typer.Argument(help="The borrower's id.")],
+    borrower_id: Annotated[str, typer.Argument(metavar="BORROWER_ID", help="The borrower's id.")],
     preferred_hours: Annotated[str | None, typer.Option(help="Local HH:MM-HH:MM the borrower prefers ('' clears).")] = None,
     agreed_hours: Annotated[str | None, typer.Option(help="CN: local HH:MM-HH:MM of a stored agreement that widens the hours ('' clears).")] = None,
     opt_out: Annotated[list[str] | None, typer.Option(help="A medium the borrower opted out of: sms, email, call, visit, letter (repeatable).")] = None,
@@ -854,8 +1048,17 @@ def preferences_command(
 ) -> None:
     """Show or change a borrower's contact preferences and consents (read by the compliance gate
     before every step). Without options, shows them."""
-    from collections_domain.store.preferences import get_contact_preferences, set_contact_preferences
+    from collections_domain.store.preferences import (
+        get_contact_preferences,
+        set_contact_preferences,
+    )
 
+    _id(borrower_id, "borrower_id")
+    if attorney_id:
+        _id(attorney_id, "attorney_id")
+    zone_problems = [p for p in (time_zone_problem(zone) for zone in time_zone or []) if p]
+    if zone_problems:
+        _refuse(zone_problems)
     engine = _engine()
     changes = dict(
         preferred_hours=preferred_hours, agreed_hours=agreed_hours, opt_out=opt_out, opt_in=opt_in,
@@ -869,7 +1072,7 @@ def preferences_command(
         else:
             prefs = get_contact_preferences(engine, borrower_id)
     except ValueError as err:
-        _fail(str(err))
+        _refuse([str(err)], {"preferred_media": "preferred_medium", "extra_time_zones": "time_zone"})
     table = Table(title=f"Contact preferences of {borrower_id}", show_header=False)
     hours = lambda a, b: f"{a}-{b}" if a else "-"  # noqa: E731
     table.add_row("preferred hours", hours(prefs.preferred_opens, prefs.preferred_closes))
@@ -896,20 +1099,20 @@ def record_call_command(
     """Log a call attempt made outside the product, so the call caps count it."""
     from collections_domain.store.preferences import record_call_attempt
 
-    loan_id = _loan_id(loan_id)
-    try:
-        attempted_at = datetime.fromisoformat(at)
-    except ValueError:
-        _fail(f"at: must be an RFC 3339 instant such as 2026-12-01T10:00:00+08:00, got {at!r}")
-    if attempted_at.tzinfo is None:
-        _fail(f"at: must carry a UTC offset (2026-12-01T10:00:00+08:00), got {at!r}")
-    if attempted_at > datetime.now(UTC) + timedelta(minutes=5):
-        _fail(f"at: a call cannot be logged before it happens, got {attempted_at.isoformat()} (now {datetime.now(UTC):%Y-%m-%dT%H:%M}Z)")
+    loan_id = _loan(loan_id)
+    for value, field in ((attempt_id, "attempt_id"), (number_id, "number_id"), (borrower_id, "borrower_id")):
+        _id(value, field)
+    attempted_at = _instant(at, "at")
+    now = datetime.now(UTC)
+    if attempted_at > now + timedelta(minutes=5):
+        _fail(f"--at: a call cannot be logged before it happens, got {attempted_at.isoformat()} (now {now:%Y-%m-%dT%H:%M}Z)")
+    if attempted_at < now - timedelta(days=MAX_AGE_DAYS):
+        _fail(f"--at: must be within the last {MAX_AGE_DAYS} days (10 years), got {attempted_at.isoformat()}")
     try:
         new = record_call_attempt(_engine(), attempt_id=attempt_id, loan_id=loan_id, attempted_at=attempted_at,
                                   connected=connected, phone_number_id=number_id, source=source, borrower_id=borrower_id)
     except ValueError as err:
-        _fail(str(err))
+        _refuse([str(err)], {"attempted_at": "at", "phone_number_id": "number_id"})
     console.print(f"{'Logged' if new else 'Already logged'} call attempt {source}:{attempt_id} for {loan_id}.")
 
 
@@ -921,7 +1124,7 @@ def breathing_space_command(loan_id: LoanId, breathing_space_id: Annotated[str, 
 
 @app.command("audit")
 def audit_command(
-    loan_id: Annotated[str | None, typer.Argument(help="One loan; omit for the whole portfolio.")] = None,
+    loan_id: Annotated[str | None, typer.Argument(metavar="LOAN_ID", help="One loan; omit for the whole portfolio.")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Write every row as CSV to this file ('-': standard output).")] = None,
 ) -> None:
     """The compliance audit: every contact decision (allowed, deferred, rerouted, skipped) with its
@@ -929,7 +1132,7 @@ def audit_command(
     from collections_domain.store.audit import audit_rows, summary, write_csv
 
     if loan_id is not None:
-        loan_id = _loan_id(loan_id)
+        loan_id = _loan(loan_id)
     rows = audit_rows(_engine(), loan_id)
     if not rows and loan_id is not None:
         _fail(f"no contact decisions recorded for loan {loan_id} in {get_settings().resolved_database_url}", code=1)
@@ -966,9 +1169,7 @@ def audit_command(
 
 
 def _policy():
-    from collections_domain.rules.policy import PolicyRegistry
-
-    return PolicyRegistry.from_settings(get_settings().collections_policy).current
+    return _policies().current
 
 
 def _run_delivery(loan_id: str, deliver, what: str) -> None:
@@ -979,7 +1180,7 @@ def _run_delivery(loan_id: str, deliver, what: str) -> None:
         except RPCError as err:
             _fail(_rpc_message(err, loan_id))
         except (LookupError, ValueError) as err:
-            _fail(str(err).strip("'\""))
+            _refuse([str(err).strip("'\"")])
         _print_delivery(delivery, what)
 
     asyncio.run(run())
@@ -995,9 +1196,10 @@ def reverse_command(
 ) -> None:
     """Reverse a payment (signal payment_reversed): the running case undoes it; a case that ended
     because of it (cured, settled) re-opens from its own ledger; the loan book marks it."""
-    loan_id = _loan_id(loan_id)
-    reversal = _checked(PaymentReversed, reversal_id=reversal_id or f"rev-{uuid.uuid4().hex[:10]}", payment_id=payment_id,
-                        reason=reason, reversed_at=_parse_instant(reversed_at, "reversed_at") if reversed_at else None)
+    loan_id = _loan(loan_id)
+    body = _request(ReversalRequest, reversal_id=reversal_id or f"rev-{uuid.uuid4().hex[:10]}", payment_id=payment_id,
+                    reason=reason, reversed_at=reversed_at)
+    reversal = PaymentReversed(**body.model_dump())
     _run_delivery(loan_id, lambda client: deliver_reversal(client, _engine(), _policy(), loan_id, reversal,
                                                            task_queue=get_settings().temporal_task_queue),
                   f"of payment {payment_id}, {reason}")
@@ -1008,31 +1210,32 @@ def instalment_command(
     loan_id: LoanId,
     instalment_id: Annotated[str, typer.Option(help="The servicing system's id of the instalment.")],
     due_date: Annotated[str, typer.Option(help="Its due date, YYYY-MM-DD (borrower's calendar).")],
-    principal_minor: Annotated[int, typer.Option(help="Principal due, minor units.")] = 0,
-    interest_minor: Annotated[int, typer.Option(help="Interest due, minor units.")] = 0,
-    fees_minor: Annotated[int, typer.Option(help="Fees due, minor units.")] = 0,
+    principal_minor: Annotated[str, typer.Option(metavar=MINOR, help="Principal due, minor units.")] = "0",
+    interest_minor: Annotated[str, typer.Option(metavar=MINOR, help="Interest due, minor units.")] = "0",
+    fees_minor: Annotated[str, typer.Option(metavar=MINOR, help="Fees due, minor units.")] = "0",
 ) -> None:
-    """An instalment of the loan fell due (signal instalment_due to its running case, and the loan book)."""
-    loan_id = _loan_id(loan_id)
-    line = _checked(LoanInstalment, instalment_id=instalment_id, due_date=_parse_date(due_date, "due_date"),
-                    principal_minor=principal_minor, interest_minor=interest_minor, fees_minor=fees_minor)
+    """An instalment of the loan fell due (signal instalment_due to its running case, and the
+    loan book); checked as ``POST /v1/loans/{loan}/instalments`` checks it."""
+    loan_id = _loan(loan_id)
+    body = _request(InstalmentRequest, instalment_id=instalment_id, due_date=due_date,
+                    principal_minor=_minor(principal_minor, "principal_minor"),
+                    interest_minor=_minor(interest_minor, "interest_minor"), fees_minor=_minor(fees_minor, "fees_minor"))
+    line = _request(LoanInstalment, **body.model_dump())
     if line.problem():
-        _fail(line.problem())
+        _refuse([line.problem()])
     _run_delivery(loan_id, lambda client: deliver_instalment(client, _engine(), _policy(), loan_id, line),
                   f"due {line.due_date}, {line.total_minor} minor units")
 
 
-def _instalment_spec(spec: str) -> dict:
+def _instalment_spec(spec: str, index: int) -> dict:
+    """One ``--add`` value ``ID:YYYY-MM-DD:PRINCIPAL[:INTEREST[:FEES]]`` (minor units) as the
+    fields of an ``InstalmentRequest``; exits 2 naming ``--add`` for a malformed one."""
     parts = spec.split(":")
     if len(parts) < 3 or len(parts) > 5:
-        _fail(f"add: must be ID:YYYY-MM-DD:PRINCIPAL[:INTEREST[:FEES]] in minor units, got {spec!r}")
-    numbers = []
-    for name, value in zip(("principal_minor", "interest_minor", "fees_minor"), parts[2:]):
-        try:
-            numbers.append((name, int(value)))
-        except ValueError:
-            _fail(f"add.{name}: must be a whole number of minor units, got {value!r}")
-    return {"instalment_id": parts[0], "due_date": str(_parse_date(parts[1], "add.due_date")), **dict(numbers)}
+        _refuse([f"add.{index}: must be ID:YYYY-MM-DD:PRINCIPAL[:INTEREST[:FEES]] in minor units, got {spec[:80]!r}"])
+    amounts = {name: _minor(value, f"add.{index}.{name}")
+               for name, value in zip(("principal_minor", "interest_minor", "fees_minor"), parts[2:])}
+    return {"instalment_id": parts[0], "due_date": parts[1], **amounts}
 
 
 @app.command("adjust")
@@ -1045,10 +1248,14 @@ def adjust_command(
     reference: Annotated[str | None, typer.Option(help="The servicing system's record id (an id, no free text).")] = None,
 ) -> None:
     """Change the loan's schedule (signal schedule_adjusted): cancel instalments, add new ones."""
-    loan_id = _loan_id(loan_id)
-    adjustment = _checked(ScheduleAdjusted, adjustment_id=adjustment_id or f"adj-{uuid.uuid4().hex[:10]}",
-                          reason_code=reason_code, reference=reference, cancel=list(cancel or []),
-                          add=[_instalment_spec(spec) for spec in add or []])
+    loan_id = _loan(loan_id)
+    body = _request(AdjustmentRequest, adjustment_id=adjustment_id or f"adj-{uuid.uuid4().hex[:10]}",
+                    reason_code=reason_code, reference=reference, cancel=list(cancel or []),
+                    add=[_instalment_spec(spec, index) for index, spec in enumerate(add or [])])
+    adjustment = _request(ScheduleAdjusted, **body.model_dump())
+    line_problems = [line.problem(f"add.{index}") for index, line in enumerate(adjustment.add) if line.problem()]
+    if line_problems:
+        _refuse(line_problems)
     _run_delivery(loan_id, lambda client: deliver_adjustment(client, _engine(), _policy(), loan_id, adjustment),
                   f"{reason_code}: cancel {list(cancel or [])}, add {len(add or [])}")
 
@@ -1065,7 +1272,7 @@ def loan_import_command(
     try:
         report = loan_book.import_csv(_engine(), _policy(), path)
     except OSError as err:
-        _fail(f"{path}: {err.strerror or err}")
+        _fail(f"PATH: cannot read {path}: {err.strerror or err}")
     console.print(f"Imported {path}: {report.loans} new loan(s), {report.instalments} instalment(s), "
                   f"{report.payments} payment(s), {report.reversals} reversal(s); {report.unchanged} row(s) already there.")
     for error in report.errors:
@@ -1104,7 +1311,8 @@ def loan_command(loan_id: LoanId, as_json: Annotated[bool, typer.Option("--json"
     """Show a loan of the loan book: its instalments, payments and what they add up to now."""
     from collections_domain.portfolio import loan_book
 
-    book = loan_book.read_loan(_engine(), _loan_id(loan_id), _policy())
+    loan_id = _loan(loan_id)
+    book = loan_book.read_loan(_engine(), loan_id, _policy())
     if book is None:
         _fail(f"loan_id: loan {loan_id} is not in the loan book", code=1)
     view = book.view
@@ -1139,11 +1347,10 @@ def scan_command(
     """Run the delinquency scan now: open a case for every overdue loan of the book (policy
     [identification]) and bring running cases what the book learned. Safe to run again."""
     from collections_domain.portfolio.scan import ScanRequest, scan_page
-    from collections_domain.rules.validation import time_zone_problem
 
-    if time_zone_problem(zone, "--zone"):
-        _fail(time_zone_problem(zone, "--zone"))
-    first = _checked(ScanRequest, time_zone=zone, scan_id=f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+    body = _request(ScanRequestBody, {"time_zone": "zone"}, time_zone=zone)
+    first = _request(ScanRequest, {"time_zone": "zone"}, time_zone=body.time_zone,
+                     scan_id=f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}")
 
     async def run() -> None:
         client = await _client()
@@ -1181,6 +1388,9 @@ def scan_schedules_command(
     from collections_domain.portfolio.scan import book_time_zones
     from collections_domain.portfolio.schedules import ensure_scan_schedules
 
+    problems = [p for p in (time_zone_problem(z, "zone") for z in zone or []) if p]
+    if problems:
+        _refuse(problems)
     settings = get_settings()
     zones = list(zone or []) or book_time_zones(_engine())
     if not zones:
@@ -1211,7 +1421,7 @@ app.add_typer(api_keys_app, name="api-key")
 @app.command("api")
 def api_command(
     host: Annotated[str | None, typer.Option(help="Address to listen on (default API_HOST, 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default API_PORT, 8000).")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port, 1-65535 (default API_PORT, 8000).")] = None,
 ) -> None:
     """Serve the HTTP API with uvicorn (OpenAPI at /openapi.json, docs at /docs)."""
     import uvicorn
@@ -1236,10 +1446,11 @@ def api_key_create(
     """Create an API key and print it once (only its SHA-256 is stored)."""
     from api import keys
 
+    body = _request(ApiKeyRequest, name=name, scopes=[s.strip() for s in scopes.split(",") if s.strip()])
     try:
-        row, secret = keys.create_api_key(_engine(), name, [s.strip() for s in scopes.split(",") if s.strip()])
+        row, secret = keys.create_api_key(_engine(), body.name, list(body.scopes))
     except ValueError as err:
-        _fail(str(err))
+        _refuse([str(err)])
     if key_only:
         print(secret)
         return
@@ -1261,20 +1472,22 @@ def api_key_list() -> None:
 
 
 @api_keys_app.command("revoke")
-def api_key_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (16 hex digits).")]) -> None:
+def api_key_revoke(key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="The key's id (16 hex digits).")]) -> None:
     """Revoke an API key; it is refused from the next request on."""
     from api import keys
 
+    if not re.fullmatch(r"[0-9a-f]{16}", key_id):
+        _fail(f"KEY_ID: must be the key's id, 16 lower-case hex digits (as `api-key list` shows it), got {key_id[:40]!r}")
     row = keys.revoke_api_key(_engine(), key_id)
     if row is None:
-        _fail(f"key_id: no API key {key_id!r}")
+        _fail(f"KEY_ID: no API key {key_id!r}")
     console.print(f"Revoked API key {row.id} ({row.name}) at {row.revoked_at:%Y-%m-%d %H:%M} UTC.")
 
 
 @app.command()
 def simulate(
     csv: Annotated[Path | None, typer.Option(help="An installments_payments.csv (default: the packaged one).")] = None,
-    limit: Annotated[int | None, typer.Option(help="Only the first N loans (by loan id).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N loans (by loan id).")] = None,
     loans_csv: Annotated[Path | None, typer.Option("--loans-csv", help="Write one row per loan to this CSV file.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the table and the totals as JSON.")] = False,
 ) -> None:

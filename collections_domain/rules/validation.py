@@ -10,16 +10,25 @@ and the loan book's CSV import.
 - A loan of the loan book (``book_loan_problems``) and each of its instalments
   (``book_instalment_problem``): a currency the policy covers, amounts that add up to at most
   ``MAX_MINOR`` (2^53-1), no ``penalty_minor`` (penalty accrues by policy, in the case).
+- Text typed on the command line (``parse_minor``, ``id_problem``): amounts are whole numbers in
+  ASCII digits, ids follow ``ID_PATTERN``; the CLI then checks them with the API's request models.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 
 from babel.numbers import is_currency
 
-from collections_domain.case.contract import MAX_MINOR, CaseInput, LoanInstalment, PaymentReceived
+from collections_domain.case.contract import (
+    ID_PATTERN,
+    MAX_MINOR,
+    CaseInput,
+    LoanInstalment,
+    PaymentReceived,
+)
 from collections_domain.rules import calendar
 from collections_domain.rules.policy import CollectionPolicy, PolicyRegistry
 
@@ -157,3 +166,34 @@ def time_zone_problem(time_zone: str | None, field: str = "time_zone") -> str | 
     except calendar.UnknownTimeZoneError as err:
         return f"{field}: {err}".replace(f"{field}: timezone: ", f"{field}: ")
     return None
+
+
+#: The API's rule for loan, borrower, payment and other ids (``contract.ID_PATTERN``), in words.
+ID_RULE = "must be 1-64 characters, each a letter, a digit, '-', '_' or '.'"
+_ID = re.compile(ID_PATTERN)
+#: A whole number as text: ASCII digits with an optional leading '-', nothing else (no '1e23',
+#: '1_000', '1.0', spaces or other scripts' digits), at most 20 digits before the bounds apply.
+_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,20}")
+
+
+def id_problem(value: str, field: str) -> str | None:
+    """``"field: ..."`` when ``value`` is not an id the API takes (``ID_PATTERN``: 1-64 ASCII
+    letters, digits, ``-``, ``_``, ``.``), else ``None``."""
+    if _ID.fullmatch(value):
+        return None
+    return f"{field}: {ID_RULE}, got {value[:80]!r}"
+
+
+def parse_minor(text: str, field: str) -> int:
+    """An amount in minor units typed as text (a command-line argument): ASCII digits with an
+    optional leading ``-``, read as the integer the API's JSON body would carry. Its bounds are
+    the request model's (``PositiveMinor``: 1 to 2^53-1; ``Minor``: 0 to 2^53-1).
+
+    Raises:
+        ValueError: ``"field: must be a whole number of minor units ..."`` for anything else
+            (``1e23``, ``1.5``, ``1_000``, more than 20 digits).
+    """
+    if not _WHOLE_NUMBER.fullmatch(text):
+        raise ValueError(f"{field}: must be a whole number of minor units (digits only, at most "
+                         f"2^53-1 = {MAX_MINOR}), got {text[:40]!r}")
+    return int(text)

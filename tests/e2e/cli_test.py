@@ -84,19 +84,19 @@ async def test_a_case_driven_from_the_command_line(cli_env):
     assert code == 0, out
     code, out = await starter(cli_env, "pay", loan, "100000", "--payment-id", "pay-cli-1")
     assert code == 0 and "CNY" in out, out
-    code, out = await starter(cli_env, "pay", "--", loan, "-5")
-    assert code == 0, out
+    code, out = await starter(cli_env, "pay", "--", loan, "-5")  # refused as the API refuses it (issue 12)
+    assert code == 2 and "AMOUNT_MINOR: Input should be greater than or equal to 1" in out, out
     code, out = await starter(cli_env, "pay", loan, "100000", "--payment-id", "pay-cli-1")
     assert code == 0, out
 
     st = await status_json(cli_env, loan)
     for _ in range(20):
-        if len(st["rejected_signals"]) == 2:
+        if len(st["rejected_signals"]) == 1:
             break
         await asyncio.sleep(0.5)
         st = await status_json(cli_env, loan)
     assert st["paid_minor"] == 100_000 and st["promises_kept"] == 1 and st["stage"] == "initial"
-    assert [r["reason"].split(":")[0] for r in st["rejected_signals"]] == ["amount_minor", "payment_id"]
+    assert [r["reason"].split(":")[0] for r in st["rejected_signals"]] == ["payment_id"]
 
     code, out = await starter(cli_env, "pay", f"collection-{loan}", "150000")
     assert code == 0, out
@@ -125,7 +125,7 @@ async def test_a_payment_with_no_running_case_is_held(cli_env):
     code, out = await starter(cli_env, "pay", loan, "5000", "--currency", "CNY", "--payment-id", "gw-77")
     assert code == 0 and "was already held" in out, out
     code, out = await starter(cli_env, "pay", loan, "6000", "--currency", "CNY", "--payment-id", "gw-77")
-    assert code != 0 and "payment_id: payment gw-77 is already held" in out, out
+    assert code == 2 and "--payment-id: payment gw-77 is already held" in out, out
 
 
 async def test_api_keys_from_the_command_line(cli_env):
@@ -136,7 +136,7 @@ async def test_api_keys_from_the_command_line(cli_env):
     code, out = await starter(cli_env, "api-key", "list")
     assert code == 0 and key_id in out and key not in out, out
     code, out = await starter(cli_env, "api-key", "create", "--name", "x", "--scopes", "root")
-    assert code != 0 and "scopes: 'root' is not one of read, write, admin" in out, out
+    assert code == 2 and "--scopes[0]: Input should be 'read', 'write' or 'admin'" in out, out
     code, out = await starter(cli_env, "api-key", "revoke", key_id)
     assert code == 0 and "Revoked" in out, out
     code, out = await starter(cli_env, "api-key", "revoke", "0000000000000000")
@@ -146,14 +146,14 @@ async def test_api_keys_from_the_command_line(cli_env):
 async def test_bad_input_is_refused_before_anything_starts(cli_env):
     base = ["start-case", "--loan-id", "L-bad", "--borrower-id", "B-cli", "--principal-due-minor", "100", "--oldest-due-date", "2026-01-05"]
     cases = {
-        ("--currency", "XYZ"): "currency: 'XYZ' is not an ISO 4217 currency code",
-        ("--currency", "JPY"): "has no thresholds for JPY",
-        ("--policy-version", "nope"): "policy_version: unknown policy 'nope'",
-        ("--timezone", "Mars/Olympus"): "timezone: 'Mars/Olympus' is not an IANA time zone name",
-        ("--jurisdiction", "ZZ"): "jurisdiction: must be one of CN, US, UK",
-        ("--loan-id", "has space"): "loan_id: must be 1-64 characters",
-        ("--oldest-due-date", "20/11/2026"): "oldest_due_date: must be a date YYYY-MM-DD",
-        ("--oldest-due-date", "2999-01-01"): "oldest_due_date: must not be after today",
+        ("--currency", "XYZ"): "--currency: 'XYZ' is not an ISO 4217 currency code",
+        ("--currency", "JPY"): "--currency: policy 2026.12-ledger has no thresholds for JPY",
+        ("--policy-version", "nope"): "--policy-version: unknown policy 'nope'",
+        ("--timezone", "Mars/Olympus"): "--timezone: 'Mars/Olympus' is not an IANA time zone name",
+        ("--jurisdiction", "ZZ"): "--jurisdiction: Input should be 'CN', 'US' or 'UK'",
+        ("--loan-id", "has space"): "--loan-id: must be 1-64 characters",
+        ("--oldest-due-date", "20/11/2026"): "--oldest-due-date: must be a date YYYY-MM-DD",
+        ("--oldest-due-date", "2999-01-01"): "--oldest-due-date: must not be after today",
     }
     for extra, message in cases.items():
         code, out = await starter(cli_env, *base, *extra)
@@ -161,18 +161,38 @@ async def test_bad_input_is_refused_before_anything_starts(cli_env):
     code, out = await starter(cli_env, "status", "no-such-loan")
     assert code == 2 and "no open case for loan 'no-such-loan'" in out
     code, out = await starter(cli_env, "promise", "no-such-loan", "100", "20261205")
-    assert code == 2 and "promised_date: must be a date YYYY-MM-DD" in out
+    assert code == 2 and "PROMISED_DATE: must be a date YYYY-MM-DD" in out
     # Issue 11: the CLI sent 10^23 to the workflow, whose database write then failed forever.
-    for amount in ("99999999999999999999999", "9007199254740992"):
+    for amount, rule in (("99999999999999999999999", "AMOUNT_MINOR: must be a whole number of minor units"),
+                         ("9007199254740992", "AMOUNT_MINOR: Input should be less than or equal to 9007199254740991")):
         code, out = await starter(cli_env, "pay", "no-such-loan", amount, "--currency", "CNY")
-        assert code == 2 and "amount_minor: Input should be less than or equal to 9007199254740991" in out, out
+        assert code == 2 and rule in out, out
     code, out = await starter(cli_env, *base[:6], "99999999999999999999999", *base[7:])
-    assert code == 2 and "principal_due_minor" in out and "9007199254740991" in out, out
+    assert code == 2 and "--principal-due-minor" in out and "9007199254740991" in out, out
     # The API's payment rules hold for the CLI too (one validation: rules.validation).
-    for paid_at, rule in (("2031-01-01T00:00:00Z", "paid_at: must not be in the future"),
-                          ("1999-01-01T00:00:00Z", "paid_at: must be within the last 3650 days")):
+    for paid_at, rule in (("2031-01-01T00:00:00Z", "--paid-at: must not be in the future"),
+                          ("1999-01-01T00:00:00Z", "--paid-at: must be within the last 3650 days")):
         code, out = await starter(cli_env, "pay", "no-such-loan", "500", "--currency", "CNY", "--paid-at", paid_at)
         assert code == 2 and rule in out, out
+
+
+async def test_runtime_refusals_against_a_real_server_are_one_line(cli_env):
+    """Issue 12: ``pay`` to an unknown loan with a huge amount printed 342 lines of traceback.
+    With a server and a worker up, refusals and unknown loans are one line on stderr."""
+    for args, field in ((("pay", "no-such-loan", "99999999999999999999999"), "AMOUNT_MINOR"),
+                        (("pay", "no-such-loan", "9007199254740992", "--currency", "CNY"), "AMOUNT_MINOR"),
+                        (("pay", "no-such-loan", "5000"), "--currency"),
+                        (("status", "no-such-loan"), "no-such-loan"),
+                        (("history", "no-such-loan"), "no-such-loan"),
+                        (("promise", "no-such-loan", "100", "2026-12-05"), "no-such-loan"),
+                        (("hardship", "no-such-loan", "--hardship-id", "H-1"), "no-such-loan")):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "starter.py"), *args, env={**cli_env, "COLUMNS": "200"}, cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await process.communicate()
+        lines = err.decode().splitlines()
+        assert process.returncode != 0 and len(lines) == 1 and field in lines[0], (args, err.decode()[:2000])
+        assert "Traceback" not in err.decode()
 
 
 async def test_plans_outcomes_and_contact_history_from_the_command_line(cli_env):
@@ -206,11 +226,11 @@ async def test_plans_outcomes_and_contact_history_from_the_command_line(cli_env)
     code, out = await starter(cli_env, "record-outcome", loan, "--task-key", task_key, "--outcome", "reached", "--agent", "A-7")
     assert code == 0 and "Recorded reached" in out, out
     code, out = await starter(cli_env, "legal-status", loan, "--status", "won")
-    assert code == 2 and "status: Input should be" in out, out
+    assert code == 2 and "--status: Input should be" in out, out
     code, out = await starter(cli_env, "contacts", loan)
     assert code == 0 and "Asked to call back after payday." in out and "reached" in out and "agent_call" in out, out
     code, out = await starter(cli_env, "dispute", loan, "--dispute-id", "D 1")
-    assert code == 2 and "dispute_id: must be 1-64 characters" in out, out
+    assert code == 2 and "--dispute-id: must be 1-64 characters" in out, out
     code, out = await starter(cli_env, "bankruptcy", loan, "--notice-id", "BK-CLI")
     assert code == 0, out
     for _ in range(40):
