@@ -81,6 +81,8 @@ from collections_domain.client import (
 )
 from collections_domain.ops import devserver
 from collections_domain.ops.logs import configure_logging
+from collections_domain.ops.codec import KeyRingError
+from collections_domain.ops.connection import TemporalConnectionError, TlsSettingsError
 from collections_domain.ops.settings import get_settings
 from collections_domain.portfolio import home_credit
 from collections_domain.portfolio.servicing import (
@@ -291,6 +293,9 @@ async def _client() -> Client:
     settings = get_settings()
     try:
         return await connect(settings)
+    except (TemporalConnectionError, TlsSettingsError, KeyRingError) as err:  # says what is wrong
+        _fail(str(err), code=1)
+        raise
     except Exception as err:  # connection refused, bad address
         _fail(f"cannot reach Temporal at {settings.temporal_address}: {err}. Is the dev server running?", code=1)
         raise
@@ -354,7 +359,9 @@ def demo(
             console.print(f"Registered search attributes missing from the saved state: {', '.join(added)}")
         worker = devserver.spawn(devserver.python_command("worker.py"), logs / "worker.log")
         console.print(f"Worker started on task queue {settings.temporal_task_queue!r} (log {logs / 'worker.log'})")
-        api = devserver.spawn(devserver.python_command("starter.py") + ["api"], logs / "api.log")
+        # The demo's API serves its OpenAPI docs (off by default: API_DOCS_ENABLED).
+        api = devserver.spawn(devserver.python_command("starter.py") + ["api"], logs / "api.log",
+                              env={"API_DOCS_ENABLED": "true"})
         _wait_for_api(settings, api, logs / "api.log")
         console.print(f"HTTP API on http://{settings.api_host}:{settings.api_port} "
                       f"(docs http://{settings.api_host}:{settings.api_port}/docs, log {logs / 'api.log'})")
@@ -365,6 +372,11 @@ def demo(
             _fail(f"the worker exited with code {worker.returncode}; see {logs / 'worker.log'}")
         console.print()
         console.print(f"[bold]Temporal UI:[/bold] {devserver.ui_address(settings)}")
+        if settings.payload_encryption:
+            console.print(f"Payloads are encrypted (keys: {settings.payload_keys and 'PAYLOAD_KEYS' or settings.resolved_payload_keys_file}). "
+                          f"To see them in the UI: a key with scope decode ({_me()} api-key create --name me --scopes decode), "
+                          f"then {devserver.codec_endpoint(settings)}/login, and 'Include cross-origin credentials' "
+                          "in the UI's codec settings.")
         console.print(
             'Filter the list with a query such as  CollectionStage="legal"  or  '
             "OutstandingMinor > 1000000  or  Jurisdiction=\"US\"."
@@ -1413,6 +1425,54 @@ def scan_schedules_command(
 
 
 # -- the HTTP API ------------------------------------------------------------------------------
+
+payload_keys_app = typer.Typer(no_args_is_help=True, help="List and rotate the payload encryption keys (never printed).")
+app.add_typer(payload_keys_app, name="payload-keys")
+
+
+@payload_keys_app.command("list")
+def payload_keys_list() -> None:
+    """The payload key ids (PAYLOAD_KEYS or the key file) and which one is active; never the keys."""
+    from collections_domain.ops import codec
+
+    settings = get_settings()
+    source = "PAYLOAD_KEYS" if settings.payload_keys else str(settings.resolved_payload_keys_file)
+    try:
+        ring = codec.load_key_ring(keys=settings.payload_keys, active=settings.payload_active_key_id,
+                                   key_file=settings.resolved_payload_keys_file, create=False)
+    except codec.KeyRingError as err:
+        _fail(f"{err} (the first worker, API or demo run creates it)", code=1)
+        raise
+    for key_id in ring.keys:
+        console.print(f"{key_id}{'  (active)' if key_id == ring.active else ''}")
+    console.print(f"from {source}")
+
+
+@payload_keys_app.command("rotate")
+def payload_keys_rotate(
+    key_id: Annotated[str | None, typer.Option("--id", help="The new key's id (default k<n+1>): 1-64 letters, digits, '-' or '_'.")] = None,
+) -> None:
+    """Add a new key to the key file and make it active; the old keys stay, so every history still
+    opens. Restart the workers, the API and the CLI's users afterwards. With PAYLOAD_KEYS set, put
+    the new id:key first there instead."""
+    from collections_domain.ops import codec
+
+    settings = get_settings()
+    if settings.payload_keys:
+        _fail("PAYLOAD_KEYS: the keys come from the environment; add the new id:base64 key first there "
+              "(python3 -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())')")
+    if key_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", key_id):
+        _fail(f"--id: must be 1-64 letters, digits, '-' or '_', got {key_id!r}")
+    path = settings.resolved_payload_keys_file
+    try:
+        new = codec.load_key_ring(keys=None, active=None, key_file=path).rotated(key_id)
+    except codec.KeyRingError as err:
+        _fail(str(err))
+        raise
+    codec.save_key_ring(new, path)
+    console.print(f"payload key {new.active!r} is now active in {path} (kept: {', '.join(k for k in new.keys if k != new.active)}); "
+                  "restart the workers and the API")
+
 
 api_keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke the HTTP API's keys (stored hashed in api_keys).")
 app.add_typer(api_keys_app, name="api-key")

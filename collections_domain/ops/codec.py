@@ -71,6 +71,22 @@ class KeyRing:
             if len(key) != KEY_BYTES:
                 raise KeyRingError(f"PAYLOAD_KEYS: key {key_id!r} must be {KEY_BYTES} bytes (AES-256), got {len(key)}")
 
+    def rotated(self, key_id: str | None = None) -> KeyRing:
+        """This ring plus a new random key, made active (``key_id``, default ``k<n+1>``); the old
+        keys stay, so what they sealed still opens.
+
+        Raises:
+            KeyRingError: ``key_id`` is already in the ring or breaks the id rule.
+        """
+        if key_id is None:
+            n = len(self.keys) + 1
+            while f"k{n}" in self.keys:
+                n += 1
+            key_id = f"k{n}"
+        if key_id in self.keys:
+            raise KeyRingError(f"--id: key id {key_id!r} is already in the ring; keys are never replaced")
+        return KeyRing({**self.keys, key_id: AESGCM.generate_key(bit_length=256)}, key_id)
+
     @classmethod
     def generate(cls, key_id: str = "k1") -> KeyRing:
         """A ring of one new random key."""
@@ -112,6 +128,15 @@ def _decode_key(key_id: str, encoded: str) -> bytes:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise KeyRingError(f"PAYLOAD_KEYS: key {key_id!r} is not base64") from None
+
+
+def save_key_ring(ring: KeyRing, key_file: Path) -> None:
+    """Replace ``key_file`` with ``ring`` atomically (a new 0600 file renamed over the old one)."""
+    temporary = key_file.with_name(f".{key_file.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(ring.to_json())
+    os.replace(temporary, key_file)
 
 
 def load_key_ring(*, keys: str | None, active: str | None, key_file: Path, create: bool = True) -> KeyRing:

@@ -101,7 +101,7 @@ def test_what_the_api_refuses_the_command_line_refuses(tmp_path, args, field, ru
 
 def test_temporal_unreachable_is_one_line(tmp_path):
     done = process(tmp_path, *START)
-    assert_one_line(done.returncode, done.stderr, "cannot reach Temporal", NOWHERE, status=1)
+    assert_one_line(done.returncode, done.stderr, "server unreachable", NOWHERE, status=1)
 
 
 def test_a_database_that_is_down_is_one_line_without_its_statement(tmp_path):

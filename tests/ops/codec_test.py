@@ -128,3 +128,30 @@ def test_every_process_uses_the_encrypting_converter_by_default(tmp_path):
     converter = converter_for(Settings(data_dir=tmp_path))
     assert isinstance(converter.payload_codec, codec.EncryptionCodec)
     assert converter_for(Settings(data_dir=tmp_path, payload_encryption=False)).payload_codec is None
+
+
+async def test_starter_payload_keys_rotate_keeps_the_old_key_and_activates_a_new_one(tmp_path):
+    """``starter.py payload-keys rotate``: the file gains a key, made active, mode 0600; what the
+    old key sealed still opens; ``list`` shows ids only."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "DATA_DIR": str(tmp_path)}
+    env.pop("PAYLOAD_KEYS", None)
+    starter = [sys.executable, str(Path(__file__).parents[2] / "starter.py")]
+    before = key_ring(Settings(data_dir=tmp_path))  # made on first use, as a worker would
+    [sealed] = await codec.data_converter(before).encode(["before the rotation"])
+    done = subprocess.run(starter + ["payload-keys", "rotate"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    after = key_ring(Settings(data_dir=tmp_path))
+    assert after.active == "k2" and set(after.keys) == {"k1", "k2"} and after.keys["k1"] == before.keys["k1"]
+    assert stat.S_IMODE((tmp_path / "payload-keys.json").stat().st_mode) == 0o600
+    assert await codec.data_converter(after).decode([sealed]) == ["before the rotation"]
+    [new] = await codec.data_converter(after).encode(["after"])
+    assert new.metadata[codec.KEY_ID_FIELD] == b"k2"
+    listed = subprocess.run(starter + ["payload-keys", "list"], env=env, capture_output=True, text=True, timeout=60)
+    assert "k2  (active)" in listed.stdout and base64.b64encode(after.keys["k2"]).decode() not in listed.stdout
+    again = subprocess.run(starter + ["payload-keys", "rotate", "--id", "k1"], env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and again.stderr.strip().startswith("error: --id:")
