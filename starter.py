@@ -1486,7 +1486,7 @@ def api_command(
     """Serve the HTTP API with uvicorn (OpenAPI at /openapi.json, docs at /docs)."""
     import uvicorn
 
-    from api.app import create_app
+    from api.app import create_app, uvicorn_options
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
@@ -1494,13 +1494,13 @@ def api_command(
     console.print(f"HTTP API on http://{host}:{port} (docs http://{host}:{port}/docs), Temporal at {settings.temporal_address}")
     # log_config=None: uvicorn's own lines go through the logging configured above (JSON with LOG_JSON).
     uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower(), access_log=False,
-                log_config=None)
+                log_config=None, **uvicorn_options(settings))
 
 
 @api_keys_app.command("create")
 def api_key_create(
     name: Annotated[str, typer.Option(help="Who or what uses the key, e.g. 'payment gateway'.")],
-    scopes: Annotated[str, typer.Option(help="Comma-separated: read, write, admin (admin grants all), e.g. read,write.")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated: read, write, decode (payloads in the UI), admin (all), e.g. read,write.")],
     key_only: Annotated[bool, typer.Option(help="Print only the key (for scripts).")] = False,
 ) -> None:
     """Create an API key and print it once (only its SHA-256 is stored)."""

@@ -48,6 +48,14 @@ from api.routes import keys as api_keys
 from collections_domain.ops.settings import Settings, get_settings
 
 
+def uvicorn_options(settings: Settings) -> dict:
+    """How uvicorn serves the API: ``X-Forwarded-For`` is believed only from
+    ``API_FORWARDED_ALLOW_IPS`` (uvicorn alone would believe it from 127.0.0.1, so any local
+    client could name its own address and slip the per-address throttle: found by a trial)."""
+    proxies = settings.api_forwarded_allow_ips.strip()
+    return {"proxy_headers": bool(proxies), "forwarded_allow_ips": proxies or None}
+
+
 def create_app(settings: Settings | None = None, *, client: Client | None = None, engine: Engine | None = None) -> FastAPI:
     """The API for ``settings`` (default: the process's). ``client`` and ``engine`` are for tests;
     without them the app connects to Temporal on first use and opens ``DATABASE_URL`` with the

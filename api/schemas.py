@@ -281,7 +281,7 @@ class ApiKeyRequest(Strict):
     """A new API key: a name for people and its scopes."""
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9 ._-]+$")
-    scopes: list[Literal["read", "write", "admin"]] = Field(min_length=1, max_length=3)
+    scopes: list[Literal["read", "write", "decode", "admin"]] = Field(min_length=1, max_length=4)
 
 
 class ApiKeyOut(BaseModel):

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     #: Where the API serves its Prometheus metrics (``host:port``, at ``/metrics``), apart from
     #: the public app; empty: no metrics endpoint.
     api_metrics_bind_address: str = ""
+    #: The proxies whose ``X-Forwarded-For`` names the client (comma-separated addresses, or
+    #: ``*``); empty: the header is ignored and the client is the connection's peer, so nobody can
+    #: pick the address the failed-authentication throttle counts.
+    api_forwarded_allow_ips: str = ""
     #: When the daily delinquency scan runs, on each time zone's own clock (``HH:MM``).
     scan_local_time: str = Field("00:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     # -- Temporal transport and identity (``client.connect``) ---------------------------------

@@ -8,6 +8,9 @@ advisory lock so that workers and starters starting together migrate once.
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -48,7 +51,8 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
-        _sqlite_schema(engine)
+        with _schema_lock(url):
+            _sqlite_schema(engine)
         return engine
     # Up to 32 connections: one for each of a worker's activity threads (``build_worker``).
     engine = create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=22, connect_args=_connect_args(url))
@@ -76,6 +80,23 @@ def _sqlite_schema(engine: Engine) -> None:
     if current_revision(engine) != head_revision():
         upgrade_schema(engine)
     SQLModel.metadata.create_all(engine)  # tables of models newer than any revision, if any
+
+
+@contextmanager
+def _schema_lock(url: str) -> Iterator[None]:
+    """An exclusive lock on ``<file>.schema-lock`` while one process creates or migrates a SQLite
+    file's schema: the demo's worker and API open a new file at the same moment, and two
+    processes creating it together left two Alembic heads (found by a newcomer trial)."""
+    path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") and url != "sqlite:///:memory:" else None
+    if path is None:
+        yield
+        return
+    with open(f"{path}.schema-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _make_sqlite_folder(url: str) -> None:

@@ -120,3 +120,33 @@ def test_db_upgrade_command(tmp_path):
         assert db.current_revision(engine) == db.head_revision()
     finally:
         engine.dispose()
+
+
+def _open_new_file(url: str) -> str:
+    from collections_domain.store.db import current_revision, make_engine
+
+    engine = make_engine(url)
+    try:
+        return current_revision(engine) or ""
+    finally:
+        engine.dispose()
+
+
+def test_processes_opening_a_new_sqlite_file_together_make_one_schema(tmp_path):
+    """Found by a newcomer trial: the demo's worker and API opened a new SQLite file at the same
+    moment, and the file was left with two Alembic heads (neither could start again). The schema
+    is now made under a file lock: four processes at once, five times, one head each time."""
+    import multiprocessing
+
+    from sqlalchemy import create_engine, text
+
+    from collections_domain.store.db import head_revision
+
+    context = multiprocessing.get_context("spawn")
+    for trial in range(5):
+        url = f"sqlite:///{tmp_path / f'race-{trial}.db'}"
+        with context.Pool(4) as pool:
+            revisions = pool.map(_open_new_file, [url] * 4)
+        assert revisions == [head_revision()] * 4
+        with create_engine(url).connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1

@@ -135,8 +135,10 @@ async def test_api_keys_from_the_command_line(cli_env):
     key_id = key.split("_")[1]
     code, out = await starter(cli_env, "api-key", "list")
     assert code == 0 and key_id in out and key not in out, out
+    code, out = await starter(cli_env, "api-key", "create", "--name", "ops", "--scopes", "decode", "--key-only")
+    assert code == 0 and out.strip().startswith("lck_"), out  # found by a newcomer trial: it was refused
     code, out = await starter(cli_env, "api-key", "create", "--name", "x", "--scopes", "root")
-    assert code == 2 and "--scopes[0]: Input should be 'read', 'write' or 'admin'" in out, out
+    assert code == 2 and "--scopes[0]: Input should be 'read', 'write', 'decode' or 'admin'" in out, out
     code, out = await starter(cli_env, "api-key", "revoke", key_id)
     assert code == 0 and "Revoked" in out, out
     code, out = await starter(cli_env, "api-key", "revoke", "0000000000000000")

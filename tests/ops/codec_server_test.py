@@ -24,7 +24,8 @@ UI = "http://localhost:8233"
 def api(tmp_path):
     engine = make_engine(fresh_database_url(tmp_path, "codec"))
     settings = Settings(data_dir=tmp_path, payload_keys=TEST_PAYLOAD_KEYS, database_url=str(engine.url))
-    keys = {scopes: create_api_key(engine, "k-" + scopes.replace(",", "-"), scopes.split(","))[1] for scopes in ("read,write", "decode")}
+    keys = {scopes: create_api_key(engine, "k-" + scopes.replace(",", "-"), scopes.split(","))[1]
+            for scopes in ("read,write", "decode", "admin")}
     with TestClient(create_app(settings, engine=engine)) as http:
         yield http, keys
     engine.dispose()
@@ -88,3 +89,15 @@ async def test_encode_decode_and_what_cannot_be_decoded(api):
     assert http.post("/codec/decode", json={"payloads": [tampered]}, headers=auth).status_code == 422
     bad = http.post("/codec/decode", json={"payloads": "no"}, headers=auth)
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "payloads"
+
+
+async def test_an_admin_creates_a_decode_key_over_http(api):
+    """Found by a newcomer trial: the key API refused the scope the codec server needs."""
+    http, keys = api
+    made = http.post("/v1/api-keys", json={"name": "ops-ana", "scopes": ["decode"]},
+                     headers={"Authorization": "Bearer " + keys["admin"], "Idempotency-Key": "k-ops-ana"})
+    assert made.status_code == 201, made.text
+    body = {"payloads": [await encrypted("hello")]}
+    answer = http.post("/codec/decode", json=body, headers={"Authorization": "Bearer " + made.json()["key"]})
+    assert answer.status_code == 200
+    assert http.get("/v1/cases", headers={"Authorization": "Bearer " + made.json()["key"]}).status_code == 403
