@@ -105,6 +105,7 @@ def test_temporal_unreachable_is_one_line(tmp_path):
 
 
 def test_a_database_that_is_down_is_one_line_without_its_statement(tmp_path):
+    pytest.importorskip("psycopg", reason="PostgreSQL's driver: pip install -e '.[postgres]' (CI's second run has it)")
     done = process(tmp_path, "contacts", "L-1", DATABASE_URL="postgresql+psycopg://u:secret@127.0.0.1:7596/db")
     assert_one_line(done.returncode, done.stderr, "database", "OperationalError", status=1)
     assert "secret" not in done.stderr
