@@ -308,8 +308,9 @@ def connection_problem(settings: Settings, err: BaseException | None, *, probe_s
     text = str(err)
     lowered = text.lower()
     detail = _sdk_detail(text)
-    if re.search(r"connection refused|tcp connect error|dns error|failed to lookup|name or service not known|"
-                 r"no route to host|network is unreachable", lowered):
+    if re.search(r"dns error|failed to lookup|name or service not known|nodename nor servname", lowered):
+        reason = "server unreachable: its host name does not resolve; check TEMPORAL_ADDRESS"
+    elif re.search(r"connection refused|tcp connect error|no route to host|network is unreachable", lowered):
         reason = "server unreachable: nothing accepts connections there; is Temporal up, and is TEMPORAL_ADDRESS right?"
     elif "notvalidforname" in lowered or "certificate is not valid for" in lowered:
         names = re.findall(r'(?:DnsName|IpAddress)\(\\?"?([^")\\]+)', text.partition("presented")[2])

@@ -421,3 +421,18 @@ async def test_a_client_in_process_names_the_problem(pki, front, tmp_path):
         await connect(Settings(**mtls(pki, **base, temporal_tls_server_name="temporal")))
     with pytest.raises(TemporalConnectionError, match="TLS required"):
         await connect(Settings(**base))
+
+
+def test_a_host_that_does_not_resolve_is_named_so():
+    """Found by a newcomer trial: a DNS failure read "nothing accepts connections there"."""
+    from collections_domain.ops.connection import connection_problem
+    from collections_domain.ops.settings import Settings
+
+    sdk = RuntimeError('Failed client connect: Server connection error: tonic::transport::Error(Transport, ConnectError('
+                       'ConnectError("dns error", Custom { kind: Uncategorized, error: "failed to lookup address '
+                       'information: Name or service not known" })))')
+    message = connection_problem(Settings(temporal_address="garbage.invalid:7233"), sdk, probe_server=False)
+    assert "host name does not resolve" in message
+    refused = RuntimeError('Failed client connect: Server connection error: tonic::transport::Error(Transport, ConnectError('
+                           'ConnectError("tcp connect error", 127.0.0.1:7597, Os { code: 111, kind: ConnectionRefused })))')
+    assert "nothing accepts connections" in connection_problem(Settings(), refused, probe_server=False)
