@@ -23,9 +23,10 @@ class ProviderRequest:
 
 @dataclass
 class FakeProvider:
-    """A provider on 127.0.0.1 with a scripted list of status codes to answer with."""
+    """A provider on 127.0.0.1 with a scripted list of answers: a status code, or a status code and
+    the headers to send with it (``(429, {"Retry-After": "60"})``); then 200."""
 
-    script: list[int] = field(default_factory=list)
+    script: list[int | tuple[int, dict[str, str]]] = field(default_factory=list)
     requests: list[ProviderRequest] = field(default_factory=list)
     #: The JSON body of error answers (a provider that echoes the request can be scripted here).
     error_body: dict = field(default_factory=lambda: {"error": "scripted"})
@@ -38,9 +39,12 @@ class FakeProvider:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 provider.requests.append(ProviderRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-                status = provider.script.pop(0) if provider.script else 200
+                answer = provider.script.pop(0) if provider.script else 200
+                status, headers = answer if isinstance(answer, tuple) else (answer, {})
                 payload = json.dumps({"id": f"prov-{len(provider.requests)}"} if status < 300 else provider.error_body)
                 self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()

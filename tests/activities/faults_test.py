@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import sqlite3
-import threading
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import event, text
@@ -34,51 +31,19 @@ from collections_domain.store.faults import database_fault
 from collections_domain.store.models import ContactAttempt
 from collections_domain.store.records import ContactBatch, ContactRequest
 from tests.helpers import seed_borrower
+from tests.provider import FakeProvider
 
 NAME = "Margaret Quayle-Oduya"
 
 
-class Provider:
-    """A provider answering each POST with the next (status, headers) of its script, then 200."""
-
-    def __init__(self, script: list[tuple[int, dict[str, str]]] | None = None):
-        self.script = list(script or [])
-        self.keys: list[str] = []
-        provider = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                provider.keys.append(self.headers.get("Idempotency-Key", ""))
-                status, headers = provider.script.pop(0) if provider.script else (200, {})
-                body = json.dumps({"id": f"p-{len(provider.keys)}"} if status < 300 else {"error": "busy"}).encode()
-                self.send_response(status)
-                for name, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def provider():
-    server = Provider()
+    server = FakeProvider()
     yield server
     server.close()
 
 
-def activities_on(tmp_path, provider: Provider) -> CollectionActivities:
+def activities_on(tmp_path, provider: FakeProvider) -> CollectionActivities:
     """The activities on a SQLite file whose connections wait at most 0.2 s for a lock."""
     path = tmp_path / "faults.db"
     engine = make_engine(f"sqlite:///{path}")
@@ -126,7 +91,7 @@ def test_a_locked_database_sends_nothing_and_spends_no_provider_attempt(tmp_path
     finally:
         lock.rollback()
         lock.close()
-    assert provider.keys == [] and attempts_of(acts) == []
+    assert provider.keys() == [] and attempts_of(acts) == []
     provider.script = [(503, {})]
     with pytest.raises(ApplicationError) as failed:
         on_attempt(12).run(acts.run_step_contacts, ContactBatch(requests=[sms()]))
@@ -134,7 +99,7 @@ def test_a_locked_database_sends_nothing_and_spends_no_provider_attempt(tmp_path
     [row] = attempts_of(acts)
     assert row.attempts == 1 and row.status == "retrying"
     [result] = on_attempt(13).run(acts.run_step_contacts, ContactBatch(requests=[sms()]))
-    assert result.status == "sent" and len(provider.keys) == 2 and len(set(provider.keys)) == 1
+    assert result.status == "sent" and len(provider.keys()) == 2 and len(set(provider.keys())) == 1
 
 
 def test_the_fallback_comes_after_the_providers_last_try(tmp_path, provider):
@@ -147,7 +112,7 @@ def test_the_fallback_comes_after_the_providers_last_try(tmp_path, provider):
             on_attempt(attempt + 5).run(acts.run_step_contacts, ContactBatch(requests=[sms()]))
     [result] = on_attempt(99).run(acts.run_step_contacts, ContactBatch(requests=[sms()]))
     assert result.status == "failed" and "manual_review queued" in result.detail
-    assert len(provider.keys) == PROVIDER_ATTEMPTS
+    assert len(provider.keys()) == PROVIDER_ATTEMPTS
 
 
 def test_a_bounded_policy_still_ends_in_the_fallback(tmp_path, provider):
@@ -169,7 +134,7 @@ def test_a_refused_pending_insert_sends_nothing(tmp_path, provider):
     for attempt in (1, 2, 3):
         with pytest.raises(IntegrityError):
             on_attempt(attempt).run(acts.run_step_contacts, ContactBatch(requests=[sms()]))
-    assert provider.keys == []
+    assert provider.keys() == []
 
 
 def test_retry_after_is_the_next_attempts_delay(tmp_path, provider):
@@ -254,13 +219,13 @@ def test_a_contact_past_its_window_waits_for_the_next_one_where_the_policy_says_
     acts = activities_on(tmp_path, provider)
     closed = sms().model_copy(update={"send_by": datetime.now(UTC) - timedelta(minutes=1)})
     [result] = on_attempt(4).run(acts.run_step_contacts, ContactBatch(requests=[closed], defer_when_window_closes=True))
-    assert result.status == "window_closed" and provider.keys == []
+    assert result.status == "window_closed" and provider.keys() == []
     [row] = attempts_of(acts)
     assert row.status == "window_closed"
     reopened = sms().model_copy(update={"send_by": datetime.now(UTC) + timedelta(hours=1)})
     [result] = on_attempt(1).run(acts.run_step_contacts, ContactBatch(requests=[reopened]))
     [row] = attempts_of(acts)
-    assert result.status == "sent" and row.attempts == 1 and len(provider.keys) == 1
+    assert result.status == "sent" and row.attempts == 1 and len(provider.keys()) == 1
     [fallback] = on_attempt(1).run(acts.run_step_contacts, ContactBatch(requests=[closed.model_copy(
         update={"idempotency_key": "collection-L-1:2026-12-01:deep:sms_reminder"})]))
     assert fallback.status == "failed" and "manual_review queued" in fallback.detail
