@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -114,3 +115,35 @@ def contact_rows(engine, loan_id: str) -> list[ContactAttempt]:
     """Contact attempts of a loan, oldest first."""
     with session(engine) as db:
         return list(db.exec(select(ContactAttempt).where(ContactAttempt.loan_id == loan_id).order_by(ContactAttempt.id)))
+
+
+class ServedInLoop:
+    """``app`` served by uvicorn on 127.0.0.1:``port`` in the running event loop (``uvicorn``'s
+    keyword ``options`` too): ``await served.start()`` / ``await served.stop()``, or ``async with``."""
+
+    def __init__(self, app, port: int, **options):
+        import uvicorn
+
+        self.port = port
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options))
+        self._task: asyncio.Task | None = None
+
+    async def start(self, timeout_seconds: float = 20.0) -> ServedInLoop:
+        self._task = asyncio.get_running_loop().create_task(self.server.serve())
+        deadline = asyncio.get_running_loop().time() + timeout_seconds
+        while not self.server.started:
+            if self._task.done() or asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"uvicorn did not start on port {self.port}")
+            await asyncio.sleep(0.05)
+        return self
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self._task is not None:
+            await self._task
+
+    async def __aenter__(self) -> ServedInLoop:
+        return await self.start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()

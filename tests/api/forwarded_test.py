@@ -5,34 +5,18 @@ were all answered 401, never 429 (uvicorn believes the header from 127.0.0.1 by 
 from __future__ import annotations
 
 import httpx
-import uvicorn
 
 from api.app import create_app, uvicorn_options
 from tests.api.conftest import api_settings, free_port
-
-
-def served(settings, port: int) -> uvicorn.Server:
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                            **uvicorn_options(settings))
-    return uvicorn.Server(config)
+from tests.helpers import ServedInLoop
 
 
 async def wrong_keys_with_made_up_addresses(settings, tries: int) -> list[int]:
-    import asyncio
-
-    port = free_port()
-    server = served(settings, port)
-    task = asyncio.get_running_loop().create_task(server.serve())
-    try:
-        while not server.started:
-            await asyncio.sleep(0.05)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+    async with ServedInLoop(create_app(settings), free_port(), **uvicorn_options(settings)) as served:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{served.port}") as http:
             return [(await http.get("/v1/cases", headers={"Authorization": f"Bearer lck_{n:016x}_{'0' * 64}",
                                                            "X-Forwarded-For": f"10.9.8.{n}"})).status_code
                     for n in range(tries)]
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def test_a_made_up_forwarded_address_does_not_slip_the_throttle(tmp_path):

@@ -18,10 +18,10 @@ import socket
 import sys
 from pathlib import Path
 
-import uvicorn
 
 from api import keys
 from api.app import create_app
+from tests.helpers import ServedInLoop
 
 SEED = os.environ.get("SCHEMATHESIS_SEED", "20261130")
 MAX_EXAMPLES = os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "50")
@@ -41,12 +41,10 @@ async def test_the_api_meets_its_own_openapi_schema(local_env, harness_factory, 
     settings = harness.settings.model_copy(update={"api_docs_enabled": True, "api_auth_failures_per_minute": 1_000_000})
     app = create_app(settings, client=harness.client, engine=harness.engine)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    served = ServedInLoop(app, port, lifespan="on")
     async with harness.worker:
-        serving = asyncio.create_task(server.serve())
+        await served.start()
         try:
-            while not server.started:
-                await asyncio.sleep(0.05)
             report = tmp_path / "schemathesis.txt"
             process = await asyncio.create_subprocess_exec(
                 str(Path(sys.executable).parent / "schemathesis"), "run", f"http://127.0.0.1:{port}/openapi.json",
@@ -62,8 +60,7 @@ async def test_the_api_meets_its_own_openapi_schema(local_env, harness_factory, 
             )
             output, _ = await asyncio.wait_for(process.communicate(), timeout=600)
         finally:
-            server.should_exit = True
-            await serving
+            await served.stop()
             # Cases the generated requests opened: end them so nothing runs on after the test.
             async for execution in harness.client.list_workflows('ExecutionStatus="Running"'):
                 if execution.task_queue == harness.task_queue:

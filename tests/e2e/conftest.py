@@ -11,7 +11,7 @@ from collections_domain.rules import calendar
 from collections_domain.case import search_attributes as sa
 from collections_domain.ops.binaries import find_binary
 from tests.keys import TEST_CONVERTER
-from tests.personal_data import collect_histories, collect_report
+from tests.personal_data import collect_report
 
 
 

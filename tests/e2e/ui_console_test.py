@@ -35,7 +35,7 @@ from collections_domain.rules import calendar
 from collections_domain.case import search_attributes as sa
 from collections_domain.ops.binaries import find_binary
 from tests.e2e.conftest import eventually, zone_in_contact_window
-from tests.helpers import open_case, payment, status
+from tests.helpers import ServedInLoop, open_case, payment, status
 from tests.keys import TEST_CONVERTER
 from tests.personal_data import collect_histories
 
@@ -252,29 +252,20 @@ async def test_operators_console_in_the_temporal_ui(harness_factory, tmp_path):
         h.handles, h.child_ids = [], []  # done: the fixture's teardown must not call a stopped server
         await collect_histories(env.client, "UI dev server")
         if api_server is not None:
-            api_server.should_exit = True
-            await asyncio.sleep(0.5)
+            await api_server.stop()
         await env.shutdown()
 
 
 async def start_codec_server(h, port: int, ui_origin: str):
     """The HTTP API (its codec server) on ``port`` for the UI at ``ui_origin``, on the harness's
-    database and the test key; returns the uvicorn server and a key with scope ``decode``."""
-    import uvicorn
-
+    database and the test key; returns the running server and a key with scope ``decode``."""
     from api.app import create_app
     from api.keys import create_api_key
 
     settings = h.settings.model_copy(update={"api_codec_allowed_origins": ui_origin, "api_port": port})
     _, decode_key = create_api_key(h.engine, "operator", ["decode"])
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, client=h.client, engine=h.engine),
-                                           host="127.0.0.1", port=port, log_level="warning"))
-    asyncio.get_running_loop().create_task(server.serve())
-    for _ in range(100):
-        if server.started:
-            return server, decode_key
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"the API did not start on port {port}")
+    served = await ServedInLoop(create_app(settings, client=h.client, engine=h.engine), port).start()
+    return served, decode_key
 
 
 async def page_text(page) -> str:
