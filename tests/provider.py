@@ -35,7 +35,7 @@ class FakeProvider:
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 provider.requests.append(ProviderRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
@@ -95,7 +95,9 @@ class IdempotentProvider:
     true``) and sends nothing. A request without a key is refused (400 ``missing_idempotency_key``).
 
     Every request is recorded (``deliveries``), so a test can count messages per key and per
-    ``(loan_id, step, action)`` of the body. ``latency_seconds``: how long each answer takes
+    ``(loan_id, step, action)`` of the body. A body that is cut short (the client died while
+    sending it) or is not a JSON object is refused with 400 ``malformed_body`` and acted on by
+    nobody, as a real provider would. ``latency_seconds``: how long each answer takes
     after the request was recorded (a provider that acted, then was slow to answer: a client
     killed in between retries with the same key). ``port`` 0 takes any free port.
     """
@@ -103,6 +105,8 @@ class IdempotentProvider:
     latency_seconds: float = 0.0
     port: int = 0
     deliveries: list[ProviderDelivery] = field(default_factory=list)
+    #: The channels of requests refused unread (a body cut short or not a JSON object): nothing sent.
+    refused: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         import time
@@ -114,10 +118,18 @@ class IdempotentProvider:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # http.server's name
                 length = int(self.headers.get("Content-Length", 0))
+                raw = self.rfile.read(length)
                 try:
-                    body = json.loads(self.rfile.read(length) or b"{}")
+                    body = json.loads(raw) if len(raw) == length else None
                 except ValueError:
-                    body = {}
+                    body = None
+                if not isinstance(body, dict):
+                    # A real provider acts on nothing it could not read whole: a client killed
+                    # while sending leaves a truncated body, refused and not delivered.
+                    with provider._lock:
+                        provider.refused.append(self.path.strip("/"))
+                    self._answer(400, {"error": "malformed_body"})
+                    return
                 key = self.headers.get("Idempotency-Key", "")
                 if not key:
                     self._answer(400, {"error": "missing_idempotency_key"})
@@ -128,7 +140,7 @@ class IdempotentProvider:
                         provider._first[key] = f"prov-{len(provider._first) + 1}"
                     answer_id = provider._first[key]
                     provider.deliveries.append(
-                        ProviderDelivery(self.path.strip("/"), key, body if isinstance(body, dict) else {},
+                        ProviderDelivery(self.path.strip("/"), key, body,
                                          time.monotonic(), answer_id, replayed)
                     )
                 if provider.latency_seconds:
