@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from collections_domain.rules import calendar
 from collections_domain.case.contract import OpenPromise, PaymentReceived, PromiseToPay
+from collections_domain.rules import calendar
 from collections_domain.rules.policy import CollectionPolicy, LadderStep
 
 
@@ -41,6 +41,20 @@ def rungs(policy: CollectionPolicy) -> list[Rung]:
     for step in policy.steps:
         grouped.setdefault(step.days_past_due, []).append(step)
     return [Rung(days, tuple(steps)) for days, steps in sorted(grouped.items())]
+
+
+def stage_order(policy: CollectionPolicy) -> list[str]:
+    """The stages in the order a case reaches them: ``identified``, the policy's own ladder, and
+    the steps only a treatment's ladder has (``[treatments]``), each after the step before it in
+    that ladder (``self_cure``'s ``reminder`` after ``initial``)."""
+    order = ["identified"] + [step.name for rung in rungs(policy) for step in rung.steps]
+    for treatment in policy.treatments.values():
+        previous = "identified"
+        for step in treatment.steps:
+            if step.name not in order:
+                order.insert(order.index(previous) + 1, step.name)
+            previous = step.name
+    return order
 
 
 def rung_instant(days: int, oldest_due_date: date, tz_name: str, policy: CollectionPolicy) -> datetime:

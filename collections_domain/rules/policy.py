@@ -18,6 +18,8 @@ from typing import Literal
 from babel.numbers import is_currency
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from collections_domain.rules.strategy import STANDARD, Experiment, ReportingRules, ScoringRules
+
 DEFAULT_POLICY_PATH = Path(__file__).parent / "policies" / "default.toml"
 
 
@@ -430,6 +432,41 @@ class LadderStep(BaseModel):
         return True
 
 
+def ladder_problem(steps: tuple[LadderStep, ...]) -> str | None:
+    """What makes ``steps`` an incoherent ladder (repeated names, the reserved ``identified``, two
+    steps on one day without exclusive outstanding conditions), or ``None``."""
+    names = [s.name for s in steps]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        return f"names must be unique, repeated: {duplicates}"
+    if "identified" in names:
+        return "'identified' is reserved for the stage before the first step"
+    by_day: dict[int, list[LadderStep]] = {}
+    for step in steps:
+        by_day.setdefault(step.days_past_due, []).append(step)
+    for day, group in by_day.items():
+        conditions = [s.outstanding for s in group]
+        exclusive = len(group) == 1 or sorted(conditions) == ["at_or_above_legal_threshold", "below_legal_threshold"]
+        if not exclusive:
+            return (f"at days_past_due {day} the steps {[s.name for s in group]} overlap; two steps on one day "
+                    "need outstanding conditions 'at_or_above_legal_threshold' and 'below_legal_threshold'")
+    return None
+
+
+class Treatment(BaseModel):
+    """``[treatments.<name>]``: a ladder variant a score band or an experiment's arm runs
+    (``rules.strategy``), with the shape and rules of ``[[steps]]``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    description: str = ""
+    steps: tuple[LadderStep, ...] = Field(min_length=1)
+
+    @field_validator("steps")
+    @classmethod
+    def _sorted_by_days(cls, value: tuple[LadderStep, ...]) -> tuple[LadderStep, ...]:
+        return tuple(sorted(value, key=lambda s: s.days_past_due))
+
+
 class CollectionPolicy(BaseModel):
     """A whole policy file. Steps are kept sorted by ``days_past_due``. ``digest`` is the SHA-256
     of the file's text (``parse_policy``): cases record it with the version, so a file changed
@@ -458,6 +495,15 @@ class CollectionPolicy(BaseModel):
     portfolios: dict[str, PortfolioRules] = {}
     currencies: dict[str, CurrencyThresholds] = Field(min_length=1)
     steps: tuple[LadderStep, ...] = Field(min_length=1)
+    #: Roll-rate buckets (``rules.strategy``; policies before issue 13 take the defaults).
+    reporting: ReportingRules = ReportingRules()
+    #: What one action costs, by currency then action, in minor units (KPIs' cost per cure).
+    unit_costs: dict[str, dict[str, int]] = {}
+    #: The propensity model and its bands, the ladder variants, the experiments (``rules.strategy``).
+    scoring: ScoringRules = ScoringRules()
+    treatments: dict[str, Treatment] = {}
+    experiments: tuple[Experiment, ...] = ()
+    _variants: dict[str, CollectionPolicy] = PrivateAttr(default_factory=dict)
 
     @field_validator("steps")
     @classmethod
@@ -466,28 +512,57 @@ class CollectionPolicy(BaseModel):
 
     @model_validator(mode="after")
     def _coherent_ladder(self) -> CollectionPolicy:
-        names = [s.name for s in self.steps]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"steps: names must be unique, repeated: {duplicates}")
-        if "identified" in names:
-            raise ValueError("steps: 'identified' is reserved for the stage before the first step")
-        by_day: dict[int, list[LadderStep]] = {}
-        for step in self.steps:
-            by_day.setdefault(step.days_past_due, []).append(step)
-        for day, group in by_day.items():
-            conditions = [s.outstanding for s in group]
-            exclusive = len(group) == 1 or sorted(conditions) == [
-                "at_or_above_legal_threshold",
-                "below_legal_threshold",
-            ]
-            if not exclusive:
-                raise ValueError(
-                    f"steps: at days_past_due {day} the steps {[s.name for s in group]} overlap; "
-                    "two steps on one day need outstanding conditions "
-                    "'at_or_above_legal_threshold' and 'below_legal_threshold'"
-                )
+        problem = ladder_problem(self.steps)
+        if problem:
+            raise ValueError(f"steps: {problem}")
+        for name, treatment in self.treatments.items():
+            problem = ladder_problem(treatment.steps)
+            if problem:
+                raise ValueError(f"treatments.{name}.steps: {problem}")
         return self
+
+    @model_validator(mode="after")
+    def _known_strategy(self) -> CollectionPolicy:
+        known = {STANDARD, *self.treatments}
+        if STANDARD in self.treatments:
+            raise ValueError(f"treatments: {STANDARD!r} is the file's own [[steps]]; give the variant another name")
+        for band in self.scoring.bands:
+            if band.treatment not in known:
+                raise ValueError(f"scoring.bands: band {band.name!r} names unknown treatment {band.treatment!r}; known: {sorted(known)}")
+        ids = [e.id for e in self.experiments]
+        if len(set(ids)) != len(ids):
+            raise ValueError("experiments: ids must be unique")
+        bands = {b.name for b in self.scoring.bands}
+        for experiment in self.experiments:
+            for arm in experiment.arms:
+                if arm.treatment not in known:
+                    raise ValueError(f"experiments.{experiment.id}: arm {arm.name!r} names unknown treatment "
+                                     f"{arm.treatment!r}; known: {sorted(known)}")
+            unknown = sorted(set(experiment.bands) - bands)
+            if unknown:
+                raise ValueError(f"experiments.{experiment.id}: unknown band(s) {unknown}; known: {sorted(bands)}")
+        for currency, costs in self.unit_costs.items():
+            unknown = sorted(set(costs) - set(ACTIONS))
+            if unknown:
+                raise ValueError(f"unit_costs.{currency}: unknown action(s) {unknown}")
+        return self
+
+    def for_treatment(self, treatment: str | None) -> CollectionPolicy:
+        """This policy with the ladder of ``treatment`` (``None`` or ``standard``: its own
+        ``[[steps]]``); same version and digest, since the treatment is part of the file.
+
+        Raises:
+            KeyError: the policy has no such treatment.
+        """
+        if treatment is None or treatment == STANDARD:
+            return self
+        cached = self._variants.get(treatment)
+        if cached is None:
+            cached = self.model_copy(update={"steps": self.treatments[treatment].steps})
+            cached._digest = self._digest
+            cached._variants = {}
+            self._variants[treatment] = cached
+        return cached
 
     @field_validator("waterfall")
     @classmethod
@@ -648,8 +723,9 @@ def set_worker_policies(registry: PolicyRegistry) -> None:
     _WORKER_POLICIES[:] = [registry]
 
 
-def worker_policy(version: str, digest: str) -> CollectionPolicy:
-    """The policy a running case recorded, from this process's registry (``set_worker_policies``).
+def worker_policy(version: str, digest: str, treatment: str | None = None) -> CollectionPolicy:
+    """The policy a running case recorded, from this process's registry (``set_worker_policies``),
+    with the ladder of the case's ``treatment`` (``CollectionPolicy.for_treatment``).
 
     Workflows read it here instead of carrying it in their history (it is several KB), which is
     deterministic because a version's file may not change (``PolicyRegistry.checked``).
@@ -659,4 +735,8 @@ def worker_policy(version: str, digest: str) -> CollectionPolicy:
     """
     if not _WORKER_POLICIES:
         raise PolicyMismatch("no policies are configured in this process (set_worker_policies)")
-    return _WORKER_POLICIES[0].checked(version, digest)
+    policy = _WORKER_POLICIES[0].checked(version, digest)
+    try:
+        return policy.for_treatment(treatment)
+    except KeyError:
+        raise PolicyMismatch(f"policy {version!r} has no treatment {treatment!r}") from None

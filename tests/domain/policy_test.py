@@ -27,7 +27,7 @@ def test_default_policy_has_the_3_7_30_ladder():
         ('outstanding = "below_legal_threshold"', 'outstanding = "any"', "overlap"),
         ("[currencies.EUR]", "[currencies.XXZ]", "ISO 4217"),
         ("legal_threshold_minor = 150000      # 1,500.00 GBP", "legal_threshold_minor = 10", "legal_threshold_minor must be >="),
-        ('version = "2026.12-ledger"', 'version = "has space"', "version"),
+        ('version = "2027.01-strategy"', 'version = "has space"', "version"),
         ('name = "deep"', 'name = "initial"', "names must be unique"),
     ],
 )
@@ -46,7 +46,7 @@ def test_not_toml_and_missing_file():
 
 def test_changing_a_number_in_the_file_changes_the_ladder(tmp_path):
     custom = tmp_path / "custom.toml"
-    custom.write_text(BASE.replace('version = "2026.12-ledger"', 'version = "custom-1"').replace("days_past_due = 7", "days_past_due = 10"))
+    custom.write_text(BASE.replace('version = "2027.01-strategy"', 'version = "custom-1"').replace("days_past_due = 7", "days_past_due = 10"))
     registry = PolicyRegistry.from_settings(str(custom))
     assert registry.current.version == "custom-1"
     assert [s.days_past_due for s in registry.current.steps] == [3, 10, 30, 30]
@@ -58,7 +58,7 @@ def test_changing_a_number_in_the_file_changes_the_ladder(tmp_path):
 def test_a_policy_file_changed_without_a_new_version_is_refused(tmp_path):
     changed = tmp_path / "changed.toml"
     changed.write_text(BASE.replace("days_past_due = 7", "days_past_due = 10"))  # same version, other content
-    with pytest.raises(PolicyError, match="two policy files name version '2026.12-ledger' with different content"):
+    with pytest.raises(PolicyError, match="two policy files name version '2027.01-strategy' with different content"):
         PolicyRegistry.from_settings(str(changed))
 
 

@@ -149,7 +149,7 @@ async def test_bad_input_is_refused_before_anything_starts(cli_env):
     base = ["start-case", "--loan-id", "L-bad", "--borrower-id", "B-cli", "--principal-due-minor", "100", "--oldest-due-date", "2026-01-05"]
     cases = {
         ("--currency", "XYZ"): "--currency: 'XYZ' is not an ISO 4217 currency code",
-        ("--currency", "JPY"): "--currency: policy 2026.12-ledger has no thresholds for JPY",
+        ("--currency", "JPY"): "--currency: policy 2027.01-strategy has no thresholds for JPY",
         ("--policy-version", "nope"): "--policy-version: unknown policy 'nope'",
         ("--timezone", "Mars/Olympus"): "--timezone: 'Mars/Olympus' is not an IANA time zone name",
         ("--jurisdiction", "ZZ"): "--jurisdiction: Input should be 'CN', 'US' or 'UK'",

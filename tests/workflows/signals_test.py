@@ -164,7 +164,7 @@ INVALID_INPUTS = [
     ({"principal_due_minor": -100}, "principal_due_minor: Input should be greater than or equal to 0"),
     ({"principal_due_minor": 0}, "the sum must be > 0"),
     ({"currency": "XYZ"}, "currency: 'XYZ' is not an ISO 4217 currency code"),
-    ({"currency": "JPY"}, "currency: policy 2026.12-ledger has no thresholds for JPY"),
+    ({"currency": "JPY"}, "currency: policy 2027.01-strategy has no thresholds for JPY"),
     ({"timezone": "Mars/Olympus"}, "timezone: 'Mars/Olympus' is not an IANA time zone name"),
     ({"jurisdiction": "FR"}, "jurisdiction: must be one of CN, US, UK"),
     ({"policy_version": "1999-old"}, "policy_version: unknown policy '1999-old'"),
