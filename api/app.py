@@ -43,7 +43,7 @@ from api.problems import (
     problem_responses,
 )
 from api.throttle import FailureThrottle
-from api.routes import cases, codec, loans, operations, reconciliation
+from api.routes import cases, codec, loans, operations, reconciliation, reports
 from api.routes import keys as api_keys
 from collections_domain.ops.settings import Settings, get_settings
 
@@ -106,6 +106,7 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     app.include_router(cases.router)
     app.include_router(loans.router)
     app.include_router(reconciliation.router)
+    app.include_router(reports.router)
     app.include_router(api_keys.router)
     app.include_router(codec.router)
     return app
