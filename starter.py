@@ -367,6 +367,7 @@ def demo(
                       f"(docs http://{settings.api_host}:{settings.api_port}/docs, log {logs / 'api.log'})")
         _load(limit=loans, anchor=anchor_date, csv=None)
         scan_schedules_command(zone=None)  # from now on the scan runs daily in each zone of the book
+        report_schedule_command(at="06:00", zone="UTC", days=None)  # and the KPI report every morning
         wallclock.sleep(2)
         if worker.poll() is not None:
             _fail(f"the worker exited with code {worker.returncode}; see {logs / 'worker.log'}")
@@ -382,6 +383,7 @@ def demo(
             "OutstandingMinor > 1000000  or  Jurisdiction=\"US\"."
         )
         console.print(f"Drive a case from another terminal:  {_me()} --help")
+        console.print(f"Collection KPIs (tables and an HTML report with charts):  {_me()} report")
         if exit_after_load:
             return
         console.print("Running. Press Ctrl-C to stop the worker and the dev server (state is kept in data/).")
@@ -681,6 +683,9 @@ def _print_status(st: CaseStatus) -> None:
         summary.add_row("opened by", st.opening_reason.source + (f": {st.opening_reason.rule}" if st.opening_reason.rule else ""))
     if st.reopened_from:
         summary.add_row("re-opens", f"run {st.reopened_from}")
+    if st.strategy is not None:
+        band = f"score band {st.strategy.score_band} ({st.strategy.model_version}), " if st.strategy.score_band else ""
+        summary.add_row("strategy", f"{band}treatment {st.strategy.treatment}, arm {st.strategy.strategy_arm}")
     if st.open_promise:
         p = st.open_promise
         summary.add_row("open promise", f"{p.promise_id}: {p.amount_minor} by {p.promised_date}, paid toward {p.paid_toward_minor}")
@@ -1421,9 +1426,6 @@ def scan_schedules_command(
     asyncio.run(run())
 
 
-# -- simulation --------------------------------------------------------------------------------
-
-
 # -- the HTTP API ------------------------------------------------------------------------------
 
 payload_keys_app = typer.Typer(no_args_is_help=True, help="List and rotate the payload encryption keys (never printed).")
@@ -1544,17 +1546,23 @@ def api_key_revoke(key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help=
     console.print(f"Revoked API key {row.id} ({row.name}) at {row.revoked_at:%Y-%m-%d %H:%M} UTC.")
 
 
+# -- simulation --------------------------------------------------------------------------------
+
+
 @app.command()
 def simulate(
     csv: Annotated[Path | None, typer.Option(help="An installments_payments.csv (default: the packaged one).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N loans (by loan id).")] = None,
     loans_csv: Annotated[Path | None, typer.Option("--loans-csv", help="Write one row per loan to this CSV file.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the table and the totals as JSON.")] = False,
+    policy: Annotated[list[Path] | None, typer.Option(
+        "--policy", help="A policy file to replay under (default: the packaged one). Twice or more: a what-if "
+                         "comparison of the same loans under each, side by side.")] = None,
+    html: Annotated[Path | None, typer.Option(help="What-if: also write the comparison as an HTML report here.")] = None,
 ) -> None:
     """Replay the Home Credit loans, loan by loan, through the real product on the time-skipping
-    server: instalments fall due on their days, the scan opens cases, payments arrive on theirs."""
-    from collections_domain.portfolio.simulation import simulate as run_simulation
-
+    server: instalments fall due on their days, the scan opens cases, payments arrive on theirs.
+    With two or more --policy files, replay the same loans under each and compare them."""
     configure_logging("WARNING")
     try:
         loans = home_credit.read_loans(csv or home_credit.PACKAGED_CSV)
@@ -1562,6 +1570,36 @@ def simulate(
         _fail(str(err))
     if limit is not None:
         loans = loans[:limit]
+    policies = _policy_files(policy or [])
+    if len(policies) > 1:
+        _what_if(loans, policies, html, as_json)
+        return
+    result = _with_progress(lambda report: _run_simulation(loans, report, policies[0] if policies else None))
+    if loans_csv is not None:
+        result.write_csv(loans_csv)
+    if as_json:
+        outcomes, rows = result.table()
+        print(json.dumps({"outcomes": outcomes, "rows": [{"furthest_stage": stage, **counts} for stage, counts in rows],
+                          "totals": result.totals, "loans": len(result.loans), "wall_seconds": round(result.wall_seconds, 1),
+                          "whatif": result.whatif.model_dump() if result.whatif else None}))
+        return
+    _print_simulation(result, loans_csv)
+
+
+def _policy_files(paths: list[Path]) -> list[Path]:
+    """The --policy files, each checked (exit 2 naming the file and the key that is wrong)."""
+    from collections_domain.rules.policy import PolicyError, load_policy
+
+    for path in paths:
+        try:
+            load_policy(path)
+        except PolicyError as err:
+            _fail(f"--policy: {err}")
+    return paths
+
+
+def _with_progress(run):
+    """Run ``run(report)`` under a progress display (``report(phase, done, total)``)."""
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console) as progress:
         tasks: dict[str, int] = {}
 
@@ -1570,14 +1608,42 @@ def simulate(
                 tasks[phase] = progress.add_task(phase, total=total)
             progress.update(tasks[phase], completed=done)
 
-        result = asyncio.run(run_simulation(loans, progress=report))
-    if loans_csv is not None:
-        result.write_csv(loans_csv)
-    outcomes, rows = result.table()
+        return run(report)
+
+
+def _run_simulation(loans, report, policy_path: Path | None):
+    from collections_domain.portfolio.simulation import simulate as run_simulation
+    from collections_domain.rules.policy import PolicyError
+
+    try:
+        return asyncio.run(run_simulation(loans, progress=report, policy_path=policy_path))
+    except PolicyError as err:
+        _fail(f"--policy: {err}")
+
+
+def _what_if(loans, policies: list[Path], html: Path | None, as_json: bool) -> None:
+    from collections_domain.analytics.report import print_whatif
+    from collections_domain.portfolio.simulation import what_if
+    from collections_domain.rules.policy import PolicyError
+
+    try:
+        runs, comparison = _with_progress(
+            lambda report: asyncio.run(what_if(loans, policies, progress=report, with_kpis=html is not None)))
+    except (PolicyError, ValueError) as err:
+        _fail(f"--{err}" if str(err).startswith("policy") else f"--policy: {err}")
     if as_json:
-        print(json.dumps({"outcomes": outcomes, "rows": [{"furthest_stage": stage, **counts} for stage, counts in rows],
-                          "totals": result.totals, "loans": len(result.loans), "wall_seconds": round(result.wall_seconds, 1)}))
-        return
+        print(comparison.model_dump_json())
+    else:
+        print_whatif(comparison, console)
+    if html is not None and runs[0].kpis is not None:
+        from collections_domain.analytics.report import write_html
+
+        written = write_html(runs[0].kpis, html, whatif=comparison)
+        console.print(f"report of the first policy's replay, with the comparison: {written}")
+
+
+def _print_simulation(result, loans_csv: Path | None) -> None:
+    outcomes, rows = result.table()
     table = Table(title=f"{len(result.loans)} Home Credit loans by the furthest stage reached and the last case's outcome")
     table.add_column("furthest stage")
     for outcome in outcomes:
@@ -1591,6 +1657,103 @@ def simulate(
     console.print(f"{sum(loan.cases for loan in result.loans)} cases; {unpaid} loans still owe something at the end; "
                   f"contacts by channel {result.totals}." + (f" Per loan: {loans_csv}" if loans_csv else ""))
     console.print(f"Wall time: {result.wall_seconds:.1f} s")
+
+
+# -- analysis and strategy -----------------------------------------------------------------------
+
+
+def _report_filters(**values) -> object:
+    """The report's filters, checked by the same model the API uses (exit 2 naming the option)."""
+    from collections_domain.analytics.figures import Filters
+
+    try:
+        return Filters.model_validate({k: v for k, v in values.items() if v is not None})
+    except ValidationError as err:
+        _refuse([_problem_of(item) for item in err.errors()],
+                {"strategy_arm": "--arm", "opened_from": "--opened-from", "opened_to": "--opened-to",
+                 "policy_version": "--policy-version"})
+
+
+def _problem_of(item) -> str:
+    field = ".".join(str(part) for part in item["loc"]) or item["msg"].split(":", 1)[0]
+    message = item["msg"].removeprefix("Value error, ")
+    return message if message.startswith(field) else f"{field}: {message}"
+
+
+@app.command("report")
+def report_command(
+    opened_from: Annotated[str | None, typer.Option(help="Cases opened on or after this day (YYYY-MM-DD, UTC).")] = None,
+    opened_to: Annotated[str | None, typer.Option(help="Cases opened on or before this day (YYYY-MM-DD, UTC).")] = None,
+    policy_version: Annotated[str | None, typer.Option(help="Only cases of this policy version.")] = None,
+    arm: Annotated[str | None, typer.Option(help="Only this strategy arm (<experiment>:<arm>, or none).")] = None,
+    segment: Annotated[str | None, typer.Option(help="Only this score band or portfolio.")] = None,
+    jurisdiction: Annotated[str | None, typer.Option(help="Only this jurisdiction (CN, US, UK).")] = None,
+    channel: Annotated[str | None, typer.Option(help="Only contacts on this channel (sms, email, agent_task, letter...).")] = None,
+    html: Annotated[Path | None, typer.Option(help="Where to write the HTML report (default: DATA_DIR/reports/kpi-report.html).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON (the API's shape) instead of tables.")] = False,
+) -> None:
+    """The collection KPIs from the database (DATABASE_URL): roll rates, cure rates, promises,
+    contact, recovery, cost per cure and the experiments' arms, as tables, and an HTML report
+    with charts."""
+    from collections_domain.analytics.report import print_kpis
+
+    filters = _report_filters(opened_from=opened_from and _date(opened_from, "opened_from"),
+                              opened_to=opened_to and _date(opened_to, "opened_to"), policy_version=policy_version,
+                              strategy_arm=arm, segment=segment, jurisdiction=jurisdiction, channel=channel)
+    from collections_domain.analytics.produce import KpiReportRequest, produce
+
+    folder = html.parent if html else get_settings().data_dir / "reports"
+    name = html.stem if html else "kpi-report"
+    report, produced = produce(_engine(), _policy(), KpiReportRequest(filters=filters, name=name), folder)
+    if as_json:
+        print(report.model_dump_json())
+        return
+    print_kpis(report, console)
+    console.print(f"HTML report: {produced.html_path}  (JSON: {produced.json_path})")
+
+
+@app.command("report-schedule")
+def report_schedule_command(
+    at: Annotated[str, typer.Option(help="Local time of day to produce it (HH:MM).")] = "06:00",
+    zone: Annotated[str, typer.Option(help="The time zone of --at.")] = "UTC",
+    days: Annotated[int | None, typer.Option(min=1, max=3650, help="Only cases opened in the last N days (default: all).")] = None,
+) -> None:
+    """Install (or update) the Temporal Schedule kpi-report-daily: the KPI report, written by a
+    worker into DATA_DIR/reports every day at --at in --zone."""
+    from collections_domain.analytics.produce import KpiReportRequest
+    from collections_domain.analytics.schedule import ensure_report_schedule
+
+    problems = [p for p in (time_zone_problem(zone, "zone"),) if p]
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", at):
+        problems.append(f"at: must be HH:MM (00:00-23:59), got {at!r}")
+    if problems:
+        _refuse(problems)
+    hours, minutes = (int(part) for part in at.split(":"))
+
+    async def run() -> None:
+        client = await _client()
+        schedule = await ensure_report_schedule(client, time(hours, minutes), zone, get_settings().temporal_task_queue,
+                                                KpiReportRequest(days=days))
+        console.print(f"schedule {schedule}: daily at {at} {zone}")
+
+    asyncio.run(run())
+
+
+score_app = typer.Typer(no_args_is_help=True, help="The propensity-to-pay model: rebuild it and print how good it is.")
+app.add_typer(score_app, name="score-model")
+
+
+@score_app.command("rebuild")
+def score_model_rebuild(
+    out: Annotated[Path | None, typer.Option(help="Where to write the model JSON (default: the packaged file).")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Where to write the calibration plot PNG (default: docs/scoring/calibration.png).")] = None,
+) -> None:
+    """Train the propensity model again on the packaged data (held-out split, calibrated) and
+    print its ROC AUC, Brier score and calibration table, for both data sets."""
+    from collections_domain.scoring import train
+
+    argv = [*(["--out", str(out)] if out else []), *(["--plot", str(plot)] if plot else [])]
+    raise typer.Exit(train.main(argv))
 
 
 # -- database ----------------------------------------------------------------------------------

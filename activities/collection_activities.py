@@ -9,6 +9,7 @@ Each is idempotent: contacts by ``ContactRequest.idempotency_key`` (unique colum
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from babel.numbers import get_currency_precision
@@ -23,6 +24,8 @@ from activities.delivery import Delivery, DeliveryBackend, DeliveryRetryableErro
 from collections_domain.case.contract import CaseInput
 from collections_domain.portfolio.scan import ScanPage, ScanRequest, scan_page
 from collections_domain.store.db import session
+from collections_domain.analytics.produce import KpiReportProduced, KpiReportRequest, produce
+from collections_domain.store.assignments import assign_case_strategy
 from collections_domain.ops.logs import get_logger
 from collections_domain.ops.metrics import CONTACT_DELIVERIES, count_in_activity
 from collections_domain.rules.compliance import (
@@ -125,12 +128,23 @@ class CollectionActivities:
     (for the delinquency scan, which starts cases) a Temporal client and the cases' task queue."""
 
     def __init__(self, engine: Engine, delivery: DeliveryBackend, policies: PolicyRegistry,
-                 client: Client | None = None, task_queue: str | None = None):
+                 client: Client | None = None, task_queue: str | None = None, reports_dir: Path | None = None):
         self.engine = engine
         self.delivery = delivery
         self.policies = policies
         self.client = client
         self.task_queue = task_queue
+        #: Where the scheduled KPI report is written (``DATA_DIR/reports``).
+        self.reports_dir = reports_dir or Path("data") / "reports"
+
+    # -- the KPI report (started daily by its Schedule) ---------------------------------------
+
+    @activity.defn(name="produce_kpi_report")
+    def produce_kpi_report(self, request: KpiReportRequest) -> KpiReportProduced:
+        """Compute the collection KPIs under the current policy and write the HTML report and its
+        JSON into ``reports_dir`` (``analytics.produce``); returns where, and how many cases."""
+        _, produced = produce(self.engine, self.policies.current, request, self.reports_dir)
+        return produced
 
     # -- the delinquency scan (an async activity: it starts and signals cases) -----------------
 
@@ -195,7 +209,8 @@ class CollectionActivities:
     @activity.defn(name="open_case")
     def open_case(self, request: OpenCaseRequest) -> OpenedCase:
         """Check a new case (``rules.validation``; a loan whose case ended for that due date, or
-        that was written off, does not open again) and return the policy it runs under.
+        that was written off, does not open again) and return the policy it runs under, with the
+        strategy it is assigned (``store.assignments``: scored, banded, put in an experiment's arm).
 
         Raises:
             ApplicationError: non-retryable, type ``InvalidCaseInput``, naming every broken field
@@ -216,8 +231,10 @@ class CollectionActivities:
             held = hold_signals(self.engine, request)
             raise ApplicationError(message + (f"; {held}" if held else ""), type="InvalidCaseInput", non_retryable=True)
         policy = self.policies.get(case.policy_version)
+        strategy = assign_case_strategy(self.engine, policy, case, workflow_id=request.workflow_id,
+                                        episode_id=request.episode_id, now=request.now)
         return OpenedCase(policy_version=policy.version, policy_digest=policy.digest,
-                          currency_exponent=get_currency_precision(case.currency), reopen=reopen)
+                          currency_exponent=get_currency_precision(case.currency), reopen=reopen, strategy=strategy)
 
     @activity.defn(name="hold_unapplied")
     def hold_unapplied(self, request: OpenCaseRequest) -> str:

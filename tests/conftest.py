@@ -77,6 +77,7 @@ class Harness:
         tmp_path: Path,
         delivery: DeliveryBackend | None = None,
         engines: dict[str, Engine] | None = None,
+        policy_path: Path | None = None,
     ):
         self.env = env
         self.client: Client = env.client
@@ -100,7 +101,7 @@ class Harness:
         self.activities = CollectionActivities(
             engine=self.engine,
             delivery=delivery or RecordDelivery(),
-            policies=PolicyRegistry.from_settings(None),
+            policies=PolicyRegistry.from_settings(str(policy_path) if policy_path else None),
         )
         self.worker = build_worker(self.client, self.settings, self.activities)
         self.handles: list = []
@@ -122,7 +123,8 @@ class Harness:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def harness_factory(tmp_path: Path):
-    """Make a ``Harness`` for an environment (optionally with another delivery back-end).
+    """Make a ``Harness`` for an environment (optionally with another delivery back-end, or
+    another policy file as the current policy).
 
     After the test, every case it opened that is still running is terminated: the time-skipping
     server's clock is shared, and a timer firing for a case whose worker is gone would stop it.
@@ -130,8 +132,8 @@ async def harness_factory(tmp_path: Path):
     made: list[Harness] = []
     engines: dict[str, Engine] = {}
 
-    def make(env: WorkflowEnvironment, delivery: DeliveryBackend | None = None) -> Harness:
-        harness = Harness(env, tmp_path, delivery, engines)
+    def make(env: WorkflowEnvironment, delivery: DeliveryBackend | None = None, policy_path: Path | None = None) -> Harness:
+        harness = Harness(env, tmp_path, delivery, engines, policy_path)
         made.append(harness)
         return harness
 

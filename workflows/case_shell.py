@@ -268,7 +268,7 @@ class CaseShell:
                 CollectionActivities.open_case, request, start_to_close_timeout=BOOKKEEPING_TIMEOUT,
                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1),
                                          non_retryable_error_types=["InvalidCaseInput"]),
-                summary="check the case, load its policy",
+                summary="check the case, load its policy, score it and assign its treatment",
             )
         except ActivityError as err:
             raise ApplicationError(_failure_message(err), type="InvalidCaseInput", non_retryable=True) from err
@@ -284,15 +284,17 @@ class CaseShell:
         problem = due_date_problem(self._input, workflow.now())  # against the workflow's own clock
         if problem:
             await self._refuse("invalid case input: " + problem)
-        self._policy = worker_policy(setup.policy_version, setup.policy_digest)
+        strategy = setup.strategy
+        self._policy = worker_policy(setup.policy_version, setup.policy_digest, strategy.treatment if strategy else None)
         step = self._step()
         self._core = core.open_case(self._input, step, workflow_id=info.workflow_id, episode_id=info.first_execution_run_id,
-                                    currency_exponent=setup.currency_exponent)
+                                    currency_exponent=setup.currency_exponent, strategy=strategy)
         self._take(step)
 
     def _case_policy(self) -> CollectionPolicy:
         case_core = self._require_core()
-        return worker_policy(case_core.policy_version, case_core.policy_digest)
+        strategy = case_core.strategy
+        return worker_policy(case_core.policy_version, case_core.policy_digest, strategy.treatment if strategy else None)
 
     # -- a ladder step -----------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from collections_domain.case.ledger import Amounts, LedgerView
 from collections_domain.rules.compliance import ContactDecision
 from collections_domain.rules.policy import SUPPORTED_JURISDICTIONS, CollectionPolicy
+from collections_domain.rules.strategy import CaseStrategy
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -742,6 +743,9 @@ class CaseStatus(BaseModel):
     reopened_from: str | None = None
     #: Database writes the case could not make (a record refused as invalid), by rule.
     bookkeeping_errors: list[str] = []
+    #: What the case was assigned at opening: score band, model, treatment path, experiment arm
+    #: (``None`` for cases opened before the strategy, or under a policy without one).
+    strategy: CaseStrategy | None = None
 
 
 class PendingSignal(BaseModel):

@@ -33,6 +33,7 @@ from collections_domain.case.progress import Due, Sleep
 from collections_domain.case.state import CaseCore, Step
 from collections_domain.ops import metrics
 from collections_domain.rules import compliance
+from collections_domain.rules.strategy import CaseStrategy
 from collections_domain.store.records import CaseOpened, ContactRequest, HandOffRequest
 
 __all__ = ["Due", "Sleep", "apply_signal", "begin_step", "contact_request", "defer", "gate", "hand_off_request",
@@ -68,9 +69,10 @@ defer = progress.defer
 defer_when_window_closes = progress.defer_when_window_closes
 
 
-def open_case(case_input: CaseInput, step: Step, *, workflow_id: str, episode_id: str, currency_exponent: int) -> CaseCore:
-    """A new case for ``case_input`` (checked already) under ``step.policy``, opened at
-    ``step.now``; ``episode_id`` is the workflow's first run id."""
+def open_case(case_input: CaseInput, step: Step, *, workflow_id: str, episode_id: str, currency_exponent: int,
+              strategy: CaseStrategy | None = None) -> CaseCore:
+    """A new case for ``case_input`` (checked already) under ``step.policy`` (already the ladder of
+    ``strategy``'s treatment), opened at ``step.now``; ``episode_id`` is the workflow's first run id."""
     lines = [money.line_of(instalment, step.now) for instalment in case_input.loan_instalments()]
     oldest = min(line.due_date for line in lines)
     reason = case_input.opening_reason
@@ -92,6 +94,7 @@ def open_case(case_input: CaseInput, step: Step, *, workflow_id: str, episode_id
         anchor_due_date=oldest,
         opening_reason=reason,
         reopened_from=case_input.reopened_from,
+        strategy=strategy,
         ledger=Ledger(lines=lines, payments=[
             LedgerPayment(payment_id=p.payment_id, amount_minor=p.amount_minor, paid_at=p.paid_at, value_at=p.paid_at,
                           received_at=min(p.paid_at, step.now))
@@ -104,7 +107,12 @@ def open_case(case_input: CaseInput, step: Step, *, workflow_id: str, episode_id
                            timezone=case.timezone, jurisdiction=case.jurisdiction, policy_version=case.policy_version,
                            episode_id=episode_id, opening_source=reason.source if reason else "manual",
                            opening_rule=reason.rule if reason else None, reopened_from=case.reopened_from,
-                           portfolio=case.portfolio, region=case.region))
+                           portfolio=case.portfolio, region=case.region,
+                           score_band=strategy.score_band if strategy else None,
+                           model_version=strategy.model_version if strategy else None,
+                           treatment=strategy.treatment if strategy else None,
+                           experiment_id=strategy.experiment_id if strategy else None,
+                           strategy_arm=strategy.arm if strategy else None))
     for line in lines:
         money.line_entry(case, step, line)
     record_progress(case, step, view)

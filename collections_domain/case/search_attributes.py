@@ -18,8 +18,12 @@ JURISDICTION = SearchAttributeKey.for_keyword("Jurisdiction")
 COLLECTION_OUTCOME = SearchAttributeKey.for_keyword("CollectionOutcome")
 #: The borrower's ISO 3166-2 region (``CN-SH``), set once at start when the case input has one.
 REGION = SearchAttributeKey.for_keyword("Region")
+#: The case's experiment and arm, ``<experiment id>:<arm>`` (``none`` outside any experiment), set
+#: at opening and kept for life; absent on cases opened before the strategy (issue 13).
+STRATEGY_ARM = SearchAttributeKey.for_keyword("StrategyArm")
 
-ALL_KEYS = (LOAN_ID, COLLECTION_STAGE, OVERDUE_SINCE, OUTSTANDING_MINOR, JURISDICTION, COLLECTION_OUTCOME, REGION)
+ALL_KEYS = (LOAN_ID, COLLECTION_STAGE, OVERDUE_SINCE, OUTSTANDING_MINOR, JURISDICTION, COLLECTION_OUTCOME, REGION,
+            STRATEGY_ARM)
 
 #: Names and the type names the ``temporal`` CLI takes (``--search-attribute NAME=TYPE``).
 CLI_TYPES = {
@@ -30,6 +34,7 @@ CLI_TYPES = {
     "Jurisdiction": "Keyword",
     "CollectionOutcome": "Keyword",
     "Region": "Keyword",
+    "StrategyArm": "Keyword",
 }
 
 
@@ -49,8 +54,10 @@ def case_pairs(
     outstanding_minor: int,
     jurisdiction: str,
     outcome: str | None,
+    strategy_arm: str | None = None,
 ) -> list[SearchAttributePair]:
-    """The search-attribute values of a case (``CollectionOutcome`` only once it has one)."""
+    """The search-attribute values of a case (``CollectionOutcome`` only once it has one,
+    ``StrategyArm`` once the case was assigned one at opening)."""
     pairs = [
         SearchAttributePair(LOAN_ID, loan_id),
         SearchAttributePair(COLLECTION_STAGE, stage),
@@ -60,6 +67,8 @@ def case_pairs(
     ]
     if outcome is not None:
         pairs.append(SearchAttributePair(COLLECTION_OUTCOME, outcome))
+    if strategy_arm is not None:
+        pairs.append(SearchAttributePair(STRATEGY_ARM, strategy_arm))
     return pairs
 
 

@@ -36,6 +36,7 @@ from collections_domain.case.contract import (
 from collections_domain.case.ledger import Ledger, LedgerRules, LedgerView, derive
 from collections_domain.rules.compliance import ContactDecision
 from collections_domain.rules.policy import CollectionPolicy
+from collections_domain.rules.strategy import CaseStrategy
 from collections_domain.store.records import CaseEvent
 
 
@@ -61,6 +62,9 @@ class CaseCore(BaseModel):
     opening_due_date: date
     opening_reason: OpeningReason | None = None
     reopened_from: str | None = None
+    #: The treatment path and experiment arm assigned at opening (``rules.strategy``); the ladder
+    #: is the treatment's. ``None``: opened before the strategy (the policy's own ladder).
+    strategy: CaseStrategy | None = None
     ledger: Ledger = Ledger()
     # -- the ladder ---------------------------------------------------------------------------
     stage: str = "identified"

@@ -86,6 +86,7 @@ def status(case: CaseCore, policy: CollectionPolicy, now: datetime, next_step: N
         opening_reason=case.opening_reason,
         reopened_from=case.reopened_from,
         bookkeeping_errors=case.bookkeeping_errors,
+        strategy=case.strategy,
     )
 
 
@@ -99,6 +100,7 @@ def search_attribute_pairs(case: CaseCore, view: LedgerView) -> list[SearchAttri
         outstanding_minor=view.outstanding.total,
         jurisdiction=case.jurisdiction,
         outcome=case.outcome,
+        strategy_arm=case.strategy.strategy_arm if case.strategy else None,
     )
 
 
@@ -120,6 +122,10 @@ def details(case: CaseCore, policy: CollectionPolicy, now: datetime, next_step: 
             for line in view.lines[-6:]
         ) + (f" (and {len(view.lines) - 6} earlier)" if len(view.lines) > 6 else ""),
     ]
+    if case.strategy is not None:
+        st = case.strategy
+        band = f"score band {st.score_band} ({st.model_version}) · " if st.score_band else ""
+        lines.append(f"**Strategy** {band}treatment {st.treatment} · arm {st.strategy_arm}")
     if next_step is not None and case.outcome is None:
         lines.append(f"**Next** {next_step.step} at {local(case, next_step.at)}")
     if case.last_payment_at is not None:

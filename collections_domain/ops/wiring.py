@@ -10,17 +10,19 @@ from temporalio.worker import Worker
 from activities.collection_activities import CollectionActivities
 from activities.delivery import backend_from_settings
 from collections_domain.store.db import make_engine
+from collections_domain.store.assignments import check_models
 from collections_domain.ops.observability import LogContextInterceptor
 from collections_domain.rules.policy import PolicyRegistry, set_worker_policies
 from collections_domain.ops.settings import Settings
 from workflows.delinquency_scan import DelinquencyScanWorkflow
 from workflows.hand_offs import AgencyPlacementWorkflow, LegalReferralWorkflow
+from workflows.kpi_report import KpiReportWorkflow
 from workflows.loan_collection import LoanCollectionWorkflow
 from workflows.repayment_plan import RepaymentPlanWorkflow
 
 #: Every workflow a collections worker runs: the case and its children.
 WORKFLOWS = [LoanCollectionWorkflow, RepaymentPlanWorkflow, AgencyPlacementWorkflow, LegalReferralWorkflow,
-             DelinquencyScanWorkflow]
+             DelinquencyScanWorkflow, KpiReportWorkflow]
 
 
 def build_activities(settings: Settings) -> CollectionActivities:
@@ -29,10 +31,13 @@ def build_activities(settings: Settings) -> CollectionActivities:
     Raises:
         PolicyError: the policy file is invalid. ValueError: the delivery settings are incomplete.
     """
+    policies = PolicyRegistry.from_settings(settings.collections_policy)
+    check_models(policies)
     return CollectionActivities(
         engine=make_engine(settings.resolved_database_url),
         delivery=backend_from_settings(settings),
-        policies=PolicyRegistry.from_settings(settings.collections_policy),
+        policies=policies,
+        reports_dir=settings.data_dir / "reports",
     )
 
 
@@ -58,6 +63,7 @@ def activity_list(activities: CollectionActivities) -> list:
         activities.load_contact_profile,
         activities.scan_loans,
         activities.issue_notice_letter,
+        activities.produce_kpi_report,
     ]
 
 

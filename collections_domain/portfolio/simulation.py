@@ -33,11 +33,13 @@ from sqlmodel import Session, select
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.client import Client
-from collections_domain.ops import codec
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 
+from collections_domain.analytics.figures import KpiReport, WhatIf, WhatIfRun
+from collections_domain.analytics.kpis import compute_kpis, whatif_run
 from collections_domain.case.search_attributes import CLI_TYPES, INDEXED_TYPES
+from collections_domain.ops import codec
 from collections_domain.ops.binaries import find_binary
 from collections_domain.ops.settings import Settings
 from collections_domain.ops.wiring import build_activities, build_worker
@@ -46,8 +48,13 @@ from collections_domain.portfolio.home_credit import HomeCreditLoan, borrower_ro
 from collections_domain.portfolio.scan import ScanRequest, scan_page
 from collections_domain.portfolio.servicing import deliver_payment
 from collections_domain.rules import calendar, ladder
-from collections_domain.rules.policy import CollectionPolicy
-from collections_domain.store.models import Borrower, CollectionCase, ContactAttempt, ContactDecisionRecord
+from collections_domain.rules.policy import DEFAULT_POLICY_PATH, CollectionPolicy
+from collections_domain.store.models import (
+    Borrower,
+    CollectionCase,
+    ContactAttempt,
+    ContactDecisionRecord,
+)
 
 #: An in-memory server lives only for this run: a key of its own, kept nowhere.
 RING = codec.KeyRing.generate()
@@ -85,6 +92,10 @@ class SimulationResult:
     day0: str
     stages: list[str]
     totals: dict[str, int] = field(default_factory=dict)
+    #: The run's what-if totals (``analytics.kpis.whatif_run``): cures, recovered, contacts, cost.
+    whatif: WhatIfRun | None = None
+    #: The KPI report of the run's records at its end (``simulate(kpis=True)``).
+    kpis: KpiReport | None = None
 
     def table(self) -> tuple[list[str], list[tuple[str, dict[str, int]]]]:
         """Loans by the furthest stage reached (rows, in ladder order) and outcome (columns)."""
@@ -173,9 +184,18 @@ async def simulate(
     *,
     progress: Callable[[str, int, int], None] | None = None,
     database_url: str | None = None,
+    policy_path: Path | str | None = None,
+    kpis: bool = False,
 ) -> SimulationResult:
     """Replay ``loans`` (module docstring) on a fresh time-skipping server, with a database of
-    their own (``database_url``, or a temporary SQLite file) and the ``record`` delivery back-end."""
+    their own (``database_url``, or a temporary SQLite file) and the ``record`` delivery back-end,
+    under the policy file ``policy_path`` (default: the packaged default; another must have a
+    version of its own, like any released policy). ``kpis``: also compute the KPI report of the
+    run's records as of its end (``result.kpis``).
+
+    Raises:
+        PolicyError: the policy file is invalid, or reuses a packaged version with other content.
+    """
     started = wallclock.perf_counter()
     report = progress or (lambda phase, done, total: None)
     env = await WorkflowEnvironment.start_time_skipping(
@@ -187,13 +207,18 @@ async def simulate(
         with tempfile.TemporaryDirectory(prefix="collections-sim-") as folder:
             settings = Settings(temporal_task_queue="collections-simulation", data_dir=Path(folder),
                                 database_url=database_url or f"sqlite:///{Path(folder) / 'simulation.db'}",
-                                delivery_backend="record")
+                                delivery_backend="record",
+                                collections_policy=str(policy_path) if policy_path is not None else None)
             activities = build_activities(settings)
             policy = activities.policies.current
             worker = build_worker(env.client, settings, activities, max_activity_threads=64,
                                   max_cached_workflows=2 * len(loans) + 100)
             async with worker:
                 result = await _replay(env, loans, activities.engine, policy, settings.temporal_task_queue, report)
+            result.whatif = whatif_run(activities.engine, policy, policy_path=str(policy_path or DEFAULT_POLICY_PATH),
+                                       loans=len(loans))
+            if kpis:
+                result.kpis = compute_kpis(activities.engine, policy, now=(await env.get_current_time()).astimezone(UTC))
             activities.delivery.close()
             activities.engine.dispose()
     finally:
@@ -240,13 +265,33 @@ async def _replay(env, loans, engine, policy, task_queue, report) -> SimulationR
     return _results(engine, loans, policy, day0, found.horizon)  # type: ignore[arg-type]
 
 
-def stage_order(policy: CollectionPolicy) -> list[str]:
-    """The ladder's stages in the order a case reaches them (``identified`` first)."""
-    return [NOT_OPENED, "identified"] + [step.name for rung in ladder.rungs(policy) for step in rung.steps]
+async def what_if(loans: Sequence[HomeCreditLoan], policy_paths: Sequence[Path | str], *,
+                  progress: Callable[[str, int, int], None] | None = None,
+                  with_kpis: bool = False) -> tuple[list[SimulationResult], WhatIf]:
+    """Replay the same ``loans`` under each policy file in turn, each on a server and a database of
+    its own (``simulate``), and put their totals side by side (``runs[0]`` is the baseline, whose
+    KPI report ``with_kpis`` computes as well).
+
+    Raises:
+        PolicyError: a policy file is invalid; ValueError: fewer than two policies, or two with
+            one version (their figures could not be told apart).
+    """
+    from collections_domain.rules.policy import load_policy
+
+    versions = [load_policy(path).version for path in policy_paths]
+    if len(policy_paths) < 2:
+        raise ValueError("policy: give at least two policies to compare")
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"policy: each policy needs a version of its own, got {versions}")
+    results = []
+    for index, path in enumerate(policy_paths):
+        step = progress and (lambda phase, done, total, v=versions[index]: progress(f"{v}: {phase}", done, total))
+        results.append(await simulate(loans, progress=step, policy_path=path, kpis=with_kpis and index == 0))
+    return results, WhatIf(runs=[r.whatif for r in results if r.whatif is not None])
 
 
 def _results(engine, loans, policy, day0: date, horizon: datetime) -> SimulationResult:
-    stages = stage_order(policy)
+    stages = [NOT_OPENED, *ladder.stage_order(policy)]
     rank = {stage: i for i, stage in enumerate(stages)}
     with Session(engine) as db:
         cases: dict[str, list[CollectionCase]] = {}

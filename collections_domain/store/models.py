@@ -157,6 +157,35 @@ class CollectionCase(SQLModel, table=True):
     credit_minor: int | None = _minor_units(default=None)
     written_off_minor: int | None = _minor_units(default=None)
     waived_minor: int | None = _minor_units(default=None)
+    # Added with the strategy (issue 13): what the case was assigned at opening (rules.strategy).
+    propensity_bps: int | None = None
+    score_band: str | None = Field(default=None, max_length=20)
+    model_version: str | None = Field(default=None, max_length=40)
+    treatment: str | None = Field(default=None, max_length=32)
+    experiment_id: str | None = Field(default=None, max_length=40)
+    strategy_arm: str | None = Field(default=None, max_length=20)
+
+
+class StrategyAssignment(SQLModel, table=True):
+    """The strategy a case was assigned at opening (``rules.strategy.assign``), written by the
+    ``open_case`` activity once per episode: the propensity score (basis points of the probability
+    of cure within 30 days) and the model that gave it, the band, the treatment path, and the
+    experiment and arm (``none`` outside any). A retried opening reads it back, so the history and
+    the database always agree."""
+
+    __tablename__ = "strategy_assignments"
+    id: int | None = Field(default=None, primary_key=True)
+    episode_id: str = Field(unique=True, max_length=100)
+    workflow_id: str = Field(index=True, max_length=80)
+    loan_id: str = Field(index=True, max_length=64)
+    propensity_bps: int | None = None
+    model_version: str | None = Field(default=None, max_length=40)
+    score_band: str | None = Field(default=None, max_length=20)
+    treatment: str = Field(max_length=32)
+    experiment_id: str | None = Field(default=None, max_length=40)
+    arm: str = Field(max_length=20)
+    policy_version: str = Field(max_length=64)
+    assigned_at: datetime = Field(sa_column=_utc_column())
 
 
 class LedgerEntryRecord(SQLModel, table=True):

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from collections_domain.case.contract import CaseInput, Instalment, LoanInstalment, OpeningPayment, PendingSignal
 from collections_domain.rules.compliance import ContactDecision
 from collections_domain.rules.policy import CollectionPolicy
+from collections_domain.rules.strategy import CaseStrategy
 
 
 class CaseOpened(BaseModel):
@@ -36,6 +37,12 @@ class CaseOpened(BaseModel):
     reopened_from: str | None = None
     portfolio: str | None = None
     region: str | None = None
+    # Added with the strategy (issue 13): what the case was assigned at opening (rules.strategy).
+    score_band: str | None = None
+    model_version: str | None = None
+    treatment: str | None = None
+    experiment_id: str | None = None
+    strategy_arm: str | None = None
 
 
 class CaseProgress(BaseModel):
@@ -329,6 +336,9 @@ class OpenedCase(BaseModel):
     policy_digest: str
     currency_exponent: int
     reopen: ReopenedFacts | None = None
+    #: The treatment and arm assigned at opening (``store.assignments``): the band and the model
+    #: version, never the score's inputs. ``None`` from workers before the strategy.
+    strategy: CaseStrategy | None = None
 
 
 class ContactBatch(BaseModel):

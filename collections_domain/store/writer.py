@@ -33,6 +33,7 @@ from collections_domain.store.models import (
     PromiseRecord,
     RejectedSignalRecord,
     RepaymentPlan,
+    StrategyAssignment,
     WriteOff,
 )
 from collections_domain.store.records import (
@@ -129,7 +130,12 @@ def _case_opened(batch: _Batch, event: CaseOpened) -> None:
         policy_version=event.policy_version, opened_at=event.at, episode_id=event.episode_id,
         opening_source=event.opening_source, opening_rule=event.opening_rule, reopened_from=event.reopened_from,
         portfolio=event.portfolio, region=event.region, anchor_due_date=event.oldest_due_date,
+        score_band=event.score_band, model_version=event.model_version, treatment=event.treatment,
+        experiment_id=event.experiment_id, strategy_arm=event.strategy_arm,
     )
+    if event.episode_id and event.treatment:
+        assigned = batch.db.exec(select(StrategyAssignment).where(StrategyAssignment.episode_id == event.episode_id)).first()
+        batch.case.propensity_bps = assigned.propensity_bps if assigned else None
     batch.add(batch.case)
 
 

@@ -39,6 +39,7 @@ async def main(version: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         h = Harness(env, Path(tmp))
+        h.version = version
         async with h.worker:
             today = calendar.local_date(await server_now(env), TZ)
             due = today - timedelta(days=1)
@@ -98,6 +99,13 @@ async def main(version: str) -> None:
                 await advance_to(env, local(33))
                 handles["plan_broken_child"] = env.client.get_workflow_handle(f"{handles['plan_broken'].id}-plan-PB")
                 await advance_to(env, local(181))
+            if int(version[1:]) >= 6:
+                from collections_domain.analytics.produce import KpiReportRequest
+
+                handles["kpi_report"] = await h.client.start_workflow(
+                    "KpiReportWorkflow", KpiReportRequest(days=365, name="replay"), id="kpi-report-replay",
+                    task_queue=h.task_queue)
+                await handles["kpi_report"].result()
             for name, handle in handles.items():
                 history = await handle.fetch_history()
                 path = folder / f"{name}--{handle.id}.json"
@@ -144,10 +152,41 @@ async def _issue_11_money(env, h, handles, due, local) -> None:
     await deliver_reversal(h.client, h.engine, policy, cured.id.removeprefix("collection-"),
                            PaymentReversed(reversal_id="rv-c5", payment_id="c5", reason="chargeback"), task_queue=h.task_queue)
     handles["reopened_by_reversal"] = h.client.get_workflow_handle(cured.id)
+    strategy_loans = _issue_13_book(h, calendar.local_date(await server_now(env), TZ)) if int(h.version[1:]) >= 6 else {}
     scan = await h.client.start_workflow("DelinquencyScanWorkflow", ScanRequest(time_zone=TZ), id="delinquency-scan-replay",
                                          task_queue=h.task_queue)
     await scan.result()
     handles["delinquency_scan"] = scan
+    for name, loan_id in strategy_loans.items():
+        handles[name] = h.client.get_workflow_handle(f"collection-{loan_id}")
+
+
+def _issue_13_book(h, today) -> dict[str, str]:
+    """The strategy (recorded from v6 on): loans of the book with different repayment histories,
+    scored at opening by the scan, so that their cases run different treatments and arms."""
+    from collections_domain.portfolio import loan_book
+    from tests.helpers import seed_borrower
+
+    histories = {  # name: (days back of each instalment, days back of each payment)
+        "strategy_paid_on_time_before": ((95, 65, 35, 4), (95, 65, 35)),
+        "strategy_first_instalment_missed": ((4,), ()),
+        "strategy_often_late": ((95, 65, 35, 4), (80, 50)),
+        "strategy_long_history": ((185, 155, 125, 95, 65, 35, 4), (185, 155, 125, 95, 65, 35)),
+    }
+    rows = ["record,loan_id,borrower_id,currency,timezone,jurisdiction,region,portfolio,instalment_id,due_date,"
+            "principal_minor,interest_minor,fees_minor,payment_id,amount_minor,paid_at,reversal_id,reason"]
+    loans = {}
+    for name, (due_back, paid_back) in histories.items():
+        loan_id = new_loan_id("ST")
+        loans[name] = loan_id
+        seed_borrower(h.engine, f"B-{loan_id}", tz=TZ)
+        rows.append(f"loan,{loan_id},B-{loan_id},CNY,{TZ},CN,CN-SH,no-accrual,,,,,,,,,,")
+        rows += [f"instalment,{loan_id},,,,,,,{i},{today - timedelta(days=back)},150000,0,0,,,,,"
+                 for i, back in enumerate(due_back, start=1)]
+        rows += [f"payment,{loan_id},,CNY,,,,,,,,,,p{i},150000,{today - timedelta(days=back)}T10:00:00+08:00,,"
+                 for i, back in enumerate(paid_back, start=1)]
+    loan_book.import_csv(h.engine, h.activities.policies.current, text="\n".join(rows) + "\n")
+    return loans
 
 
 async def _issue_11_legal(env, h, handles, local) -> None:

@@ -1,0 +1,111 @@
+"""The strategy a case gets at opening: scored from the database, assigned by the policy's
+rules (``rules.strategy.assign``), and recorded once per episode in ``strategy_assignments``.
+
+Called by the ``open_case`` activity. The score is computed from the loan book (the loan's
+schedule and payments as of the opening; ``scoring.score_loan``): the behaviour the model was
+trained on. A case of a loan the book does not hold (opened by hand with one overdue amount) has
+no behaviour to score: it gets no band, runs ``standard``, and enters only experiments that list
+no bands. Only the band, the model version, the treatment and the arm leave this module for the
+history; the score stays in the database.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from collections_domain.case.contract import CaseInput
+from collections_domain.rules import calendar
+from collections_domain.rules.policy import CollectionPolicy
+from collections_domain.rules.strategy import CaseStrategy, assign
+from collections_domain.store.db import session
+from collections_domain.store.models import StrategyAssignment
+
+
+def _score(engine: Engine, policy: CollectionPolicy, case: CaseInput, now: datetime) -> tuple[int | None, str | None]:
+    """The case's propensity (basis points) and the model that gave it; ``(None, None)`` when
+    the policy scores nothing or the loan is not in the book."""
+    version = policy.scoring.model
+    if version is None:
+        return None, None
+    from collections_domain.scoring import model as scoring
+
+    score = scoring.score_loan(engine, case.loan_id, now, model=_model(version))
+    if score is None:
+        return None, None
+    return score.probability_bps, score.model_version
+
+
+def assign_case_strategy(engine: Engine, policy: CollectionPolicy, case: CaseInput, *, workflow_id: str,
+                         episode_id: str, now: datetime) -> CaseStrategy:
+    """The strategy of the case ``episode_id`` (the workflow's first run id) opening at ``now``
+    (UTC) under ``policy``; the first call for an episode records it, any later one (a retried
+    opening) returns what was recorded, so the history and the database agree.
+
+    Raises:
+        KeyError: the policy names a model this package does not ship (checked at worker start).
+        sqlalchemy.exc.SQLAlchemyError: the database failed (the activity is retried).
+    """
+    with session(engine) as db:
+        known = db.exec(select(StrategyAssignment).where(StrategyAssignment.episode_id == episode_id)).first()
+        if known is not None:
+            return _strategy_of(known)
+    probability_bps, model_version = _score(engine, policy, case, now)
+    strategy = assign(policy.scoring, policy.experiments, loan_id=case.loan_id, probability_bps=probability_bps,
+                      model_version=model_version, opened_on=calendar.local_date(now, case.timezone))
+    row = StrategyAssignment(episode_id=episode_id, workflow_id=workflow_id, loan_id=case.loan_id,
+                             propensity_bps=probability_bps, model_version=model_version, score_band=strategy.score_band,
+                             treatment=strategy.treatment, experiment_id=strategy.experiment_id, arm=strategy.arm,
+                             policy_version=policy.version, assigned_at=now)
+    try:
+        with session(engine) as db:
+            db.add(row)
+            db.commit()
+    except IntegrityError:  # two attempts of one opening raced: the first one's stands
+        with session(engine) as db:
+            known = db.exec(select(StrategyAssignment).where(StrategyAssignment.episode_id == episode_id)).first()
+        if known is None:
+            raise
+        return _strategy_of(known)
+    return strategy
+
+
+def _model(version: str):
+    """The shipped model ``version`` (``scoring/models/<version>.json``), loaded once per process.
+
+    Raises:
+        KeyError: this package ships no such model.
+    """
+    from collections_domain.scoring import model as scoring
+
+    path = scoring.MODELS_DIR / f"{version}.json"
+    if not path.is_file():
+        raise KeyError(f"no model {version!r} in {scoring.MODELS_DIR}")
+    return scoring.load_model(path)
+
+
+def _strategy_of(row: StrategyAssignment) -> CaseStrategy:
+    return CaseStrategy(score_band=row.score_band, model_version=row.model_version, treatment=row.treatment,
+                        experiment_id=row.experiment_id, arm=row.arm)
+
+
+def check_models(policies) -> None:
+    """Load the model of every policy that scores (``PolicyRegistry``), so a worker whose policy
+    names a model this package lacks fails at start, not at its first case.
+
+    Raises:
+        PolicyError: a policy's ``scoring.model`` is not shipped.
+    """
+    from collections_domain.rules.policy import PolicyError
+
+    for version in policies.versions:
+        policy = policies.get(version)
+        if policy.scoring.model is None:
+            continue
+        try:
+            _model(policy.scoring.model)
+        except (KeyError, OSError, ValueError) as err:
+            raise PolicyError(f"policy {version}: scoring.model: {policy.scoring.model!r} cannot be loaded ({err})") from err
