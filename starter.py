@@ -1662,24 +1662,6 @@ def _print_simulation(result, loans_csv: Path | None) -> None:
 # -- analysis and strategy -----------------------------------------------------------------------
 
 
-def _report_filters(**values) -> object:
-    """The report's filters, checked by the same model the API uses (exit 2 naming the option)."""
-    from collections_domain.analytics.figures import Filters
-
-    try:
-        return Filters.model_validate({k: v for k, v in values.items() if v is not None})
-    except ValidationError as err:
-        _refuse([_problem_of(item) for item in err.errors()],
-                {"strategy_arm": "--arm", "opened_from": "--opened-from", "opened_to": "--opened-to",
-                 "policy_version": "--policy-version"})
-
-
-def _problem_of(item) -> str:
-    field = ".".join(str(part) for part in item["loc"]) or item["msg"].split(":", 1)[0]
-    message = item["msg"].removeprefix("Value error, ")
-    return message if message.startswith(field) else f"{field}: {message}"
-
-
 @app.command("report")
 def report_command(
     opened_from: Annotated[str | None, typer.Option(help="Cases opened on or after this day (YYYY-MM-DD, UTC).")] = None,
@@ -1697,10 +1679,13 @@ def report_command(
     with charts."""
     from collections_domain.analytics.report import print_kpis
 
-    filters = _report_filters(opened_from=opened_from and _date(opened_from, "opened_from"),
-                              opened_to=opened_to and _date(opened_to, "opened_to"), policy_version=policy_version,
-                              strategy_arm=arm, segment=segment, jurisdiction=jurisdiction, channel=channel)
+    from collections_domain.analytics.figures import Filters
     from collections_domain.analytics.produce import KpiReportRequest, produce
+
+    # The API's own filter model (GET /v1/reports/kpis), so both refuse the same values.
+    filters = _request(Filters, {"strategy_arm": "arm"}, opened_from=opened_from and _date(opened_from, "opened_from"),
+                       opened_to=opened_to and _date(opened_to, "opened_to"), policy_version=policy_version,
+                       strategy_arm=arm, segment=segment, jurisdiction=jurisdiction, channel=channel)
 
     folder = html.parent if html else get_settings().data_dir / "reports"
     name = html.stem if html else "kpi-report"

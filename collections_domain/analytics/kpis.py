@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import duckdb
@@ -46,6 +46,7 @@ from collections_domain.analytics.figures import (
 from collections_domain.analytics.snapshots import (
     Month,
     month_end_snapshots,
+    months_back,
     months_from,
     read_book,
 )
@@ -59,6 +60,8 @@ __all__ = ["compute_kpis", "whatif_run"]
 
 #: Cure curves run from day 0 to this day since opening.
 CURE_CURVE_DAYS = 90
+#: Roll rates look back at most this many month-ends (two years of a loan book loaded with its history).
+ROLL_RATE_MONTHS = 24
 #: The difference an experiment's verdict says how many cases would show (5 percentage points).
 DETECTABLE_DIFFERENCE = 0.05
 #: Contact attempt statuses that mean the provider (or the record back-end) took the contact.
@@ -77,7 +80,7 @@ DEFINITIONS = {
                   "one month-end and in column j at the next (current: DPD 0 again, cured; closed: written off "
                   "or ended for good), summed over the months; the loans are those with a case in the "
                   "filters (dates aside), the month-ends those in the opening-date range from the month the "
-                  "first of their cases opened.",
+                  "first of their instalments fell due (at most 24 month-ends).",
     "stages": "Cases by the furthest ladder step they reached (a compliance decision recorded for the step, "
               "whatever it decided; identified: none yet); cure rate with its Wilson 95 % interval, and the "
               "median days from opening to cure of the cured ones.",
@@ -410,7 +413,8 @@ FROM case_money GROUP BY currency ORDER BY currency
 """
 
 ARMS_SQL = """
-SELECT arm, min(experiment_id) AS experiment_id, mode(treatment) AS treatment,
+SELECT arm, min(experiment_id) AS experiment_id,
+       CASE WHEN count(DISTINCT treatment) = 1 THEN min(treatment) END AS treatment,
        coalesce(min(strategy_arm), 'none') AS arm_name, count(*) AS cases, count(*) FILTER (WHERE cured) AS cured
 FROM kase GROUP BY arm
 """
@@ -686,11 +690,12 @@ def _roll_rates(con: duckdb.DuckDBPyConnection, connection: Connection, policy: 
     buckets = [b.name for b in dpd_buckets(policy)]
     columns = ["current", *buckets, "closed"]
     loans = [row["loan_id"] for row in _all(con, "SELECT DISTINCT loan_id FROM scope ORDER BY loan_id")]
-    first_opened = _one(con, "SELECT min(opened_at) AS first FROM scope")["first"]
-    months = _months(filters, first_opened, now)
+    book = read_book(connection, loans)
+    first_due = min((line.due_date for entry in book for line in entry.instalments), default=None)
+    months = _months(filters, first_due, now)
     ended = {row["loan_id"]: (row["ended_at"].replace(tzinfo=UTC), row["status"])
              for row in _all(con, LOAN_ENDINGS_SQL, {"final": list(LOAN_STATUS_AFTER)})}
-    snapshots = month_end_snapshots(read_book(connection, loans), policy, months, now=now, ended=ended) if months else []
+    snapshots = month_end_snapshots(book, policy, months, now=now, ended=ended) if months else []
     snapshot_columns = {"loan_id": "VARCHAR", "month": "VARCHAR", "month_index": "INTEGER", "days_past_due": "INTEGER",
                         "overdue_minor": "BIGINT", "status": "VARCHAR"}
     _register(con, "snapshots", _columns([vars(s) for s in snapshots], snapshot_columns), snapshot_columns)
@@ -707,13 +712,14 @@ def _roll_rates(con: duckdb.DuckDBPyConnection, connection: Connection, policy: 
                           rows=buckets, columns=columns, counts=counts, rates=rates, cure_rate_by_bucket=cure)
 
 
-def _months(filters: Filters, first_opened: datetime | None, now: datetime) -> list[Month]:
-    """The months whose last day is in the opening-date range, from the month the first case in
-    scope opened (no loan of the scope had a case before) to the month of ``now`` (each loan's
-    snapshot waits for its month-end in its own zone)."""
-    if first_opened is None:
+def _months(filters: Filters, first_due: date | None, now: datetime) -> list[Month]:
+    """The months whose last day is in the opening-date range, from the month the first instalment
+    of the loans in scope fell due (at most ``ROLL_RATE_MONTHS`` before ``now``'s) to the month of
+    ``now`` (each loan's snapshot waits for its month-end in its own zone)."""
+    if first_due is None:
         return []
-    first, last = Month.of(first_opened.date()), Month.of(now.date())
+    last = Month.of(now.date())
+    first = max(Month.of(first_due), months_back(last, ROLL_RATE_MONTHS - 1), key=lambda m: m.index)
     if filters.opened_from is not None and Month.of(filters.opened_from).index > first.index:
         first = Month.of(filters.opened_from)
     if filters.opened_to is not None:

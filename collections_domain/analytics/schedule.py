@@ -10,17 +10,15 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleCalendarSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleRange,
     ScheduleSpec,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
 
 from collections_domain.analytics.produce import KpiReportRequest
+from collections_domain.ops.schedules import upsert_schedule
 from collections_domain.rules import calendar
 
 REPORT_WORKFLOW_TYPE = "KpiReportWorkflow"
@@ -46,12 +44,5 @@ def report_schedule(at: time, time_zone: str, task_queue: str, request: KpiRepor
 async def ensure_report_schedule(client: Client, at: time, time_zone: str, task_queue: str,
                                  request: KpiReportRequest | None = None) -> str:
     """Create (or update) ``kpi-report-daily``; returns its id."""
-    wanted = report_schedule(at, time_zone, task_queue, request or KpiReportRequest())
-    try:
-        await client.create_schedule(REPORT_SCHEDULE_ID, wanted)
-    except ScheduleAlreadyRunningError:
-        async def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
-            return ScheduleUpdate(schedule=wanted)
-
-        await client.get_schedule_handle(REPORT_SCHEDULE_ID).update(replace)
-    return REPORT_SCHEDULE_ID
+    return await upsert_schedule(client, REPORT_SCHEDULE_ID,
+                                 report_schedule(at, time_zone, task_queue, request or KpiReportRequest()))

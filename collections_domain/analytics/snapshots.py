@@ -87,6 +87,12 @@ def months_from(first: Month, last: Month) -> list[Month]:
     return months
 
 
+def months_back(month: Month, count: int) -> Month:
+    """The month ``count`` months before ``month``."""
+    index = month.index - count
+    return Month(index // 12, index % 12 + 1)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """One loan at one month-end: DPD and the overdue amount (minor units) as the ledger adds

@@ -242,7 +242,8 @@ def borrower_row(loan: HomeCreditLoan) -> dict[str, str]:
 def load_into_book(engine, policy, loans: Iterable[HomeCreditLoan], anchor: date, until: datetime) -> int:
     """Put ``loans`` in the loan book as the servicing system would have them at ``until``: each
     borrower (with the synthetic contact details), the loan and its schedule (day 0 on
-    ``anchor``), and the payments made by then. Returns how many loans. Idempotent."""
+    ``anchor``), and the payments made by then, each received when it was made. Returns how many
+    loans. Idempotent."""
     from sqlmodel import Session
 
     from collections_domain.portfolio import loan_book
@@ -256,8 +257,11 @@ def load_into_book(engine, policy, loans: Iterable[HomeCreditLoan], anchor: date
     for loan in loans:
         loan_book.upsert_loan(engine, loan.loan_in(anchor), policy, source="home-credit")
         for payment in loan.payments:
-            if loan.paid_at(payment, anchor) <= until:
+            paid_at = loan.paid_at(payment, anchor)
+            if paid_at <= until:
+                # The servicing system received each payment of its history when it was made: the
+                # book holds them as received then (month-end DPD, roll rates), not at the load.
                 loan_book.record_payment(engine, loan.loan_id, loan.payment_received(payment, anchor), source="home-credit",
-                                         now=until)
+                                         now=paid_at)
         loan_book.refresh(engine, loan.loan_id, policy, until)
     return len(loans)

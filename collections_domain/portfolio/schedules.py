@@ -11,16 +11,14 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleCalendarSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleRange,
     ScheduleSpec,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
 
+from collections_domain.ops.schedules import upsert_schedule
 from collections_domain.portfolio.scan import SCAN_WORKFLOW_TYPE, ScanRequest
 from collections_domain.rules import calendar
 
@@ -46,15 +44,5 @@ def scan_schedule(time_zone: str, at: time, task_queue: str) -> Schedule:
 
 async def ensure_scan_schedules(client: Client, time_zones: list[str], at: time, task_queue: str) -> list[str]:
     """Create (or update) one scan schedule per zone; returns their ids."""
-    ids = []
-    for zone in sorted(set(time_zones)):
-        wanted = scan_schedule(zone, at, task_queue)
-        try:
-            await client.create_schedule(schedule_id(zone), wanted)
-        except ScheduleAlreadyRunningError:
-            async def replace(_: ScheduleUpdateInput, wanted: Schedule = wanted) -> ScheduleUpdate:
-                return ScheduleUpdate(schedule=wanted)
-
-            await client.get_schedule_handle(schedule_id(zone)).update(replace)
-        ids.append(schedule_id(zone))
-    return ids
+    return [await upsert_schedule(client, schedule_id(zone), scan_schedule(zone, at, task_queue))
+            for zone in sorted(set(time_zones))]

@@ -186,12 +186,14 @@ async def simulate(
     database_url: str | None = None,
     policy_path: Path | str | None = None,
     kpis: bool = False,
+    price_list: dict[str, dict[str, int]] | None = None,
 ) -> SimulationResult:
     """Replay ``loans`` (module docstring) on a fresh time-skipping server, with a database of
     their own (``database_url``, or a temporary SQLite file) and the ``record`` delivery back-end,
     under the policy file ``policy_path`` (default: the packaged default; another must have a
     version of its own, like any released policy). ``kpis``: also compute the KPI report of the
-    run's records as of its end (``result.kpis``).
+    run's records as of its end (``result.kpis``). ``price_list``: the unit costs (currency ->
+    action -> minor units) to cost the run's contacts at, instead of the policy's own.
 
     Raises:
         PolicyError: the policy file is invalid, or reuses a packaged version with other content.
@@ -215,7 +217,8 @@ async def simulate(
                                   max_cached_workflows=2 * len(loans) + 100)
             async with worker:
                 result = await _replay(env, loans, activities.engine, policy, settings.temporal_task_queue, report)
-            result.whatif = whatif_run(activities.engine, policy, policy_path=str(policy_path or DEFAULT_POLICY_PATH),
+            priced = policy if price_list is None else policy.model_copy(update={"unit_costs": price_list})
+            result.whatif = whatif_run(activities.engine, priced, policy_path=str(policy_path or DEFAULT_POLICY_PATH),
                                        loans=len(loans))
             if kpis:
                 result.kpis = compute_kpis(activities.engine, policy, now=(await env.get_current_time()).astimezone(UTC))
@@ -270,7 +273,8 @@ async def what_if(loans: Sequence[HomeCreditLoan], policy_paths: Sequence[Path |
                   with_kpis: bool = False) -> tuple[list[SimulationResult], WhatIf]:
     """Replay the same ``loans`` under each policy file in turn, each on a server and a database of
     its own (``simulate``), and put their totals side by side (``runs[0]`` is the baseline, whose
-    KPI report ``with_kpis`` computes as well).
+    KPI report ``with_kpis`` computes as well). Every run is costed at the baseline's unit costs
+    (``[unit_costs]``), so that the costs compare what each policy does, at one price list.
 
     Raises:
         PolicyError: a policy file is invalid; ValueError: fewer than two policies, or two with
@@ -278,7 +282,8 @@ async def what_if(loans: Sequence[HomeCreditLoan], policy_paths: Sequence[Path |
     """
     from collections_domain.rules.policy import load_policy
 
-    versions = [load_policy(path).version for path in policy_paths]
+    policies = [load_policy(path) for path in policy_paths]
+    versions = [policy.version for policy in policies]
     if len(policy_paths) < 2:
         raise ValueError("policy: give at least two policies to compare")
     if len(set(versions)) != len(versions):
@@ -286,7 +291,8 @@ async def what_if(loans: Sequence[HomeCreditLoan], policy_paths: Sequence[Path |
     results = []
     for index, path in enumerate(policy_paths):
         step = progress and (lambda phase, done, total, v=versions[index]: progress(f"{v}: {phase}", done, total))
-        results.append(await simulate(loans, progress=step, policy_path=path, kpis=with_kpis and index == 0))
+        results.append(await simulate(loans, progress=step, policy_path=path, kpis=with_kpis and index == 0,
+                                      price_list=policies[0].unit_costs))
     return results, WhatIf(runs=[r.whatif for r in results if r.whatif is not None])
 
 

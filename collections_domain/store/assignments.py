@@ -11,7 +11,7 @@ history; the score stays in the database.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time, timedelta
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -33,10 +33,20 @@ def _score(engine: Engine, policy: CollectionPolicy, case: CaseInput, now: datet
         return None, None
     from collections_domain.scoring import model as scoring
 
-    score = scoring.score_loan(engine, case.loan_id, now, model=_model(version))
+    score = scoring.score_loan(engine, case.loan_id, episode_opening(policy, case, now), model=_model(version))
     if score is None:
         return None, None
     return score.probability_bps, score.model_version
+
+
+def episode_opening(policy: CollectionPolicy, case: CaseInput, now: datetime) -> datetime:
+    """When the case's episode opened by the policy's rule: the start of the local day after the
+    oldest overdue instalment's due date plus ``identification.grace_days`` (the day the daily scan
+    opens it; ``now`` if that is later). The model was trained on the loan as it stood then, so a
+    case opened late (a book loaded with loans already 40 days behind) is scored as of then, not
+    with the days it has been left alone."""
+    day = case.oldest_due_date + timedelta(days=policy.identification.grace_days + 1)
+    return min(calendar.local_instant(day, time(0), case.timezone), now)
 
 
 def assign_case_strategy(engine: Engine, policy: CollectionPolicy, case: CaseInput, *, workflow_id: str,

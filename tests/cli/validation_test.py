@@ -252,6 +252,17 @@ BAD = [
     (["demo", "--loans", "0"], "--loans"),
     (["demo", "--anchor", "1/1/2026"], "--anchor"),
     (["simulate", "--limit", "0"], "--limit"),
+    (["simulate", "--policy", "/no/such/policy.toml"], "--policy"),
+    # the report, its schedule
+    (["report", "--opened-from", "yesterday"], "--opened-from"),
+    (["report", "--opened-from", "2026-12-01", "--opened-to", "2026-11-01"], "--opened-to"),
+    (["report", "--jurisdiction", "cn"], "--jurisdiction"),
+    (["report", "--arm", "a b"], "--arm"),
+    (["report", "--channel", "Pigeon"], "--channel"),
+    (["report", "--policy-version", "x" * 65], "--policy-version"),
+    (["report-schedule", "--at", "25:00"], "--at"),
+    (["report-schedule", "--zone", "Mars/Olympus"], "--zone"),
+    (["report-schedule", "--days", "0"], "--days"),
     (["api", "--port", "0"], "--port"),
     (["api", "--port", "70000"], "--port"),
     # api-key: ApiKeyRequest
@@ -270,3 +281,11 @@ BAD = [
 def test_bad_input_is_one_line_naming_the_option(cli, args, field):
     code, _, stderr = cli(*args)
     assert_one_line(code, stderr, field)
+
+
+def test_report_on_an_empty_database_prints_the_tables_and_writes_the_html(cli, tmp_path):
+    code, stdout, stderr = cli("report", "--html", str(tmp_path / "out" / "kpis.html"))
+    assert code == 0, stderr
+    assert "HTML report:" in stdout and (tmp_path / "out" / "kpis.html").is_file() and (tmp_path / "out" / "kpis.json").is_file()
+    code, stdout, _ = cli("report", "--json", "--jurisdiction", "CN")
+    assert code == 0 and '"cases":0' in stdout.replace(" ", "")

@@ -167,24 +167,29 @@ def _issue_13_book(h, today) -> dict[str, str]:
     from collections_domain.portfolio import loan_book
     from tests.helpers import seed_borrower
 
-    histories = {  # name: (days back of each instalment, days back of each payment)
-        "strategy_paid_on_time_before": ((95, 65, 35, 4), (95, 65, 35)),
-        "strategy_first_instalment_missed": ((4,), ()),
-        "strategy_often_late": ((95, 65, 35, 4), (80, 50)),
-        "strategy_long_history": ((185, 155, 125, 95, 65, 35, 4), (185, 155, 125, 95, 65, 35)),
+    # name: (loan id, days back of each instalment, days back and amount of each payment); the
+    # bands these get from propensity-2026.12 at the episode's opening: medium (the experiment's
+    # two arms: the ids are picked for them), high (self_cure), low (early_call), and one opened
+    # straight at DPD 35.
+    histories = {
+        "strategy_medium_champion": ("ST-medium-0", (35, 4), ((30, 150000),)),
+        "strategy_medium_challenger": ("ST-medium-1", (65, 35, 4), ((50, 150000), (20, 150000))),
+        "strategy_high_self_cure": ("ST-high-0", (4,), ()),
+        "strategy_low_early_call": ("ST-low-0", (35, 4), ((34, 75000), (10, 75000))),
+        "strategy_paid_on_time_before": ("ST-time-0", (95, 65, 35, 4), ((95, 150000), (65, 150000), (35, 150000))),
+        "strategy_often_late": ("ST-late-0", (95, 65, 35, 4), ((80, 150000), (50, 150000))),
     }
     rows = ["record,loan_id,borrower_id,currency,timezone,jurisdiction,region,portfolio,instalment_id,due_date,"
             "principal_minor,interest_minor,fees_minor,payment_id,amount_minor,paid_at,reversal_id,reason"]
     loans = {}
-    for name, (due_back, paid_back) in histories.items():
-        loan_id = new_loan_id("ST")
+    for name, (loan_id, due_back, paid) in histories.items():
         loans[name] = loan_id
         seed_borrower(h.engine, f"B-{loan_id}", tz=TZ)
         rows.append(f"loan,{loan_id},B-{loan_id},CNY,{TZ},CN,CN-SH,no-accrual,,,,,,,,,,")
         rows += [f"instalment,{loan_id},,,,,,,{i},{today - timedelta(days=back)},150000,0,0,,,,,"
                  for i, back in enumerate(due_back, start=1)]
-        rows += [f"payment,{loan_id},,CNY,,,,,,,,,,p{i},150000,{today - timedelta(days=back)}T10:00:00+08:00,,"
-                 for i, back in enumerate(paid_back, start=1)]
+        rows += [f"payment,{loan_id},,CNY,,,,,,,,,,p{i},{amount},{today - timedelta(days=back)}T10:00:00+08:00,,"
+                 for i, (back, amount) in enumerate(paid, start=1)]
     loan_book.import_csv(h.engine, h.activities.policies.current, text="\n".join(rows) + "\n")
     return loans
 

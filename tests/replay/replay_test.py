@@ -24,12 +24,16 @@ def test_histories_are_present():
     # (instalments, re-anchoring, reversals, accrual, value-dated promises, the patch marker of the
     # contract's original input, the legal track's money, a re-opened case, the scan). v5: the
     # same scenarios with encrypted payloads (the test key "test-1", tests/keys.py), the contact
-    # retry policy without an attempt bound, and the batch's window-closed flag.
+    # retry policy without an attempt bound, and the batch's window-closed flag. v6: the strategy
+    # (cases scored at opening and run on their treatment's ladder or experiment arm: the
+    # StrategyArm upsert, self_cure's reminder step, early_call's DPD 3 call) and the scheduled
+    # KPI report (KpiReportWorkflow).
     assert len([p for p in HISTORIES if p.parent.name == "v1"]) == 6
     assert len([p for p in HISTORIES if p.parent.name == "v2"]) >= 17
     assert len([p for p in HISTORIES if p.parent.name == "v3"]) >= 22
     assert len([p for p in HISTORIES if p.parent.name == "v4"]) >= 30
     assert len([p for p in HISTORIES if p.parent.name == "v5"]) >= 30
+    assert len([p for p in HISTORIES if p.parent.name == "v6"]) >= 37
 
 
 def test_encrypted_histories_need_the_key():
