@@ -150,6 +150,10 @@ def _runtime_message(err: Exception) -> str:
         return "settings: " + "; ".join(describe_errors(err))
     if isinstance(err, TimeoutError):
         return f"timed out: {err or 'no answer in time'}"
+    from collections_domain.rules.policy import PolicyError
+
+    if isinstance(err, PolicyError):
+        return f"COLLECTIONS_POLICY: {err}"
     return f"unexpected {type(err).__name__}: {str(err)[:300]} (LOG_LEVEL=DEBUG shows the traceback)"
 
 
@@ -348,6 +352,7 @@ def demo(
     """The main job: dev server with UI, a worker, the HTTP API, and the real portfolio loaded. Ctrl-C stops it."""
     anchor_date = _anchor(anchor)
     settings = get_settings()
+    _policies()  # a policy file that breaks a rule is named before any server starts
     configure_logging("WARNING")
     logs = Path(settings.data_dir) / "logs"
     server = devserver.spawn(devserver.dev_server_command(settings), logs / "temporal.log")
@@ -1558,7 +1563,8 @@ def simulate(
     policy: Annotated[list[Path] | None, typer.Option(
         "--policy", help="A policy file to replay under (default: the packaged one). Twice or more: a what-if "
                          "comparison of the same loans under each, side by side.")] = None,
-    html: Annotated[Path | None, typer.Option(help="What-if: also write the comparison as an HTML report here.")] = None,
+    html: Annotated[Path | None, typer.Option(help="Also write the replay's KPI report (HTML) here; with two or more "
+                                                   "--policy, the first policy's, with the comparison.")] = None,
 ) -> None:
     """Replay the Home Credit loans, loan by loan, through the real product on the time-skipping
     server: instalments fall due on their days, the scan opens cases, payments arrive on theirs.
@@ -1574,9 +1580,13 @@ def simulate(
     if len(policies) > 1:
         _what_if(loans, policies, html, as_json)
         return
-    result = _with_progress(lambda report: _run_simulation(loans, report, policies[0] if policies else None))
+    result = _with_progress(lambda report: _run_simulation(loans, report, policies[0] if policies else None, html is not None))
     if loans_csv is not None:
         result.write_csv(loans_csv)
+    if html is not None and result.kpis is not None:
+        from collections_domain.analytics.report import write_html
+
+        console.print(f"KPI report of the replay: {write_html(result.kpis, html)}")
     if as_json:
         outcomes, rows = result.table()
         print(json.dumps({"outcomes": outcomes, "rows": [{"furthest_stage": stage, **counts} for stage, counts in rows],
@@ -1611,12 +1621,12 @@ def _with_progress(run):
         return run(report)
 
 
-def _run_simulation(loans, report, policy_path: Path | None):
+def _run_simulation(loans, report, policy_path: Path | None, kpis: bool = False):
     from collections_domain.portfolio.simulation import simulate as run_simulation
     from collections_domain.rules.policy import PolicyError
 
     try:
-        return asyncio.run(run_simulation(loans, progress=report, policy_path=policy_path))
+        return asyncio.run(run_simulation(loans, progress=report, policy_path=policy_path, kpis=kpis))
     except PolicyError as err:
         _fail(f"--policy: {err}")
 
@@ -1671,30 +1681,48 @@ def report_command(
     segment: Annotated[str | None, typer.Option(help="Only this score band or portfolio.")] = None,
     jurisdiction: Annotated[str | None, typer.Option(help="Only this jurisdiction (CN, US, UK).")] = None,
     channel: Annotated[str | None, typer.Option(help="Only contacts on this channel (sms, email, agent_task, letter...).")] = None,
-    html: Annotated[Path | None, typer.Option(help="Where to write the HTML report (default: DATA_DIR/reports/kpi-report.html).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON (the API's shape) instead of tables.")] = False,
+    html: Annotated[Path | None, typer.Option(help="Where to write the HTML report, with its JSON beside it (default: "
+                                                   "DATA_DIR/reports/report-<UTC time>.html; a folder: kpi-report.html in it).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON (the API's shape) instead of tables; no file.")] = False,
 ) -> None:
     """The collection KPIs from the database (DATABASE_URL): roll rates, cure rates, promises,
     contact, recovery, cost per cure and the experiments' arms, as tables, and an HTML report
     with charts."""
-    from collections_domain.analytics.report import print_kpis
-
     from collections_domain.analytics.figures import Filters
+    from collections_domain.analytics.kpis import compute_kpis
     from collections_domain.analytics.produce import KpiReportRequest, produce
+    from collections_domain.analytics.report import print_kpis
 
     # The API's own filter model (GET /v1/reports/kpis), so both refuse the same values.
     filters = _request(Filters, {"strategy_arm": "arm"}, opened_from=opened_from and _date(opened_from, "opened_from"),
                        opened_to=opened_to and _date(opened_to, "opened_to"), policy_version=policy_version,
                        strategy_arm=arm, segment=segment, jurisdiction=jurisdiction, channel=channel)
 
-    folder = html.parent if html else get_settings().data_dir / "reports"
-    name = html.stem if html else "kpi-report"
-    report, produced = produce(_engine(), _policy(), KpiReportRequest(filters=filters, name=name), folder)
+    engine = _recorded_engine()
     if as_json:
-        print(report.model_dump_json())
+        print(compute_kpis(engine, _policy(), filters).model_dump_json())
         return
+    if html is not None and html.is_dir():
+        html = html / "kpi-report.html"
+    # Not the daily Schedule's kpi-report.html: a filtered report by hand must not replace it.
+    html = html or get_settings().data_dir / "reports" / f"report-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.html"
+    report, produced = produce(engine, _policy(), KpiReportRequest(filters=filters, name=html.stem), html.parent)
     print_kpis(report, console)
+    if report.cases == 0 and filters.model_dump(exclude_none=True):
+        console.print("No case matches these filters (a policy version, arm or segment that does not exist looks the same).")
     console.print(f"HTML report: {produced.html_path}  (JSON: {produced.json_path})")
+
+
+def _recorded_engine():
+    """The engine of the database the product recorded into; a SQLite file that does not exist is
+    refused (the report would create an empty one and show nothing), exit 1 naming it."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(get_settings().resolved_database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" and not Path(url.database).exists():
+        _fail(f"database: no database at {url.database} (DATABASE_URL, DATA_DIR): nothing was recorded there; "
+              "run the demo or a worker first, or point DATABASE_URL at the product's database", code=1)
+    return _engine()
 
 
 @app.command("report-schedule")
@@ -1719,7 +1747,8 @@ def report_schedule_command(
         client = await _client()
         schedule = await ensure_report_schedule(client, time(hours, minutes), zone, get_settings().temporal_task_queue,
                                                 KpiReportRequest(days=days))
-        console.print(f"schedule {schedule}: daily at {at} {zone}")
+        scope = f", the cases opened in the last {days} days" if days else ", every case"
+        console.print(f"schedule {schedule}: daily at {at} {zone}{scope}, into the workers' DATA_DIR/reports/kpi-report.html")
 
     asyncio.run(run())
 

@@ -4,7 +4,8 @@ Over TLS/mTLS with ``TEMPORAL_TLS=true`` and the ``TEMPORAL_TLS_*`` files, or wi
 Cloud ``TEMPORAL_API_KEY`` (``collections_domain/ops/connection.py``). When Temporal cannot be
 reached or refuses the worker, or a TLS or payload-key setting is wrong, it prints one line that
 names what is wrong (a JSON log line with ``LOG_JSON=true``) and exits with status 1; a
-supervisor (Compose's ``restart``, systemd, Kubernetes) starts it again.
+supervisor (Compose's ``restart``, systemd, Kubernetes) starts it again. A policy file that breaks
+a rule (``COLLECTIONS_POLICY``) is one line naming the key, and status 2.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ from collections_domain.ops.connection import TemporalConnectionError, TlsSettin
 from collections_domain.ops.logs import configure_logging, get_logger
 from collections_domain.ops.observability import configure_runtime, metrics_url
 from collections_domain.ops.settings import get_settings
-from collections_domain.ops.wiring import build_worker
+from collections_domain.ops.wiring import build_activities, build_worker
+from collections_domain.rules.policy import PolicyError
 
 #: The exit status when the worker cannot connect (a setting to fix, or a server to start).
 CANNOT_CONNECT = 1
+#: The exit status when a setting is invalid (a policy file that breaks a rule).
+BAD_SETTING = 2
 
 
 async def main() -> int:
@@ -46,6 +50,11 @@ async def main() -> int:
         metrics_address = None
         runtime = configure_runtime(settings, bind_address="")
     try:
+        activities = build_activities(settings)  # the policies first: a bad file is named before anything connects
+    except PolicyError as err:
+        print(f"worker: cannot start: COLLECTIONS_POLICY: {err}", file=sys.stderr, flush=True)
+        return BAD_SETTING
+    try:
         client = await connect(settings, runtime=runtime)
     except (TemporalConnectionError, TlsSettingsError, KeyRingError) as err:
         if settings.log_json:
@@ -53,7 +62,7 @@ async def main() -> int:
         else:
             print(f"worker: cannot start: {err}", file=sys.stderr, flush=True)
         return CANNOT_CONNECT
-    worker = build_worker(client, settings)
+    worker = build_worker(client, settings, activities)
     if not settings.log_json:  # with LOG_JSON every line is JSON: worker.started carries it
         print(f"worker: metrics at {metrics_address or 'off'}", file=sys.stderr, flush=True)
     log.info(

@@ -4,7 +4,7 @@ strategy arms and their comparisons) computed from the product's records
 
 import asyncio
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import ValidationError
@@ -13,10 +13,15 @@ from api import keys
 from api.deps import check_list_parameters, engine_of, policies_of, require
 from api.problems import invalid_input, problem_responses
 from api.schemas import IsoDate
-from collections_domain.analytics.figures import FILTER_VALUE, Filters, KpiReport
+from collections_domain.analytics.figures import (
+    FILTER_VALUE,
+    ChannelName,
+    Filters,
+    Jurisdiction,
+    KpiReport,
+)
 from collections_domain.analytics.kpis import compute_kpis
 from collections_domain.case.contract import describe_errors
-from collections_domain.rules.policy import Channel
 
 router = APIRouter(tags=["reports"])
 
@@ -24,8 +29,6 @@ read = Depends(require("read"))
 
 #: The query parameters of ``GET /v1/reports/kpis``: ``Filters``' fields.
 KPI_PARAMETERS = tuple(Filters.model_fields)
-
-ChannelName = Literal[tuple(channel.value for channel in Channel)]  # type: ignore[valid-type]
 
 
 @router.get("/v1/reports/kpis", response_model=KpiReport, responses=problem_responses(403, 503))
@@ -38,7 +41,7 @@ async def kpi_report(
     strategy_arm: Annotated[str | None, Query(pattern=FILTER_VALUE,
                                               description="<experiment>:<arm>, an arm's name, or none.")] = None,
     segment: Annotated[str | None, Query(pattern=FILTER_VALUE, description="A score band or a portfolio.")] = None,
-    jurisdiction: Annotated[Literal["CN", "US", "UK"] | None, Query()] = None,
+    jurisdiction: Annotated[Jurisdiction | None, Query()] = None,
     channel: Annotated[ChannelName | None, Query(description="Cases contacted on this channel; contact and cost "
                                                              "figures of this channel only.")] = None,
 ) -> KpiReport:

@@ -7,11 +7,17 @@ manager reads next to it."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from collections_domain.rules.policy import SUPPORTED_JURISDICTIONS, Channel
+
 #: What a filter value may be: 1-64 ASCII letters, digits and ``. _ - : +``.
 FILTER_VALUE = r"^[A-Za-z0-9._:+-]{1,64}$"
+#: The jurisdictions and contact channels a report can be restricted to.
+Jurisdiction = Literal[tuple(SUPPORTED_JURISDICTIONS)]  # type: ignore[valid-type]
+ChannelName = Literal[tuple(channel.value for channel in Channel)]  # type: ignore[valid-type]
 
 
 class Filters(BaseModel):
@@ -25,8 +31,8 @@ class Filters(BaseModel):
     policy_version: str | None = Field(default=None, pattern=FILTER_VALUE)
     strategy_arm: str | None = Field(default=None, pattern=FILTER_VALUE)  # "<experiment>:<arm>" or "none"
     segment: str | None = Field(default=None, pattern=FILTER_VALUE)  # a score band or a portfolio name
-    jurisdiction: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
-    channel: str | None = Field(default=None, pattern=r"^[a-z_]{1,20}$")
+    jurisdiction: Jurisdiction | None = None
+    channel: ChannelName | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> Filters:
@@ -104,7 +110,9 @@ class RecoveryFigure(BaseModel):
 
 
 class ArmFigure(BaseModel):
-    """One strategy arm (``collection_cases.strategy_arm``; ``none`` outside any experiment)."""
+    """One strategy arm (``collection_cases.strategy_arm``; ``none`` outside any experiment);
+    ``treatment`` is the arm's treatment path, ``None`` when its cases run several (the ``none``
+    arm holds every band's own)."""
 
     arm: str
     experiment_id: str | None

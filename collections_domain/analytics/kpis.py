@@ -80,7 +80,7 @@ DEFINITIONS = {
                   "one month-end and in column j at the next (current: DPD 0 again, cured; closed: written off "
                   "or ended for good), summed over the months; the loans are those with a case in the "
                   "filters (dates aside), the month-ends those in the opening-date range from the month the "
-                  "first of their instalments fell due (at most 24 month-ends).",
+                  "first of their instalments fell due (at most 24 month-ends before the last case opened).",
     "stages": "Cases by the furthest ladder step they reached (a compliance decision recorded for the step, "
               "whatever it decided; identified: none yet); cure rate with its Wilson 95 % interval, and the "
               "median days from opening to cure of the cured ones.",
@@ -692,7 +692,8 @@ def _roll_rates(con: duckdb.DuckDBPyConnection, connection: Connection, policy: 
     loans = [row["loan_id"] for row in _all(con, "SELECT DISTINCT loan_id FROM scope ORDER BY loan_id")]
     book = read_book(connection, loans)
     first_due = min((line.due_date for entry in book for line in entry.instalments), default=None)
-    months = _months(filters, first_due, now)
+    last_opened = _one(con, "SELECT max(opened_at) AS last FROM scope")["last"]
+    months = _months(filters, first_due, last_opened, now)
     ended = {row["loan_id"]: (row["ended_at"].replace(tzinfo=UTC), row["status"])
              for row in _all(con, LOAN_ENDINGS_SQL, {"final": list(LOAN_STATUS_AFTER)})}
     snapshots = month_end_snapshots(book, policy, months, now=now, ended=ended) if months else []
@@ -712,14 +713,16 @@ def _roll_rates(con: duckdb.DuckDBPyConnection, connection: Connection, policy: 
                           rows=buckets, columns=columns, counts=counts, rates=rates, cure_rate_by_bucket=cure)
 
 
-def _months(filters: Filters, first_due: date | None, now: datetime) -> list[Month]:
+def _months(filters: Filters, first_due: date | None, last_opened: datetime | None, now: datetime) -> list[Month]:
     """The months whose last day is in the opening-date range, from the month the first instalment
-    of the loans in scope fell due (at most ``ROLL_RATE_MONTHS`` before ``now``'s) to the month of
-    ``now`` (each loan's snapshot waits for its month-end in its own zone)."""
-    if first_due is None:
+    of the loans in scope fell due (at most ``ROLL_RATE_MONTHS`` before the month the last of their
+    cases opened) to the month of ``now`` (each loan's snapshot waits for its month-end in its own
+    zone)."""
+    if first_due is None or last_opened is None:
         return []
     last = Month.of(now.date())
-    first = max(Month.of(first_due), months_back(last, ROLL_RATE_MONTHS - 1), key=lambda m: m.index)
+    first = max(Month.of(first_due), months_back(Month.of(last_opened.date()), ROLL_RATE_MONTHS - 1),
+                key=lambda m: m.index)
     if filters.opened_from is not None and Month.of(filters.opened_from).index > first.index:
         first = Month.of(filters.opened_from)
     if filters.opened_to is not None:
@@ -862,7 +865,8 @@ def verdict(test: stats.ProportionTest, *, champion: str, challenger: str, champ
     step = DETECTABLE_DIFFERENCE if champion_rate + DETECTABLE_DIFFERENCE <= 1 else -DETECTABLE_DIFFERENCE
     needed = stats.sample_size_per_arm(champion_rate, step) - cases
     points = round(DETECTABLE_DIFFERENCE * 100)
-    evidence = _p(test.p_value) if test.p_value is not None else "every case of both arms ended the same way"
+    evidence = _p(test.p_value) if test.p_value is not None else (
+        "no case of either arm cured yet" if champion_rate == 0 else "every case of both arms was cured")
     if needed <= 0:
         return (f"no difference shown ({evidence}; with {cases:,} cases per arm a {points}-point difference "
                 "would have shown, so any difference is smaller)")

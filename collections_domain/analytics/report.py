@@ -15,7 +15,8 @@ import math
 import re
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -488,15 +489,35 @@ def _rich_table(table: _Table):
         header_style="bold cyan",
     )
     for i, header in enumerate(table.headers):
+        longest = max([len(row[i]) for row in table.rows] + [len(header.split()[0]) if header else 1])
         out.add_column(
             Text(header),
             justify="right" if i in table.numeric else "left",
             overflow="fold",
             no_wrap=i not in table.wide,
+            # On a narrow console (80 columns when piped) a column folds its text rather than
+            # shrinking to nothing: a count or an amount stays readable.
+            min_width=None if i in table.wide else min(longest, 12),
         )
     for row in table.rows or [[NO_DATA, *[""] * (len(table.headers) - 1)]]:
         out.add_row(*(Text(cell) for cell in row))
     return out
+
+
+#: The narrowest a table is drawn: on a narrower console (80 columns when the output is piped) its
+#: lines run longer instead of its columns shrinking until counts and amounts are cut.
+MIN_TABLE_WIDTH = 150
+
+
+@contextmanager
+def _at_least(console: Console, width: int = MIN_TABLE_WIDTH) -> Iterator[None]:
+    """Draw on ``console`` at least ``width`` columns wide while the block runs."""
+    before = console.width
+    console.width = max(before, width)
+    try:
+        yield
+    finally:
+        console.width = before
 
 
 def print_kpis(report: KpiReport, console: Console) -> None:
@@ -513,9 +534,10 @@ def print_kpis(report: KpiReport, console: Console) -> None:
         ("Collection KPIs", "bold"),
         f"  {report.cases:,} cases · generated {_when(report.generated_at)} · {_filters(report.filters)}",
     ), highlight=False)
-    for table in _kpi_tables(report):
-        console.print()
-        console.print(_rich_table(table))
+    with _at_least(console):
+        for table in _kpi_tables(report):
+            console.print()
+            console.print(_rich_table(table))
     for c in report.comparisons:
         console.print(f"• {c.experiment_id}, {c.challenger} vs {c.champion}: {c.verdict}", markup=False, highlight=False)
     if report.definitions:
@@ -530,7 +552,8 @@ def print_whatif(whatif: WhatIf, console: Console) -> None:
     currency); a column per policy (``policy_version``) and a difference column for each policy
     after the first, against the first (counts with their relative change, money in major units,
     the cure rate in percentage points)."""
-    console.print(_rich_table(_whatif_table(whatif)))
+    with _at_least(console, 60 + 45 * len(whatif.runs)):
+        console.print(_rich_table(_whatif_table(whatif)))
     for run in whatif.runs:
         console.print(f"  {run.policy_version}: {run.policy_path}", markup=False, highlight=False, style="dim")
 

@@ -606,7 +606,7 @@ def _format_errors(err: ValidationError) -> str:
     parts = []
     for item in err.errors():
         loc = ".".join(str(p) for p in item["loc"]) or "(file)"
-        parts.append(f"{loc}: {item['msg']}")
+        parts.append(f"{loc}: {item['msg'].removeprefix('Value error, ')}")
     return "; ".join(parts)
 
 

@@ -41,8 +41,8 @@ class DpdBucket(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: str = Field(pattern=r"^[A-Za-z0-9+_-]{1,16}$")
-    min_days: int = Field(ge=1, le=3650)
-    max_days: int | None = Field(default=None, ge=1, le=3650)
+    min_days: int = Field(ge=1, le=3650, strict=True)
+    max_days: int | None = Field(default=None, ge=1, le=3650, strict=True)
 
     def holds(self, days_past_due: int) -> bool:
         """Whether a loan ``days_past_due`` late is in this bucket."""
@@ -89,7 +89,7 @@ class ScoreBand(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,19}$")
-    below_bps: int | None = Field(default=None, ge=1, le=BPS)
+    below_bps: int | None = Field(default=None, ge=1, le=BPS, strict=True)
     treatment: str = STANDARD
 
 
@@ -132,7 +132,7 @@ class ExperimentArm(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,19}$")
     treatment: str
-    share_bps: int = Field(ge=1, le=BPS)
+    share_bps: int = Field(ge=1, le=BPS, strict=True)
 
 
 class Experiment(BaseModel):

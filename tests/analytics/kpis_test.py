@@ -291,7 +291,7 @@ def test_the_verdict_names_a_difference_the_data_shows():
         "no difference shown (p = 0.89; with 10,000 cases per arm a 5-point difference would have shown")
     nobody = stats.two_proportion_test(0, 4, 0, 3)
     assert verdict(nobody, champion="a", challenger="b", champion_rate=0.0, cases=3) == (
-        "no difference shown yet (every case of both arms ended the same way; about 150 more cases per arm "
+        "no difference shown yet (no case of either arm cured yet; about 150 more cases per arm "
         "would show a 5-point difference)")
     # 0 % against 5 %: (1.95996 x sqrt(2 x 0.025 x 0.975) + 0.84162 x sqrt(0.05 x 0.95))² / 0.05² = 151.9 -> 152
     # per arm; 3 there: 149 more, about 150.

@@ -284,8 +284,21 @@ def test_bad_input_is_one_line_naming_the_option(cli, args, field):
 
 
 def test_report_on_an_empty_database_prints_the_tables_and_writes_the_html(cli, tmp_path):
+    from collections_domain.store.db import make_engine
+
+    make_engine(f"sqlite:///{tmp_path / 'cli.db'}").dispose()  # the product's database, nothing recorded yet
     code, stdout, stderr = cli("report", "--html", str(tmp_path / "out" / "kpis.html"))
     assert code == 0, stderr
     assert "HTML report:" in stdout and (tmp_path / "out" / "kpis.html").is_file() and (tmp_path / "out" / "kpis.json").is_file()
     code, stdout, _ = cli("report", "--json", "--jurisdiction", "CN")
     assert code == 0 and '"cases":0' in stdout.replace(" ", "")
+    assert not (tmp_path / "reports").exists()  # --json prints, and writes no file
+    code, stdout, _ = cli("report", "--arm", "no-such:arm")
+    assert code == 0 and "No case matches these filters" in stdout
+    assert [p.name for p in (tmp_path / "reports").iterdir() if p.suffix == ".html"][0].startswith("report-")
+
+
+def test_report_without_the_products_database_is_one_line_and_creates_nothing(cli, tmp_path):
+    code, _, stderr = cli("report")
+    assert_one_line(code, stderr, "database: no database at", status=1)
+    assert not (tmp_path / "cli.db").exists()
