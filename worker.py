@@ -22,7 +22,7 @@ from collections_domain.ops.connection import TemporalConnectionError, TlsSettin
 from collections_domain.ops.logs import configure_logging, get_logger
 from collections_domain.ops.observability import configure_runtime, metrics_url
 from collections_domain.ops.settings import get_settings
-from collections_domain.ops.wiring import build_activities, build_worker
+from collections_domain.ops.wiring import build_activities, build_worker, load_policies
 from collections_domain.rules.policy import PolicyError
 
 #: The exit status when the worker cannot connect (a setting to fix, or a server to start).
@@ -50,7 +50,7 @@ async def main() -> int:
         metrics_address = None
         runtime = configure_runtime(settings, bind_address="")
     try:
-        activities = build_activities(settings)  # the policies first: a bad file is named before anything connects
+        policies = load_policies(settings)  # a bad policy file is named before anything connects
     except PolicyError as err:
         print(f"worker: cannot start: COLLECTIONS_POLICY: {err}", file=sys.stderr, flush=True)
         return BAD_SETTING
@@ -62,7 +62,7 @@ async def main() -> int:
         else:
             print(f"worker: cannot start: {err}", file=sys.stderr, flush=True)
         return CANNOT_CONNECT
-    worker = build_worker(client, settings, activities)
+    worker = build_worker(client, settings, build_activities(settings, policies))
     if not settings.log_json:  # with LOG_JSON every line is JSON: worker.started carries it
         print(f"worker: metrics at {metrics_address or 'off'}", file=sys.stderr, flush=True)
     log.info(

@@ -61,7 +61,7 @@ __all__ = ["compute_kpis", "whatif_run"]
 #: Cure curves run from day 0 to this day since opening.
 CURE_CURVE_DAYS = 90
 #: Roll rates look back at most this many month-ends (two years of a loan book loaded with its history).
-ROLL_RATE_MONTHS = 24
+ROLL_RATE_MONTHS = 60
 #: The difference an experiment's verdict says how many cases would show (5 percentage points).
 DETECTABLE_DIFFERENCE = 0.05
 #: Contact attempt statuses that mean the provider (or the record back-end) took the contact.
@@ -78,9 +78,10 @@ DEFINITIONS = {
     "roll_rates": "Each loan's DPD at the last instant of every month in its own time zone, from the loan "
                   "ledger with the payments the product knew of then; counts[i][j] are loans in bucket i at "
                   "one month-end and in column j at the next (current: DPD 0 again, cured; closed: written off "
-                  "or ended for good), summed over the months; the loans are those with a case in the "
-                  "filters (dates aside), the month-ends those in the opening-date range from the month the "
-                  "first of their instalments fell due (at most 24 month-ends before the last case opened).",
+                  "or ended for good), summed over the months; the loans are the whole loan book (of the "
+                  "jurisdiction filter), or, filtered by policy version, arm, segment or channel, those with a "
+                  "case in the filters (dates aside); the month-ends those in the opening-date range from the month the "
+                  "first of their instalments fell due (at most 60 month-ends before the last case opened).",
     "stages": "Cases by the furthest ladder step they reached (a compliance decision recorded for the step, "
               "whatever it decided; identified: none yet); cure rate with its Wilson 95 % interval, and the "
               "median days from opening to cure of the cured ones.",
@@ -689,7 +690,9 @@ def _roll_rates(con: duckdb.DuckDBPyConnection, connection: Connection, policy: 
     scope at the month-ends in range, bucketed and paired in SQL."""
     buckets = [b.name for b in dpd_buckets(policy)]
     columns = ["current", *buckets, "closed"]
-    loans = [row["loan_id"] for row in _all(con, "SELECT DISTINCT loan_id FROM scope ORDER BY loan_id")]
+    loans = {row["loan_id"] for row in _all(con, "SELECT DISTINCT loan_id FROM scope ORDER BY loan_id")}
+    if not (filters.policy_version or filters.strategy_arm or filters.segment or filters.channel):
+        loans |= _book_loans(connection, filters.jurisdiction)  # the whole book, cases or not
     book = read_book(connection, loans)
     first_due = min((line.due_date for entry in book for line in entry.instalments), default=None)
     last_opened = _one(con, "SELECT max(opened_at) AS last FROM scope")["last"]
@@ -711,6 +714,16 @@ def _roll_rates(con: duckdb.DuckDBPyConnection, connection: Connection, policy: 
     return RollRateMatrix(definition=DEFINITIONS["roll_rates"],
                           months=[r["month"] for r in _all(con, ROLL_MONTHS_SQL)],
                           rows=buckets, columns=columns, counts=counts, rates=rates, cure_rate_by_bucket=cure)
+
+
+def _book_loans(connection: Connection, jurisdiction: str | None) -> set[str]:
+    """Every loan of the loan book (of ``jurisdiction``): roll rates are the book's, not only of
+    the loans that had a case."""
+    loans = table("loans", column("id"), column("jurisdiction"))
+    query = select(loans.c.id)
+    if jurisdiction is not None:
+        query = query.where(loans.c.jurisdiction == jurisdiction)
+    return {row[0] for row in connection.execute(query)}
 
 
 def _months(filters: Filters, first_due: date | None, last_opened: datetime | None, now: datetime) -> list[Month]:

@@ -25,14 +25,26 @@ WORKFLOWS = [LoanCollectionWorkflow, RepaymentPlanWorkflow, AgencyPlacementWorkf
              DelinquencyScanWorkflow, KpiReportWorkflow]
 
 
-def build_activities(settings: Settings) -> CollectionActivities:
-    """The activities object for ``settings`` (database, delivery back-end, policies).
+def load_policies(settings: Settings) -> PolicyRegistry:
+    """The policies of ``settings`` (``COLLECTIONS_POLICY`` and the packaged files), each checked,
+    with the propensity model every one that scores names.
+
+    Raises:
+        PolicyError: a policy file is invalid, or names a model this package lacks.
+    """
+    policies = PolicyRegistry.from_settings(settings.collections_policy)
+    check_models(policies)
+    return policies
+
+
+def build_activities(settings: Settings, policies: PolicyRegistry | None = None) -> CollectionActivities:
+    """The activities object for ``settings`` (database, delivery back-end, policies:
+    ``load_policies`` unless given).
 
     Raises:
         PolicyError: the policy file is invalid. ValueError: the delivery settings are incomplete.
     """
-    policies = PolicyRegistry.from_settings(settings.collections_policy)
-    check_models(policies)
+    policies = policies or load_policies(settings)
     return CollectionActivities(
         engine=make_engine(settings.resolved_database_url),
         delivery=backend_from_settings(settings),

@@ -302,3 +302,23 @@ def test_report_without_the_products_database_is_one_line_and_creates_nothing(cl
     code, _, stderr = cli("report")
     assert_one_line(code, stderr, "database: no database at", status=1)
     assert not (tmp_path / "cli.db").exists()
+
+
+def test_a_policy_file_that_breaks_a_rule_is_one_line_for_the_worker_the_demo_and_simulate(tmp_path):
+    from collections_domain.rules.policy import DEFAULT_POLICY_PATH
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(DEFAULT_POLICY_PATH.read_text(encoding="utf-8")
+                   .replace('version = "2027.01-strategy"', 'version = "bad-1"')
+                   .replace('{ name = "challenger", treatment = "early_call", share_bps = 5000 }',
+                            '{ name = "challenger", treatment = "early_call", share_bps = 4000 }'), encoding="utf-8")
+    rule = "share_bps must add up to 10000, got 9000"
+    settings = {"TEMPORAL_ADDRESS": NOWHERE, "DATA_DIR": str(tmp_path), "COLLECTIONS_POLICY": str(bad)}
+    worker = subprocess.run([sys.executable, str(ROOT / "worker.py")], env={**os.environ, **settings}, cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert worker.returncode == 2 and "Traceback" not in worker.stderr, worker.stderr[:2000]
+    assert worker.stderr.splitlines() == [f"worker: cannot start: COLLECTIONS_POLICY: {bad}: experiments.0: arms: {rule}"]
+    demo = process(tmp_path, "demo", "--exit-after-load", COLLECTIONS_POLICY=str(bad))
+    assert_one_line(demo.returncode, demo.stderr, "COLLECTIONS_POLICY", rule, status=1)
+    simulate = process(tmp_path, "simulate", "--policy", str(bad))
+    assert_one_line(simulate.returncode, simulate.stderr, "--policy", rule)

@@ -100,6 +100,7 @@ def test_experiment_dates_bound_who_enters():
     ("old", "new", "message"),
     [
         ('share_bps = 5000 },\n]', 'share_bps = 4000 },\n]', "share_bps must add up to 10000"),
+        ('share_bps = 5000 },\n]', 'share_bps = "5000" },\n]', "share_bps: Input should be a valid integer"),
         ('{ name = "low", below_bps = 1500, treatment = "early_call" }', '{ name = "low", below_bps = 2500, treatment = "nope" }',
          "unknown treatment 'nope'"),
         ('{ name = "high", treatment = "self_cure" }', '{ name = "high", below_bps = 9000, treatment = "self_cure" }',
