@@ -994,6 +994,40 @@ def render_html(report: KpiReport, whatif: WhatIf | None = None) -> str:
     chart with no data shows "no data yet" instead. Every string from the report is escaped.
     ``report.definitions`` entries ``cure_curves``, ``recovery``, ``stages``, ``promises``,
     ``channels``, ``arms``, ``comparisons`` replace the built-in captions of those sections."""
+    sections = _sections(report, whatif)
+    nav = " ".join(f'<a href="#{anchor}">{_e(heading)}</a>' for anchor, heading, _ in sections)
+    body = "\n".join(
+        f'<section id="{anchor}">\n<h2>{_e(heading)}</h2>\n{content}\n</section>' for anchor, heading, content in sections
+    )
+    title = f"Collection KPIs, {_when(report.generated_at)}"
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="collections_domain.analytics.report">
+<title>{_e(title)}</title>
+<style>{_CSS}</style>
+</head>
+<body>
+<main>
+<header>
+<h1>Collection KPIs</h1>
+<p class="meta"><b>{_e(f"{report.cases:,}")} cases</b> · {_e(_filters(report.filters))} ·
+generated {_e(_when(report.generated_at))}</p>
+<nav aria-label="Sections">{nav}</nav>
+</header>
+{body}
+<footer>Money in major units of each currency, never added up across currencies. Rates with their
+counts; intervals are 95 % (Wilson for rates). Generated {_e(_when(report.generated_at))}.</footer>
+</main>
+</body>
+</html>
+"""
+
+
+def _sections(report: KpiReport, whatif: WhatIf | None) -> list[tuple[str, str, str]]:
+    """The page's sections, in order: ``(anchor, heading, body HTML)``."""
     recovery_caption = f"{_definition(report, 'recovery')} {_RECOVERY_BARS}"
     sections: list[tuple[str, str, str]] = [  # (anchor, heading, body)
         ("headline", "Headline figures", _headline_html(report)),
@@ -1034,36 +1068,7 @@ def render_html(report: KpiReport, whatif: WhatIf | None = None) -> str:
     if report.definitions:
         items = "\n".join(f"<dt>{_e(_label(k))}</dt><dd>{_e(v)}</dd>" for k, v in report.definitions.items())
         sections.append(("definitions", "Definitions", f'<dl class="definitions">\n{items}\n</dl>'))
-
-    nav = " ".join(f'<a href="#{anchor}">{_e(heading)}</a>' for anchor, heading, _ in sections)
-    body = "\n".join(
-        f'<section id="{anchor}">\n<h2>{_e(heading)}</h2>\n{content}\n</section>' for anchor, heading, content in sections
-    )
-    title = f"Collection KPIs, {_when(report.generated_at)}"
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="collections_domain.analytics.report">
-<title>{_e(title)}</title>
-<style>{_CSS}</style>
-</head>
-<body>
-<main>
-<header>
-<h1>Collection KPIs</h1>
-<p class="meta"><b>{_e(f"{report.cases:,}")} cases</b> · {_e(_filters(report.filters))} ·
-generated {_e(_when(report.generated_at))}</p>
-<nav aria-label="Sections">{nav}</nav>
-</header>
-{body}
-<footer>Money in major units of each currency, never added up across currencies. Rates with their
-counts; intervals are 95 % (Wilson for rates). Generated {_e(_when(report.generated_at))}.</footer>
-</main>
-</body>
-</html>
-"""
+    return sections
 
 
 def _policy_paths_html(whatif: WhatIf) -> str:
