@@ -186,6 +186,19 @@ def load_model(path: Path | str | None = None) -> PropensityModel:
     return _load(str(Path(MODELS_DIR / f"{CURRENT_VERSION}.json" if path is None else path).resolve()))
 
 
+def load_shipped_model(version: str) -> PropensityModel:
+    """The model ``version`` this package ships (``models/<version>.json``; a policy's
+    ``[scoring] model``), read once and cached.
+
+    Raises:
+        ModelFileError: no such model is shipped, or its file breaks the format.
+    """
+    path = MODELS_DIR / f"{version}.json"
+    if not path.is_file():
+        raise ModelFileError(f"no model {version!r} in {MODELS_DIR}")
+    return load_model(path)
+
+
 @lru_cache(maxsize=8)
 def _load(path: str) -> PropensityModel:
     try:

@@ -33,7 +33,8 @@ def _score(engine: Engine, policy: CollectionPolicy, case: CaseInput, now: datet
         return None, None
     from collections_domain.scoring import model as scoring
 
-    score = scoring.score_loan(engine, case.loan_id, episode_opening(policy, case, now), model=_model(version))
+    score = scoring.score_loan(engine, case.loan_id, episode_opening(policy, case, now),
+                               model=scoring.load_shipped_model(version))
     if score is None:
         return None, None
     return score.probability_bps, score.model_version
@@ -56,13 +57,12 @@ def assign_case_strategy(engine: Engine, policy: CollectionPolicy, case: CaseInp
     opening) returns what was recorded, so the history and the database agree.
 
     Raises:
-        KeyError: the policy names a model this package does not ship (checked at worker start).
+        ModelFileError: the policy names a model this package does not ship (checked at worker start).
         sqlalchemy.exc.SQLAlchemyError: the database failed (the activity is retried).
     """
-    with session(engine) as db:
-        known = db.exec(select(StrategyAssignment).where(StrategyAssignment.episode_id == episode_id)).first()
-        if known is not None:
-            return _strategy_of(known)
+    known = _recorded(engine, episode_id)
+    if known is not None:
+        return known
     probability_bps, model_version = _score(engine, policy, case, now)
     strategy = assign(policy.scoring, policy.experiments, loan_id=case.loan_id, probability_bps=probability_bps,
                       model_version=model_version, opened_on=calendar.local_date(now, case.timezone))
@@ -75,29 +75,19 @@ def assign_case_strategy(engine: Engine, policy: CollectionPolicy, case: CaseInp
             db.add(row)
             db.commit()
     except IntegrityError:  # two attempts of one opening raced: the first one's stands
-        with session(engine) as db:
-            known = db.exec(select(StrategyAssignment).where(StrategyAssignment.episode_id == episode_id)).first()
+        known = _recorded(engine, episode_id)
         if known is None:
             raise
-        return _strategy_of(known)
+        return known
     return strategy
 
 
-def _model(version: str):
-    """The shipped model ``version`` (``scoring/models/<version>.json``), loaded once per process.
-
-    Raises:
-        KeyError: this package ships no such model.
-    """
-    from collections_domain.scoring import model as scoring
-
-    path = scoring.MODELS_DIR / f"{version}.json"
-    if not path.is_file():
-        raise KeyError(f"no model {version!r} in {scoring.MODELS_DIR}")
-    return scoring.load_model(path)
-
-
-def _strategy_of(row: StrategyAssignment) -> CaseStrategy:
+def _recorded(engine: Engine, episode_id: str) -> CaseStrategy | None:
+    """The strategy recorded for ``episode_id``, if any."""
+    with session(engine) as db:
+        row = db.exec(select(StrategyAssignment).where(StrategyAssignment.episode_id == episode_id)).first()
+    if row is None:
+        return None
     return CaseStrategy(score_band=row.score_band, model_version=row.model_version, treatment=row.treatment,
                         experiment_id=row.experiment_id, arm=row.arm)
 
@@ -110,12 +100,13 @@ def check_models(policies) -> None:
         PolicyError: a policy's ``scoring.model`` is not shipped.
     """
     from collections_domain.rules.policy import PolicyError
+    from collections_domain.scoring.model import load_shipped_model
 
     for version in policies.versions:
         policy = policies.get(version)
         if policy.scoring.model is None:
             continue
         try:
-            _model(policy.scoring.model)
-        except (KeyError, OSError, ValueError) as err:
+            load_shipped_model(policy.scoring.model)
+        except ValueError as err:  # ModelFileError
             raise PolicyError(f"policy {version}: scoring.model: {policy.scoring.model!r} cannot be loaded ({err})") from err
