@@ -21,7 +21,9 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.delivery import Delivery, DeliveryBackend, DeliveryRetryableError, RecordDelivery
+from collections_domain.case import core
 from collections_domain.case.contract import CaseInput
+from collections_domain.case.state import Record, Step
 from collections_domain.portfolio.scan import ScanPage, ScanRequest, scan_page
 from collections_domain.store.db import session
 from collections_domain.analytics.produce import KpiReportProduced, KpiReportRequest, produce
@@ -47,7 +49,7 @@ from collections_domain.store.models import (
     PlanInstalmentRecord,
     utcnow,
 )
-from collections_domain.rules.policy import ACTIONS, Channel, PolicyRegistry
+from collections_domain.rules.policy import ACTIONS, Channel, CollectionPolicy, PolicyRegistry
 from collections_domain.store.preferences import preferences_of
 from collections_domain.case.contract import ActionResult
 from collections_domain.store.records import (
@@ -63,7 +65,7 @@ from collections_domain.store.records import (
     PlanInstalmentUpdate,
 )
 from collections_domain.rules.templates import render
-from collections_domain.rules.validation import case_input_problems
+from collections_domain.rules.validation import case_input_problems, due_date_problem
 from collections_domain.store.reconciliation import ended_case_problem, hold_signals, reopen_facts
 from collections_domain.store.writer import RecordRefused, write_case_records
 
@@ -115,6 +117,23 @@ class ProviderFailure(Exception):
                                 next_retry_delay=retry_after if retry_after is not None else backoff)
 
 
+def _keep_alive(detail: str) -> None:
+    """Heartbeat before a send once a third of the heartbeat timeout has passed in this attempt.
+
+    A heartbeat that reaches the server is a billable action on Temporal Cloud, and the first
+    sends of an attempt need none: the timeout runs from the attempt's start, and a send takes at
+    most ``DELIVERY_HTTP_TIMEOUT_SECONDS`` (10 s; keep it under half of ``CONTACT_HEARTBEAT``,
+    30 s). Later sends heartbeat as before (the SDK throttles them), so a worker killed mid-step
+    still has its contacts retried elsewhere after the heartbeat timeout.
+    """
+    info = activity.info()
+    timeout = info.heartbeat_timeout
+    if timeout is None or not timeout:
+        return
+    if datetime.now(UTC) - info.started_time >= timeout / 3:
+        activity.heartbeat(detail)
+
+
 def _retries_exhausted() -> bool:
     """True on the last attempt a bounded retry policy allows (histories from before the contact
     policy retried without a bound: their activities still end in the fallback, not a failure)."""
@@ -134,6 +153,9 @@ class CollectionActivities:
         self.policies = policies
         self.client = client
         self.task_queue = task_queue
+        #: ``{channel: task queue}`` of the rate-limited channels (``ops.wiring.build_worker`` sets
+        #: it from ``CONTACT_RATE_LIMITS``); given to each case with the borrower's profile.
+        self.contact_task_queues: dict[str, str] = {}
         #: Where the scheduled KPI report is written (``DATA_DIR/reports``).
         self.reports_dir = reports_dir or Path("data") / "reports"
 
@@ -233,8 +255,33 @@ class CollectionActivities:
         policy = self.policies.get(case.policy_version)
         strategy = assign_case_strategy(self.engine, policy, case, workflow_id=request.workflow_id,
                                         episode_id=request.episode_id, now=request.now)
-        return OpenedCase(policy_version=policy.version, policy_digest=policy.digest,
-                          currency_exponent=get_currency_precision(case.currency), reopen=reopen, strategy=strategy)
+        opened = OpenedCase(policy_version=policy.version, policy_digest=policy.digest,
+                            currency_exponent=get_currency_precision(case.currency), reopen=reopen, strategy=strategy,
+                            history_revision=core.HISTORY_REVISION)
+        opened.opening_recorded = self._record_opening(request, opened, policy)
+        return opened
+
+    def _record_opening(self, request: OpenCaseRequest, opened: OpenedCase, policy: CollectionPolicy) -> bool:
+        """Write the opening records the workflow's ``core.open_case`` asks for (the same pure
+        function, at ``request.now``), so that it needs no second local activity; False (the
+        workflow writes them, or refuses the case) when the due date fails at ``now`` or the
+        database refuses a record for good (the workflow's own write reports it)."""
+        opening = core.opening_input(request.case, opened.reopen)
+        if due_date_problem(opening, request.now):
+            return False
+        strategy = opened.strategy
+        step = Step(policy.for_treatment(strategy.treatment if strategy else None), request.now)
+        case = core.open_case(opening, step, workflow_id=request.workflow_id, episode_id=request.episode_id,
+                              currency_exponent=opened.currency_exponent, strategy=strategy,
+                              history_revision=opened.history_revision)
+        events = [effect.event for effect in step.effects if isinstance(effect, Record)]
+        try:
+            self.record_case_events(core.case_records(case, events))
+        except ApplicationError as err:
+            if err.type != "RecordRejected":
+                raise
+            return False
+        return True
 
     @activity.defn(name="hold_unapplied")
     def hold_unapplied(self, request: OpenCaseRequest) -> str:
@@ -320,8 +367,14 @@ class CollectionActivities:
 
         The call log covers ``CALL_LOOKBACK`` before ``as_of`` over every loan of the borrower:
         logged attempts (``call_attempts``: agents, agencies, the dialer) and agent call tasks the
-        gate allowed that have no logged attempt yet (counted as planned calls).
+        gate allowed that have no logged attempt yet (counted as planned calls). The case's
+        ``request.records`` (history revision 2) are written first, in their own transaction.
+
+        Raises:
+            ApplicationError: non-retryable ``RecordRejected`` (``record_case_events``).
         """
+        if request.records is not None:
+            self.record_case_events(request.records)
         since = request.as_of - CALL_LOOKBACK
         with session(self.engine) as db:
             row = db.get(ContactPreferencesRecord, request.borrower_id)
@@ -358,6 +411,7 @@ class CollectionActivities:
             as_of=request.as_of,
             preferences=preferences,
             call_attempts=sorted(attempts, key=lambda a: a.at),
+            task_queues=self.contact_task_queues,
         )
 
     # -- contacts: one activity type per channel, so histories read like the process ---------
@@ -504,7 +558,7 @@ class CollectionActivities:
         if isinstance(prepared, ContactResult):
             return prepared
         backend = _RECORD if internal else self.delivery
-        activity.heartbeat(request.idempotency_key)  # alive: a killed worker's send is retried soon
+        _keep_alive(request.idempotency_key)  # a killed worker's send is retried soon
         try:
             receipt = backend.deliver(Delivery(request.idempotency_key, spec.channel.value, prepared))
         except (DeliveryRetryableError, ApplicationError) as err:

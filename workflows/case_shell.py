@@ -39,11 +39,11 @@ with workflow.unsafe.imports_passed_through():
         CaseStatus,
         ContactOutcome,
         NextStep,
-        OpeningReason,
         PendingSignal,
         PlanAccepted,
     )
     from collections_domain.case.progress import Due
+    from collections_domain.case.search_attributes import STRATEGY_ARM
     from collections_domain.case.state import CaseCore, ChildEnding, Count, Log, Record, SignalWorkflow, Step
     from collections_domain.ops import metrics
     from collections_domain.rules.policy import ACTIONS, CollectionPolicy, worker_policy
@@ -120,6 +120,8 @@ class CaseShell:
         self._next_step: NextStep | None = None
         self._woken = False
         self._timer: tuple[Any, asyncio.Future] | None = None
+        #: The rate-limited channels' task queues, from the step's profile (empty: one queue).
+        self._task_queues: dict[str, str] = {}
         #: Children told to end, children that said they closed, and handles of those started here.
         self._children_ending: list[str] = []
         self._children_closed: list[str] = []
@@ -213,7 +215,7 @@ class CaseShell:
         self._sync()
         while True:
             self._apply_inbox()
-            if self._effects:
+            if self._effects and not self._records_can_wait():
                 await self._perform_effects()
                 continue
             case_core = self._require_core()
@@ -227,15 +229,21 @@ class CaseShell:
                 await self._start_plan()
                 continue
             if self._should_continue_as_new():
+                if self._effects:  # records waiting for a step are written before the run ends
+                    await self._perform_effects()
+                    continue
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 case_core.inbox = list(self._inbox)
                 workflow.continue_as_new(self._input.model_copy(update={"core": case_core, "resume": None}))
             move = core.next_move(case_core, step)
             self._take(step)
-            if self._effects:
+            if self._effects and not self._records_can_wait():
                 continue
             if isinstance(move, Due):
                 await self._take_step(move)
+                continue
+            if self._effects:  # records that waited for a step: written before the case sleeps
+                await self._perform_effects()
                 continue
             self._next_step = move.next_step
             await self._sleep(move.until, move.summary)
@@ -272,23 +280,22 @@ class CaseShell:
             )
         except ActivityError as err:
             raise ApplicationError(_failure_message(err), type="InvalidCaseInput", non_retryable=True) from err
-        if setup.reopen is not None:
-            # A reversal re-opens the ended case it came from: start from that case's ledger.
-            reopen = setup.reopen
-            self._input = self._input.model_copy(update={
-                "instalments": reopen.instalments, "payments": reopen.payments, "reopened_from": reopen.reopened_from,
-                "oldest_due_date": min(i.due_date for i in reopen.instalments),
-                "principal_due_minor": 0, "interest_due_minor": 0, "fees_due_minor": 0,
-                "opening_reason": OpeningReason(source="reversal", rule=reopen.rule),
-            })
-        problem = due_date_problem(self._input, workflow.now())  # against the workflow's own clock
+        # A reversal re-opens the ended case it came from: start from that case's ledger.
+        self._input = core.opening_input(self._input, setup.reopen)
+        # Revision 2 opens at the instant the activity opened it with (the same, unless a slow
+        # activity spanned workflow tasks), so that both compute the same opening records.
+        now = request.now if setup.history_revision >= 2 else workflow.now()
+        problem = due_date_problem(self._input, now)  # against the workflow's own clock
         if problem:
             await self._refuse("invalid case input: " + problem)
         strategy = setup.strategy
         self._policy = worker_policy(setup.policy_version, setup.policy_digest, strategy.treatment if strategy else None)
-        step = self._step()
+        step = Step(self._policy, now)
         self._core = core.open_case(self._input, step, workflow_id=info.workflow_id, episode_id=info.first_execution_run_id,
-                                    currency_exponent=setup.currency_exponent, strategy=strategy)
+                                    currency_exponent=setup.currency_exponent, strategy=strategy,
+                                    history_revision=setup.history_revision)
+        if setup.opening_recorded:  # written by the activity: the rest of the effects stay
+            step.effects = [effect for effect in step.effects if not isinstance(effect, Record)]
         self._take(step)
 
     def _case_policy(self) -> CollectionPolicy:
@@ -302,13 +309,8 @@ class CaseShell:
         """Ask the compliance gate about ``due``'s step and run what it allows (contacts in one
         activity, hand-offs as children), or keep the deferral it asks for."""
         case_core = self._require_core()
-        name = due.position.step.name  # type: ignore[union-attr]
-        profile = await workflow.execute_local_activity_method(
-            CollectionActivities.load_contact_profile,
-            ProfileRequest(borrower_id=case_core.borrower_id, loan_id=case_core.loan_id, as_of=workflow.now()),
-            start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY,
-            summary=f"DPD {due.days_past_due} {name}: the borrower's contact preferences and call log",
-        )
+        profile = await self._load_profile(due)
+        self._task_queues = profile.task_queues
         step = self._step()
         answer = core.gate(case_core, step, due, profile)
         if answer.deferred_until is not None:
@@ -338,21 +340,59 @@ class CaseShell:
         core.step_taken(case_core, step, due, decisions, [r for r in results if r is not None])
         self._take(step)
 
+    async def _load_profile(self, due: Due) -> Any:
+        """The borrower's contact profile for the gate (a local activity). Revision 2: the records
+        that waited for this step are written by the same activity; if the database refuses one
+        for good, that is reported (``bookkeeping_failed``) and the profile is asked for alone."""
+        case_core = self._require_core()
+        records = self._take_records() if case_core.history_revision >= 2 else None
+        request = ProfileRequest(borrower_id=case_core.borrower_id, loan_id=case_core.loan_id, as_of=workflow.now(),
+                                 records=records)
+        summary = f"DPD {due.days_past_due} {due.position.step.name}: the borrower's contact preferences and call log"  # type: ignore[union-attr]
+        try:
+            return await workflow.execute_local_activity_method(
+                CollectionActivities.load_contact_profile, request, start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+                retry_policy=BOOKKEEPING_RETRY, summary=summary)
+        except ActivityError as err:
+            if records is None:
+                raise
+            self._bookkeeping_failed(err)
+        return await workflow.execute_local_activity_method(
+            CollectionActivities.load_contact_profile, request.model_copy(update={"records": None}),
+            start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY, summary=summary)
+
     async def _run_contacts(self, due: Due, requests: list) -> list[ActionResult]:
         """Run the step's contacts in one activity, with the records written so far. A regular
         activity, not a local one: sends to providers retry for many minutes, and operators see
-        the step and its channels as the activity's summary in the Temporal UI."""
+        the step and its channels as the activity's summary in the Temporal UI. Contacts on a
+        rate-limited channel (the profile's ``task_queues``) run in an activity of their own on
+        that channel's queue, at the same time as the rest; results come back in ``requests`` order."""
+        if not requests:
+            records = self._take_records()
+            return await self._contacts_activity(due, [], records, None) if records else []
+        groups = core.contact_groups(requests, self._task_queues)
+        records = self._take_records()  # with the first group: written before anything is sent
+        runs = [self._contacts_activity(due, [requests[i] for i in indexes], records if n == 0 else None, queue)
+                for n, (queue, indexes) in enumerate(groups)]
+        ran = [await runs[0]] if len(runs) == 1 else await asyncio.gather(*runs)
+        results: list[ActionResult | None] = [None] * len(requests)
+        for (_, indexes), group_results in zip(groups, ran):
+            for index, result in zip(indexes, group_results):
+                results[index] = result
+        return [result for result in results if result is not None]
+
+    async def _contacts_activity(self, due: Due, requests: list, records: Any, task_queue: str | None) -> list[ActionResult]:
         labels = ", ".join(ACTIONS[r.action].label for r in requests) or "records"
-        records = self._take_records()
         return await workflow.execute_activity_method(
             CollectionActivities.run_step_contacts,
             ContactBatch(requests=requests, records=records, fallback_action=self._policy_now().delivery.fallback_action,
                          max_attempts=CONTACT_ATTEMPTS,
                          defer_when_window_closes=core.defer_when_window_closes(
                              self._require_core(), self._step(), due.position.step.name)),  # type: ignore[union-attr]
+            task_queue=task_queue,
             start_to_close_timeout=CONTACT_TIMEOUT, heartbeat_timeout=CONTACT_HEARTBEAT, retry_policy=CONTACT_RETRY,
             summary=f"DPD {due.days_past_due} {due.position.step.name}: {labels}",  # type: ignore[union-attr]
-        ) if requests or records else []
+        )
 
     async def _start_hand_off(self, due: Due, decision: Any) -> ActionResult:
         """Start the placement or legal-referral child (abandoned on continue-as-new: the case
@@ -421,9 +461,24 @@ class CaseShell:
         if not records:
             return None
         self._effects = [e for e in self._effects if not isinstance(e, Record)]
-        case_core = self._require_core()
-        return CaseRecords(workflow_id=case_core.workflow_id, loan_id=case_core.loan_id,
-                           oldest_due_date=case_core.opening_due_date, events=records, episode_id=case_core.episode_id)
+        return core.case_records(self._require_core(), records)
+
+    def _records_can_wait(self) -> bool:
+        """Revision 2: when only records (and log lines and counts, done now) are asked for, they
+        wait for the case's next activity: the step about to be taken, or the write before it
+        sleeps (the main loop), instead of a local activity of their own."""
+        case_core = self._core
+        if case_core is None or case_core.history_revision < 2:
+            return False
+        if not all(isinstance(effect, (Record, Log, Count)) for effect in self._effects):
+            return False
+        for effect in self._effects:
+            if isinstance(effect, Log):
+                (workflow.logger.warning if effect.level == "warning" else workflow.logger.info)(effect.name, extra=effect.fields)
+            elif isinstance(effect, Count):
+                metrics.count_in_workflow(effect.metric, **effect.labels)
+        self._effects = [effect for effect in self._effects if isinstance(effect, Record)]
+        return True
 
     async def _perform_effects(self) -> None:
         """Write the records (one local activity), log, count, and signal the children, in order."""
@@ -451,9 +506,13 @@ class CaseShell:
                 retry_policy=BOOKKEEPING_RETRY, summary="record " + ", ".join(sorted({e.kind for e in records.events})),
             )
         except ActivityError as err:
-            step = self._step()
-            core.bookkeeping_failed(self._require_core(), step, _failure_message(err))
-            self._effects += [e for e in step.effects if not isinstance(e, Record)]
+            self._bookkeeping_failed(err)
+
+    def _bookkeeping_failed(self, err: ActivityError) -> None:
+        """The database refused a batch of records for good: on the case's record, and logged."""
+        step = self._step()
+        core.bookkeeping_failed(self._require_core(), step, _failure_message(err))
+        self._effects += [e for e in step.effects if not isinstance(e, Record)]
 
     async def _signal_child(self, effect: SignalWorkflow) -> None:
         if effect.ends_child and effect.workflow_id not in self._children_ending:
@@ -472,6 +531,8 @@ class CaseShell:
         wanted = case_status.search_attribute_pairs(case_core, case_core.view(self._policy_now(), now))
         current = workflow.info().typed_search_attributes
         changed = [pair for pair in wanted if current.get(pair.key) != pair.value]
+        if case_core.history_revision >= 2 and all(pair.key == STRATEGY_ARM for pair in changed):
+            changed = []  # the arm alone waits for the next upsert (one billable action less a case)
         if changed:
             workflow.upsert_search_attributes([pair.key.value_set(pair.value) for pair in changed])
         workflow.set_current_details(case_status.details(case_core, self._policy_now(), now, self._next_step))

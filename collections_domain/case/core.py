@@ -27,16 +27,17 @@ from collections_domain.case.children import (
     legal_workflow_id,
     placement_workflow_id,
 )
-from collections_domain.case.contract import SIGNAL_ID_FIELD, ActionResult, CaseInput, HandOff, PendingSignal
+from collections_domain.case.contract import SIGNAL_ID_FIELD, ActionResult, CaseInput, HandOff, OpeningReason, PendingSignal
 from collections_domain.case.ledger import Ledger, LedgerPayment
 from collections_domain.case.progress import Due, Sleep
 from collections_domain.case.state import CaseCore, Step
 from collections_domain.ops import metrics
 from collections_domain.rules import compliance
+from collections_domain.rules.policy import ACTIONS
 from collections_domain.rules.strategy import CaseStrategy
-from collections_domain.store.records import CaseOpened, ContactRequest, HandOffRequest
+from collections_domain.store.records import CaseOpened, CaseRecords, ContactRequest, HandOffRequest, ReopenedFacts
 
-__all__ = ["Due", "Sleep", "apply_signal", "begin_step", "contact_request", "defer", "gate", "hand_off_request",
+__all__ = ["HISTORY_REVISION", "Due", "Sleep", "case_records", "contact_groups", "opening_input", "apply_signal", "begin_step", "contact_request", "defer", "gate", "hand_off_request",
            "hand_off_started", "housekeeping", "next_move", "open_case", "step_taken", "defer_when_window_closes"]
 
 #: Hand-off actions run as child workflows, by the kind of hand-off.
@@ -69,10 +70,49 @@ defer = progress.defer
 defer_when_window_closes = progress.defer_when_window_closes
 
 
+#: The shape of history a new case writes (``CaseCore.history_revision``). 2 (issue 14): the
+#: opening activity writes the opening records, the ``StrategyArm`` search attribute rides with
+#: the case's next upsert, and records asked for before a ladder step ride with that step's first
+#: activity. Cases opened at 1 keep 1 (their histories replay as they were written).
+HISTORY_REVISION = 2
+
+
+def opening_input(case_input: CaseInput, reopen: ReopenedFacts | None) -> CaseInput:
+    """The input a case opens with: ``case_input``, or, when a reversal re-opens the ended case it
+    came from (``reopen``, from the opening activity), that case's instalments and payments."""
+    if reopen is None:
+        return case_input
+    return case_input.model_copy(update={
+        "instalments": reopen.instalments, "payments": reopen.payments, "reopened_from": reopen.reopened_from,
+        "oldest_due_date": min(i.due_date for i in reopen.instalments),
+        "principal_due_minor": 0, "interest_due_minor": 0, "fees_due_minor": 0,
+        "opening_reason": OpeningReason(source="reversal", rule=reopen.rule),
+    })
+
+
+def contact_groups(requests: list[ContactRequest], task_queues: dict[str, str]) -> list[tuple[str | None, list[int]]]:
+    """The step's contacts grouped by task queue: ``[(queue, [indexes into requests])]``, first
+    the contacts on no rate-limited channel (queue None: the case's own), then one group per
+    limited channel in the order the step names them. ``task_queues``: ``{channel: queue}``
+    (``ContactProfile.task_queues``, from ``CONTACT_RATE_LIMITS``)."""
+    groups: dict[str | None, list[int]] = {}
+    for index, request in enumerate(requests):
+        groups.setdefault(task_queues.get(ACTIONS[request.action].channel.value), []).append(index)
+    ordered = sorted(groups.items(), key=lambda item: item[0] is not None)  # stable: the step's order
+    return ordered
+
+
+def case_records(case: CaseCore, events: list) -> CaseRecords:
+    """``events`` (the ``Record`` effects' events) as one batch for the records activity."""
+    return CaseRecords(workflow_id=case.workflow_id, loan_id=case.loan_id, oldest_due_date=case.opening_due_date,
+                       events=events, episode_id=case.episode_id)
+
+
 def open_case(case_input: CaseInput, step: Step, *, workflow_id: str, episode_id: str, currency_exponent: int,
-              strategy: CaseStrategy | None = None) -> CaseCore:
+              strategy: CaseStrategy | None = None, history_revision: int = 1) -> CaseCore:
     """A new case for ``case_input`` (checked already) under ``step.policy`` (already the ladder of
-    ``strategy``'s treatment), opened at ``step.now``; ``episode_id`` is the workflow's first run id."""
+    ``strategy``'s treatment), opened at ``step.now``; ``episode_id`` is the workflow's first run id.
+    A pure function of its arguments: the opening activity and the workflow compute the same case."""
     lines = [money.line_of(instalment, step.now) for instalment in case_input.loan_instalments()]
     oldest = min(line.due_date for line in lines)
     reason = case_input.opening_reason
@@ -95,6 +135,7 @@ def open_case(case_input: CaseInput, step: Step, *, workflow_id: str, episode_id
         opening_reason=reason,
         reopened_from=case_input.reopened_from,
         strategy=strategy,
+        history_revision=history_revision,
         ledger=Ledger(lines=lines, payments=[
             LedgerPayment(payment_id=p.payment_id, amount_minor=p.amount_minor, paid_at=p.paid_at, value_at=p.paid_at,
                           received_at=min(p.paid_at, step.now))

@@ -65,6 +65,9 @@ class CaseCore(BaseModel):
     #: The treatment path and experiment arm assigned at opening (``rules.strategy``); the ladder
     #: is the treatment's. ``None``: opened before the strategy (the policy's own ladder).
     strategy: CaseStrategy | None = None
+    #: The shape of history the case's workflow writes (``core.HISTORY_REVISION``): 1 for cases
+    #: opened before issue 14 (they keep it through continue-as-new), 2 for newer ones.
+    history_revision: int = 1
     ledger: Ledger = Ledger()
     # -- the ladder ---------------------------------------------------------------------------
     stage: str = "identified"

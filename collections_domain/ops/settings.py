@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -88,6 +88,24 @@ class Settings(BaseSettings):
     #: The Temporal UI origins allowed to call the API's codec server from a browser (comma-separated;
     #: the dev server's UI by default).
     api_codec_allowed_origins: str = "http://localhost:8233,http://127.0.0.1:8233"
+    # -- providers' rate limits (``ops.wiring``) -----------------------------------------------
+    #: The most contacts a second each provider channel takes (``sms=20,email=50,letter=5``;
+    #: channels of ``rules.policy.Channel``). Each limited channel gets a task queue of its own,
+    #: ``<TEMPORAL_TASK_QUEUE>-contacts-<channel>``, which Temporal's server dispatches at that
+    #: rate to every worker together (``max_task_queue_activities_per_second``); a step's
+    #: contacts on a limited channel run there. Empty: every contact runs on the main queue.
+    contact_rate_limits: str = ""
+
+    @field_validator("contact_rate_limits")
+    @classmethod
+    def _rate_limits_are_valid(cls, value: str) -> str:
+        parse_rate_limits(value)
+        return value
+
+    @property
+    def rate_limits(self) -> dict[str, float]:
+        """``CONTACT_RATE_LIMITS`` as ``{channel: contacts per second}``."""
+        return parse_rate_limits(self.contact_rate_limits)
 
     @property
     def resolved_payload_keys_file(self) -> Path:
@@ -100,6 +118,38 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'collections.db'}"
+
+
+def parse_rate_limits(text: str) -> dict[str, float]:
+    """``"sms=20,email=2.5"`` -> ``{"sms": 20.0, "email": 2.5}`` (contacts per second).
+
+    Raises:
+        ValueError: an entry is not ``channel=rate``, names no channel of ``rules.policy.Channel``,
+            repeats one, or gives a rate that is not a number in (0, 10000].
+    """
+    from collections_domain.rules.policy import Channel
+
+    limits: dict[str, float] = {}
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, rate = (piece.strip() for piece in entry.partition("="))
+        if not sep or name not in {c.value for c in Channel}:
+            raise ValueError(f"{entry!r} must be <channel>=<contacts per second>, channel one of "
+                             f"{', '.join(c.value for c in Channel)}")
+        if name in limits:
+            raise ValueError(f"{name!r} is given twice")
+        try:
+            per_second = float(rate)
+        except ValueError:
+            per_second = float("nan")
+        if not 0 < per_second <= 10_000:  # also refuses nan and inf
+            raise ValueError(f"{entry!r}: the rate must be a number of contacts per second in (0, 10000]")
+        limits[name] = per_second
+    return limits
+
+
+def contact_task_queue(task_queue: str, channel: str) -> str:
+    """The task queue of a rate-limited ``channel``'s contacts: ``<task_queue>-contacts-<channel>``."""
+    return f"{task_queue}-contacts-{channel}"
 
 
 @lru_cache(maxsize=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.client import Client
@@ -13,7 +14,7 @@ from collections_domain.store.db import make_engine
 from collections_domain.store.assignments import check_models
 from collections_domain.ops.observability import LogContextInterceptor
 from collections_domain.rules.policy import PolicyRegistry, set_worker_policies
-from collections_domain.ops.settings import Settings
+from collections_domain.ops.settings import Settings, contact_task_queue
 from workflows.delinquency_scan import DelinquencyScanWorkflow
 from workflows.hand_offs import AgencyPlacementWorkflow, LegalReferralWorkflow
 from workflows.kpi_report import KpiReportWorkflow
@@ -86,8 +87,9 @@ def build_worker(
     *,
     max_activity_threads: int = 32,
     max_cached_workflows: int = 1000,
-) -> Worker:
-    """A worker on ``settings.temporal_task_queue`` running the collections workflow.
+) -> "Worker | WorkerGroup":
+    """A worker on ``settings.temporal_task_queue`` running the collections workflow (with
+    ``CONTACT_RATE_LIMITS``, a ``WorkerGroup``: that worker and one per rate-limited channel).
 
     ``max_cached_workflows`` should exceed the number of cases this worker keeps busy at once:
     an evicted case is replayed from its history on its next activation.
@@ -98,15 +100,69 @@ def build_worker(
     activities.task_queue = activities.task_queue or settings.temporal_task_queue
     # Workflow code reads each case's policy from here by version and digest (``worker_policy``).
     set_worker_policies(activities.policies)
-    return Worker(
+    executor = ThreadPoolExecutor(max_workers=max_activity_threads)
+    # Each activity's log lines carry its loan id, workflow id, activity type and attempt.
+    interceptors = [LogContextInterceptor()]
+    worker = Worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=WORKFLOWS,
         activities=activity_list(activities),
-        activity_executor=ThreadPoolExecutor(max_workers=max_activity_threads),
+        activity_executor=executor,
         max_concurrent_activities=max_activity_threads,
         max_concurrent_local_activities=max_activity_threads,
         max_cached_workflows=max_cached_workflows,
-        # Each activity's log lines carry its loan id, workflow id, activity type and attempt.
-        interceptors=[LogContextInterceptor()],
+        interceptors=interceptors,
     )
+    limits = settings.rate_limits
+    if not limits:
+        activities.contact_task_queues = {}
+        return worker
+    # One contacts queue per rate-limited channel; the server dispatches each at its rate to all
+    # the workers polling it together, so the provider's limit holds however many workers run.
+    activities.contact_task_queues = {channel: contact_task_queue(settings.temporal_task_queue, channel)
+                                      for channel in limits}
+    contacts = [
+        Worker(client, task_queue=queue, activities=[activities.run_step_contacts], activity_executor=executor,
+               max_concurrent_activities=max_activity_threads,
+               max_task_queue_activities_per_second=limits[channel], interceptors=interceptors)
+        for channel, queue in activities.contact_task_queues.items()
+    ]
+    return WorkerGroup([worker, *contacts])
+
+
+class WorkerGroup:
+    """The case worker and the contacts workers of the rate-limited channels (``build_worker``
+    with ``CONTACT_RATE_LIMITS``), run and shut down together; used like one ``Worker``."""
+
+    def __init__(self, workers: list[Worker]):
+        self.workers = workers
+
+    @property
+    def task_queue(self) -> str:
+        """The cases' task queue (the first worker's)."""
+        return self.workers[0].task_queue
+
+    async def run(self) -> None:
+        """Run every worker until one stops (then the others are shut down); re-raises its error."""
+        tasks = [asyncio.ensure_future(worker.run()) for worker in self.workers]
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for worker, task in zip(self.workers, tasks):
+            if task in pending:
+                await worker.shutdown()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:
+            task.result()
+
+    async def shutdown(self) -> None:
+        """Shut every worker down (in-flight activities finish first, as ``Worker.shutdown``)."""
+        await asyncio.gather(*(worker.shutdown() for worker in self.workers))
+
+    async def __aenter__(self) -> "WorkerGroup":
+        for worker in self.workers:
+            await worker.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        for worker in reversed(self.workers):
+            await worker.__aexit__(*exc_info)

@@ -101,6 +101,10 @@ class ContactProfile(BaseModel):
     as_of: datetime
     preferences: ContactPreferences = ContactPreferences()
     call_attempts: list[CallAttempt] = []
+    #: Not for the gate: the task queue of each rate-limited channel on the worker that loaded
+    #: the profile (``CONTACT_RATE_LIMITS``). Kept with the profile in the history, so a step's
+    #: contacts replay on the queues they ran on even after the setting changed.
+    task_queues: dict[str, str] = {}
 
 
 class CaseFacts(BaseModel):

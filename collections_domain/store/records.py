@@ -297,6 +297,9 @@ class ProfileRequest(BaseModel):
     borrower_id: str
     loan_id: str
     as_of: datetime
+    #: The case's records asked for since the last write, written first (history revision 2: they
+    #: ride with the step instead of a local activity of their own).
+    records: CaseRecords | None = None
 
 
 class OpenCaseRequest(BaseModel):
@@ -339,6 +342,12 @@ class OpenedCase(BaseModel):
     #: The treatment and arm assigned at opening (``store.assignments``): the band and the model
     #: version, never the score's inputs. ``None`` from workers before the strategy.
     strategy: CaseStrategy | None = None
+    #: The shape of history the case writes (``CaseCore.history_revision``): 1 from workers
+    #: before issue 14 (and so in every history they wrote), 2 now (``case.core.HISTORY_REVISION``).
+    history_revision: int = 1
+    #: True when this activity wrote the case's opening records itself (``core.open_case``'s, at
+    #: the request's ``now``), so the workflow does not write them again in a second local activity.
+    opening_recorded: bool = False
 
 
 class ContactBatch(BaseModel):

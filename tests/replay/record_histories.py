@@ -8,6 +8,7 @@ that every later change to the workflow still replays what running cases already
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import tempfile
 from datetime import time, timedelta
@@ -18,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from collections_domain.rules import calendar
 from collections_domain.ops.binaries import find_binary
 from collections_domain.portfolio.simulation import register_search_attributes as _register_search_attributes
+from collections_domain.ops.wiring import build_worker
 from tests.conftest import Harness
 from collections_domain.case.contract import CaseStatus
 from collections_domain.client import propose_plan, record_contact_outcome
@@ -40,7 +42,10 @@ async def main(version: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         h = Harness(env, Path(tmp))
         h.version = version
-        async with h.worker:
+        # v7+: a second worker with providers' rate limits (CONTACT_RATE_LIMITS): its cases run a
+        # step's SMS and letters on their channels' task queues, beside the step's other contacts.
+        limited = _limited_harness(env, Path(tmp)) if int(version[1:]) >= 7 else None
+        async with h.worker, (limited.worker if limited else contextlib.nullcontext()):
             today = calendar.local_date(await server_now(env), TZ)
             due = today - timedelta(days=1)
 
@@ -66,6 +71,8 @@ async def main(version: str) -> None:
                     )
             if version not in ("v1", "v2"):
                 await _issue_4_openings(env, h, handles, today)
+            if limited is not None:
+                _, handles["rate_limited_never_paid"] = await open_case(limited, due=due, amount_minor=300_000)
             ledger = version not in ("v1", "v2", "v3")
             if ledger:
                 await _issue_11_openings(env, h, handles, due)
@@ -117,6 +124,18 @@ async def main(version: str) -> None:
                 except Exception:
                     pass
     await env.shutdown()
+
+
+def _limited_harness(env, tmp: Path) -> Harness:
+    """A harness whose worker has rate limits on SMS and letters, on a task queue of its own."""
+    folder = tmp / "limited"
+    folder.mkdir()
+    limited = Harness(env, folder)
+    limited.task_queue += "-limited"  # the harness's first worker holds its own queue
+    limited.settings = limited.settings.model_copy(update={"contact_rate_limits": "sms=50,letter=20",
+                                                          "temporal_task_queue": limited.task_queue})
+    limited.worker = build_worker(limited.client, limited.settings, limited.activities)
+    return limited
 
 
 async def _issue_11_openings(env, h, handles, due) -> None:
