@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 
 from pydantic import ValidationError
@@ -73,7 +74,16 @@ async def main() -> int:
         delivery_backend=settings.delivery_backend,
         metrics_address=metrics_address,
     )
-    await worker.run()
+    # SIGTERM (what `docker compose stop`, systemd and Kubernetes send) and SIGINT stop it
+    # gracefully: polling ends, running tasks finish, and the server is told this worker's sticky
+    # queue is gone, so its cases move to another worker at once instead of after a timeout.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with worker:
+        await stop.wait()
+        log.info("worker.stopping", task_queue=settings.temporal_task_queue)
     return 0
 
 
