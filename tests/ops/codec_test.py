@@ -95,8 +95,11 @@ async def test_what_the_server_stores_is_ciphertext(time_env, harness_factory):
     # The SDK's own record of a local activity (its marker's "data": seq, attempt, type, time) is
     # not the application's: its result, in "result", is encrypted like the rest.
     clear = [(e.event_id, p.data[:60]) for e in history.events for p in _payloads_of(e)
-             if p.metadata["encoding"] != b"binary/encrypted" and not p.data.startswith(b'{"seq":')]
+             if p.metadata["encoding"] not in (b"binary/encrypted", b"binary/zlib+encrypted")
+             and not p.data.startswith(b'{"seq":')]
     assert clear == []
+    # The larger payloads (a step's activity input, the case's input) were compressed first.
+    assert any(p.metadata["encoding"] == b"binary/zlib+encrypted" for p in payloads)
     assert all(p.metadata["encryption-key-id"] == TEST_RING.active.encode() for p in payloads)
     decoded = await h.client.data_converter.decode(
         list(history.events[0].workflow_execution_started_event_attributes.input.payloads), [dict])
@@ -155,3 +158,13 @@ async def test_starter_payload_keys_rotate_keeps_the_old_key_and_activates_a_new
     assert "k2  (active)" in listed.stdout and base64.b64encode(after.keys["k2"]).decode() not in listed.stdout
     again = subprocess.run(starter + ["payload-keys", "rotate", "--id", "k1"], env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and again.stderr.strip().startswith("error: --id:")
+
+
+async def test_a_compressible_payload_is_compressed_before_encryption_and_round_trips():
+    payload_codec = codec.EncryptionCodec(TEST_RING)
+    big = Payload(metadata={"encoding": b"json/plain"}, data=b'{"loan_id": "L-1", "events": [' + b'{"kind": "x"},' * 60 + b'{}]}')
+    small = Payload(metadata={"encoding": b"json/plain"}, data=b'"ok"')
+    encoded = await payload_codec.encode([big, small])
+    assert [p.metadata["encoding"] for p in encoded] == [b"binary/zlib+encrypted", b"binary/encrypted"]
+    assert len(encoded[0].data) < len(big.data) / 3
+    assert await payload_codec.decode(encoded) == [big, small]
