@@ -99,6 +99,9 @@ def test_mounted_scripts_and_image_sources_exist(generated):
     for package in ("collections_domain", "workflows", "activities", "api", "worker.py", "starter.py"):
         assert package in dockerfile
     assert "'.[postgres]'" in dockerfile
+    # The image runs as nobody, who cannot write __pycache__ under /app: the bytecode is built in
+    # the image, before USER, or the sandbox compiles the workflow module again for each case.
+    assert dockerfile.index("compileall -q /app") < dockerfile.index("USER nobody")
 
 
 # -- security ------------------------------------------------------------------------------------
