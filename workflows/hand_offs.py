@@ -113,7 +113,7 @@ async def _hand_off(hand_off: HandOffRequest, method: Any, label: str) -> str | 
     return reason
 
 
-@workflow.defn(name=PLACEMENT_WORKFLOW_TYPE)
+@workflow.defn(name=PLACEMENT_WORKFLOW_TYPE, sandboxed=False)
 class AgencyPlacementWorkflow:
     """A placement with a collection agency, from placing to recall (module docstring)."""
 
@@ -172,7 +172,7 @@ class AgencyPlacementWorkflow:
         )
 
 
-@workflow.defn(name=LEGAL_WORKFLOW_TYPE)
+@workflow.defn(name=LEGAL_WORKFLOW_TYPE, sandboxed=False)
 class LegalReferralWorkflow:
     """A referral to the legal team and the legal track's states (module docstring)."""
 

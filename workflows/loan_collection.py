@@ -4,7 +4,10 @@ This module only declares the workflow's interface: its signals, updates, query 
 forwards to the case's engine: ``CaseShell`` (``workflows.case_shell``), which sequences the
 case core, or for a case started before the loan ledger the engine it started on
 (``workflows.legacy.loan_collection_v3``). Both come through ``imports_passed_through``, loaded
-once per worker: the sandbox runs this small module again for every case, nothing more.
+once per worker. The workflow is defined with ``sandboxed=False`` (issue 14): the sandbox ran this
+module again for every case, about 10 ms of CPU a case opened and most of a cached case's memory,
+while the code it runs was passed through its checks anyway; ``tests/case/determinism_test.py``
+reads every module a case runs and fails on clock, randomness, threads or I/O.
 
 Which engine: a run whose input has ``instalments`` (every client of this project sends them) or
 a continued core state runs the shell; one continued from a legacy state runs the legacy engine;
@@ -29,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
 UNKNOWN_NAME_CHARS = 64
 
 
-@workflow.defn(name=WORKFLOW_TYPE)
+@workflow.defn(name=WORKFLOW_TYPE, sandboxed=False)
 class LoanCollectionWorkflow:
     """One collections case, from the first missed due date until it ends.
 
@@ -70,8 +73,7 @@ class LoanCollectionWorkflow:
     def signal(self, name: str, args: Sequence[RawValue]) -> None:
         """Every signal of the case, by name (CONTRACT.md; ``case_shell.SIGNALS``): the payload
         is handed to the engine in arrival order, which applies it once per id or records why not.
-        A signal of an unknown name is recorded as rejected, not dropped. One handler instead of
-        one per name keeps this module small: the sandbox runs it again for every case."""
+        A signal of an unknown name is recorded as rejected, not dropped."""
         payload = workflow.payload_converter().from_payload(args[0].payload) if args else None
         if name == "child_closed":
             closed = ChildClosed.model_validate(payload)

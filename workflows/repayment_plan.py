@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
-@workflow.defn(name=PLAN_WORKFLOW_TYPE)
+@workflow.defn(name=PLAN_WORKFLOW_TYPE, sandboxed=False)
 class RepaymentPlanWorkflow:
     """Watch a plan's instalments with durable timers; see the module docstring."""
 

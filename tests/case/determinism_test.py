@@ -1,4 +1,9 @@
-"""The code a case's workflow runs outside the sandbox's checks (passed through) stays deterministic.
+"""The code a case's workflows run outside the sandbox's checks stays deterministic.
+
+Since issue 14 the workflows run for every loan (the case, its plan, placement and legal
+referral) are defined with ``sandboxed=False``: the sandbox imported their module again for every
+case (about 10 ms of CPU a case opened, and most of a cached case's memory) while checking
+little, because the code they run was already passed through. This test is their guard.
 
 ``workflows/case_shell.py`` and the case core come through ``imports_passed_through``: the sandbox
 no longer stops them reading the clock, drawing random numbers, starting threads or doing I/O.
@@ -23,6 +28,9 @@ WORKFLOW_MODULES = sorted(
         ROOT / "collections_domain" / "rules" / "plans.py",
         ROOT / "workflows" / "case_shell.py",
         ROOT / "workflows" / "loan_collection.py",
+        ROOT / "workflows" / "hand_offs.py",
+        ROOT / "workflows" / "repayment_plan.py",
+        ROOT / "workflows" / "legacy" / "loan_collection_v3.py",
     ]
 )
 
