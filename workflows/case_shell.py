@@ -43,7 +43,6 @@ with workflow.unsafe.imports_passed_through():
         PlanAccepted,
     )
     from collections_domain.case.progress import Due
-    from collections_domain.case.search_attributes import STRATEGY_ARM
     from collections_domain.case.state import CaseCore, ChildEnding, Count, Log, Record, SignalWorkflow, Step
     from collections_domain.ops import metrics
     from collections_domain.rules.policy import ACTIONS, CollectionPolicy, worker_policy
@@ -531,8 +530,6 @@ class CaseShell:
         wanted = case_status.search_attribute_pairs(case_core, case_core.view(self._policy_now(), now))
         current = workflow.info().typed_search_attributes
         changed = [pair for pair in wanted if current.get(pair.key) != pair.value]
-        if case_core.history_revision >= 2 and all(pair.key == STRATEGY_ARM for pair in changed):
-            changed = []  # the arm alone waits for the next upsert (one billable action less a case)
         if changed:
             workflow.upsert_search_attributes([pair.key.value_set(pair.value) for pair in changed])
         workflow.set_current_details(case_status.details(case_core, self._policy_now(), now, self._next_step))

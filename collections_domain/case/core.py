@@ -71,9 +71,8 @@ defer_when_window_closes = progress.defer_when_window_closes
 
 
 #: The shape of history a new case writes (``CaseCore.history_revision``). 2 (issue 14): the
-#: opening activity writes the opening records, the ``StrategyArm`` search attribute rides with
-#: the case's next upsert, and records asked for before a ladder step ride with that step's first
-#: activity. Cases opened at 1 keep 1 (their histories replay as they were written).
+#: opening activity writes the opening records, and records asked for before a ladder step ride
+#: with that step's first activity. Cases opened at 1 keep 1 (their histories replay as written).
 HISTORY_REVISION = 2
 
 

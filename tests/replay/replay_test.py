@@ -28,9 +28,9 @@ def test_histories_are_present():
     # (cases scored at opening and run on their treatment's ladder or experiment arm: the
     # StrategyArm upsert, self_cure's reminder step, early_call's DPD 3 call) and the scheduled
     # KPI report (KpiReportWorkflow). v7: history revision 2 (issue 14: the opening activity
-    # writes the opening records, StrategyArm rides with the next upsert, records wait for the
-    # step's first activity) and a worker with providers' rate limits (a step's SMS and letters on
-    # their channels' task queues, the routing kept with the contact profile).
+    # writes the opening records, records wait for the step's first activity) and a worker with
+    # providers' rate limits (a step's SMS and letters on their channels' task queues, the routing
+    # kept with the contact profile).
     assert len([p for p in HISTORIES if p.parent.name == "v1"]) == 6
     assert len([p for p in HISTORIES if p.parent.name == "v2"]) >= 17
     assert len([p for p in HISTORIES if p.parent.name == "v3"]) >= 22
