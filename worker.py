@@ -5,7 +5,10 @@ Cloud ``TEMPORAL_API_KEY`` (``collections_domain/ops/connection.py``). When Temp
 reached or refuses the worker, or a TLS or payload-key setting is wrong, it prints one line that
 names what is wrong (a JSON log line with ``LOG_JSON=true``) and exits with status 1; a
 supervisor (Compose's ``restart``, systemd, Kubernetes) starts it again. A policy file that breaks
-a rule (``COLLECTIONS_POLICY``) is one line naming the key, and status 2.
+a rule (``COLLECTIONS_POLICY``) is one line naming the key, and status 2. SIGTERM (what Compose,
+systemd and Kubernetes send) or SIGINT stops it gracefully, status 0. ``WORKER_PROCESSES``
+(``auto``: one per core) runs that many worker processes under this one; ``WORKER_CACHED_CASES``
+(``auto``: from the memory available) sizes each one's workflow cache (``ops/sizing.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections_domain.ops.codec import KeyRingError
 from collections_domain.ops.connection import TemporalConnectionError, TlsSettingsError
 from collections_domain.ops.logs import configure_logging, get_logger
 from collections_domain.ops.observability import configure_runtime, metrics_url
+from collections_domain.ops import sizing
 from collections_domain.ops.settings import get_settings
 from collections_domain.ops.wiring import build_activities, build_worker, load_policies
 from collections_domain.rules.policy import PolicyError
@@ -42,6 +46,9 @@ async def main() -> int:
         return CANNOT_CONNECT
     configure_logging(settings.log_level, settings.log_json)
     log = get_logger("worker")
+    processes = sizing.worker_processes(settings.worker_processes)
+    if processes > 1:
+        return await supervise(settings, processes)
     metrics_address = metrics_url(settings.metrics_bind_address) if settings.metrics_bind_address.strip() else None
     try:
         runtime = configure_runtime(settings)  # Prometheus on METRICS_BIND_ADDRESS (empty: off)
@@ -63,7 +70,8 @@ async def main() -> int:
         else:
             print(f"worker: cannot start: {err}", file=sys.stderr, flush=True)
         return CANNOT_CONNECT
-    worker = build_worker(client, settings, build_activities(settings, policies))
+    cached = sizing.cached_cases(settings.worker_cached_cases, int(os.environ.get(PROCESS_COUNT_VARIABLE, "1")))
+    worker = build_worker(client, settings, build_activities(settings, policies), max_cached_workflows=cached)
     if not settings.log_json:  # with LOG_JSON every line is JSON: worker.started carries it
         print(f"worker: metrics at {metrics_address or 'off'}", file=sys.stderr, flush=True)
     log.info(
@@ -73,6 +81,7 @@ async def main() -> int:
         task_queue=settings.temporal_task_queue,
         delivery_backend=settings.delivery_backend,
         metrics_address=metrics_address,
+        max_cached_cases=cached,
     )
     # SIGTERM (what `docker compose stop`, systemd and Kubernetes send) and SIGINT stop it
     # gracefully: polling ends, running tasks finish, and the server is told this worker's sticky
@@ -85,6 +94,43 @@ async def main() -> int:
         await stop.wait()
         log.info("worker.stopping", task_queue=settings.temporal_task_queue)
     return 0
+
+
+#: Set for the processes ``supervise`` starts: how many run together (their cache's share).
+PROCESS_COUNT_VARIABLE = "WORKER_PROCESS_COUNT"
+
+
+async def supervise(settings, processes: int) -> int:
+    """Run ``processes`` worker processes (``WORKER_PROCESSES``): one Python process uses one core.
+
+    Each child is this script with ``WORKER_PROCESSES=1``; with a metrics endpoint, child ``i``
+    serves it on the configured port + ``i``. SIGTERM or SIGINT is passed to every child, which
+    stops gracefully. When one child exits on its own, the others are stopped and its status is
+    returned, so that the supervisor above (Compose, systemd, Kubernetes) restarts the whole set.
+    """
+    children = []
+    for index in range(processes):
+        env = {**os.environ, "WORKER_PROCESSES": "1", PROCESS_COUNT_VARIABLE: str(processes)}
+        host, _, port = settings.metrics_bind_address.strip().rpartition(":")
+        if port.isdigit():
+            env["METRICS_BIND_ADDRESS"] = f"{host}:{int(port) + index}"
+        children.append(await asyncio.create_subprocess_exec(sys.executable, os.path.abspath(__file__), env=env))
+    print(f"worker: {processes} processes ({', '.join(str(c.pid) for c in children)})", file=sys.stderr, flush=True)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    waits = [asyncio.ensure_future(child.wait()) for child in children]
+    stop = asyncio.ensure_future(stopping.wait())
+    done, _ = await asyncio.wait([stop, *waits], return_when=asyncio.FIRST_COMPLETED)
+    for child in children:
+        if child.returncode is None:
+            child.send_signal(signal.SIGTERM)
+    statuses = await asyncio.gather(*waits)
+    stop.cancel()
+    if stopping.is_set():
+        return 0 if all(status == 0 for status in statuses) else 1
+    return next((status for wait, status in zip(waits, statuses) if wait in done and status), 1)
 
 
 if __name__ == "__main__":

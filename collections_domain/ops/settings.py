@@ -95,6 +95,28 @@ class Settings(BaseSettings):
     #: rate to every worker together (``max_task_queue_activities_per_second``); a step's
     #: contacts on a limited channel run there. Empty: every contact runs on the main queue.
     contact_rate_limits: str = ""
+    # -- worker sizing (``ops.sizing``) --------------------------------------------------------
+    #: How many worker processes ``worker.py`` runs: ``auto`` (one per usable core) or a number.
+    worker_processes: str = "1"
+    #: How many cases each worker process keeps in its workflow cache: ``auto`` (half the memory
+    #: available at start, shared by the processes) or a number.
+    worker_cached_cases: str = "auto"
+
+    @field_validator("worker_processes")
+    @classmethod
+    def _processes_are_valid(cls, value: str) -> str:
+        from collections_domain.ops.sizing import worker_processes
+
+        worker_processes(value)
+        return value
+
+    @field_validator("worker_cached_cases")
+    @classmethod
+    def _cache_is_valid(cls, value: str) -> str:
+        from collections_domain.ops.sizing import cached_cases
+
+        cached_cases(value, 1, memory_bytes=0)
+        return value
 
     @field_validator("contact_rate_limits")
     @classmethod
