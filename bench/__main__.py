@@ -1,6 +1,6 @@
 """The benchmark suite (GitHub issue 14, "Performance and scale"):
 
-    python -m bench [--quick] [--only SECTION ...] [--json PATH]
+    python -m bench [--quick] [--full SECTION ...] [--only SECTION ...] [--json PATH]
 
 Runs the sections in order (``open``, ``paths``, ``memory``, ``herd``, ``ratelimit``,
 ``simulate``), each a module ``bench.<section>`` (``simulate``: ``bench.simulate_ratio``) with
@@ -134,13 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run the suite; 0 if every section ran, 1 if any was missing or raised."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (minutes, not tens of minutes)")
+    parser.add_argument("--full", nargs="+", default=[], choices=list(SECTIONS), metavar="SECTION",
+                        help="with --quick: these sections at full size all the same")
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), metavar="SECTION",
                         help=f"run only these sections ({', '.join(SECTIONS)})")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write the summary (default {DEFAULT_JSON})")
     args = parser.parse_args(argv)
     chosen = [name for name in SECTIONS if not args.only or name in args.only]
     started = datetime.now(UTC)
-    summary: dict[str, Any] = {"machine": machine(), "quick": args.quick, "sections_chosen": chosen,
+    summary: dict[str, Any] = {"machine": machine(), "quick": args.quick, "full_sections": args.full, "sections_chosen": chosen,
                                "started": started.isoformat()}
     print(f"bench {'--quick ' if args.quick else ''}{' '.join(chosen)}: {summary['machine']['nproc']} cores, "
           f"Python {summary['machine']['python']}, temporalio {summary['machine']['temporalio']}", flush=True)
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     records: list[dict[str, Any]] = []
     try:
         for name in chosen:
-            section_figures, record = run_section(name, args.quick)
+            section_figures, record = run_section(name, args.quick and name not in args.full)
             figures += section_figures
             records.append(record)
     finally:
