@@ -41,14 +41,14 @@ async def main() -> int:
     try:
         settings = get_settings()
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(str(part) for part in e['loc']).upper()}: {e['msg']}" for e in err.errors())
-        print(f"worker: cannot start: {problems}", file=sys.stderr, flush=True)
-        return CANNOT_CONNECT
+        print(f"worker: cannot start: {setting_problems(err)}", file=sys.stderr, flush=True)
+        return BAD_SETTING
     configure_logging(settings.log_level, settings.log_json)
     log = get_logger("worker")
     processes = sizing.worker_processes(settings.worker_processes)
     if processes > 1:
         return await supervise(settings, processes)
+    _end_with_the_supervisor()
     metrics_address = metrics_url(settings.metrics_bind_address) if settings.metrics_bind_address.strip() else None
     try:
         runtime = configure_runtime(settings)  # Prometheus on METRICS_BIND_ADDRESS (empty: off)
@@ -79,9 +79,11 @@ async def main() -> int:
         temporal_address=settings.temporal_address,
         namespace=settings.temporal_namespace,
         task_queue=settings.temporal_task_queue,
+        contact_rate_limits=settings.contact_rate_limits or None,
         delivery_backend=settings.delivery_backend,
         metrics_address=metrics_address,
         max_cached_cases=cached,
+        process_index=os.environ.get(PROCESS_INDEX_VARIABLE, "0"),
     )
     # SIGTERM (what `docker compose stop`, systemd and Kubernetes send) and SIGINT stop it
     # gracefully: polling ends, running tasks finish, and the server is told this worker's sticky
@@ -96,8 +98,33 @@ async def main() -> int:
     return 0
 
 
-#: Set for the processes ``supervise`` starts: how many run together (their cache's share).
+#: Set for the processes ``supervise`` starts: how many run together (their cache's share), and
+#: which one each is (in its log lines and metrics port).
 PROCESS_COUNT_VARIABLE = "WORKER_PROCESS_COUNT"
+PROCESS_INDEX_VARIABLE = "WORKER_PROCESS_INDEX"
+
+
+def setting_problems(err: ValidationError) -> str:
+    """Each invalid setting as ``NAME: rule`` (pydantic's "Value error, " and a repeated name cut)."""
+    problems = []
+    for error in err.errors():
+        name = ".".join(str(part) for part in error["loc"]).upper()
+        message = error["msg"].removeprefix("Value error, ").removeprefix(f"{name}: ")
+        problems.append(f"{name}: {message}")
+    return "; ".join(problems)
+
+
+def _end_with_the_supervisor() -> None:
+    """A process ``supervise`` started gets SIGTERM (a graceful stop) when its parent dies, even
+    by SIGKILL, instead of polling on as an orphan (Linux ``prctl(PR_SET_PDEATHSIG)``)."""
+    if PROCESS_INDEX_VARIABLE not in os.environ or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before the call: stop now
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def supervise(settings, processes: int) -> int:
@@ -110,7 +137,8 @@ async def supervise(settings, processes: int) -> int:
     """
     children = []
     for index in range(processes):
-        env = {**os.environ, "WORKER_PROCESSES": "1", PROCESS_COUNT_VARIABLE: str(processes)}
+        env = {**os.environ, "WORKER_PROCESSES": "1", PROCESS_COUNT_VARIABLE: str(processes),
+               PROCESS_INDEX_VARIABLE: str(index)}
         host, _, port = settings.metrics_bind_address.strip().rpartition(":")
         if port.isdigit():
             env["METRICS_BIND_ADDRESS"] = f"{host}:{int(port) + index}"

@@ -89,11 +89,13 @@ class Settings(BaseSettings):
     #: the dev server's UI by default).
     api_codec_allowed_origins: str = "http://localhost:8233,http://127.0.0.1:8233"
     # -- providers' rate limits (``ops.wiring``) -----------------------------------------------
-    #: The most contacts a second each provider channel takes (``sms=20,email=50,letter=5``;
+    #: The most contacts each provider channel takes in any second (``sms=20,email=50,letter=5``;
     #: channels of ``rules.policy.Channel``). Each limited channel gets a task queue of its own,
-    #: ``<TEMPORAL_TASK_QUEUE>-contacts-<channel>``, which Temporal's server dispatches at that
-    #: rate to every worker together (``max_task_queue_activities_per_second``); a step's
-    #: contacts on a limited channel run there. Empty: every contact runs on the main queue.
+    #: ``<TEMPORAL_TASK_QUEUE>-contacts-<channel>``, which Temporal's server dispatches to every
+    #: worker together (``max_task_queue_activities_per_second``) at half that rate: its token
+    #: bucket holds a second of tokens, so a burst after a lull plus a second's refill stays
+    #: within the limit. A step's contacts on a limited channel run there. Every worker on the
+    #: task queue needs the same value. Empty: every contact runs on the main queue.
     contact_rate_limits: str = ""
     # -- worker sizing (``ops.sizing``) --------------------------------------------------------
     #: How many worker processes ``worker.py`` runs: ``auto`` (one per usable core) or a number.

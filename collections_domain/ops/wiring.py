@@ -80,6 +80,10 @@ def activity_list(activities: CollectionActivities) -> list:
     ]
 
 
+#: The share of a channel's ``CONTACT_RATE_LIMITS`` its task queue is dispatched at (above).
+QUEUE_RATE_SHARE = 0.5
+
+
 def build_worker(
     client: Client,
     settings: Settings,
@@ -118,14 +122,16 @@ def build_worker(
     if not limits:
         activities.contact_task_queues = {}
         return worker
-    # One contacts queue per rate-limited channel; the server dispatches each at its rate to all
-    # the workers polling it together, so the provider's limit holds however many workers run.
+    # One contacts queue per rate-limited channel; the server dispatches each to all the workers
+    # polling it together, so the limit holds however many workers run. The server's token bucket
+    # holds a second of tokens and starts full (after any lull too): at half the provider's limit,
+    # a full bucket plus a second's refill stays within the limit in every sliding second.
     activities.contact_task_queues = {channel: contact_task_queue(settings.temporal_task_queue, channel)
                                       for channel in limits}
     contacts = [
         Worker(client, task_queue=queue, activities=[activities.run_step_contacts], activity_executor=executor,
                max_concurrent_activities=max_activity_threads,
-               max_task_queue_activities_per_second=limits[channel], interceptors=interceptors)
+               max_task_queue_activities_per_second=limits[channel] * QUEUE_RATE_SHARE, interceptors=interceptors)
         for channel, queue in activities.contact_task_queues.items()
     ]
     return WorkerGroup([worker, *contacts])

@@ -322,3 +322,19 @@ def test_a_policy_file_that_breaks_a_rule_is_one_line_for_the_worker_the_demo_an
     assert_one_line(demo.returncode, demo.stderr, "COLLECTIONS_POLICY", rule, status=1)
     simulate = process(tmp_path, "simulate", "--policy", str(bad))
     assert_one_line(simulate.returncode, simulate.stderr, "--policy", rule)
+
+
+@pytest.mark.parametrize(("variable", "value", "rule"), [
+    ("CONTACT_RATE_LIMITS", "pigeon=3", "must be <channel>=<contacts per second>"),
+    ("CONTACT_RATE_LIMITS", "sms=-1", "the rate must be a number of contacts per second in (0, 10000]"),
+    ("WORKER_PROCESSES", "0", "must be auto or a whole number from 1 to 64, got '0'"),
+    ("WORKER_CACHED_CASES", "lots", "must be auto or a whole number from 100 to 1000000, got 'lots'"),
+])
+def test_a_bad_worker_setting_is_one_line_naming_it_and_status_2(tmp_path, variable, value, rule):
+    settings = {"TEMPORAL_ADDRESS": NOWHERE, "DATA_DIR": str(tmp_path), variable: value}
+    worker = subprocess.run([sys.executable, str(ROOT / "worker.py")], env={**os.environ, **settings}, cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert worker.returncode == 2 and "Traceback" not in worker.stderr, worker.stderr[:2000]
+    [line] = worker.stderr.splitlines()
+    assert line.startswith(f"worker: cannot start: {variable}: ") and rule in line and "Value error" not in line, line
+    assert line.count(variable) == 1, line

@@ -65,3 +65,33 @@ async def test_worker_processes_run_as_many_pollers_and_stop_on_sigterm(local_en
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+@pytest.mark.timeout(120)
+async def test_the_worker_processes_stop_when_their_supervisor_is_killed(local_env, tmp_path):
+    task_queue = f"processes-{uuid.uuid4().hex[:8]}"
+    env = {**worker_env(local_env.client, task_queue, f"sqlite:///{tmp_path / 'c.db'}", tmp_path), "WORKER_PROCESSES": "2"}
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        parent = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, cwd=ROOT,
+                                  stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    children: list[int] = []
+    try:
+        async def two_pollers():
+            return len(await pollers(local_env.client, task_queue)) == 2
+
+        assert await eventually(two_pollers, timeout=60), log_path.read_text()
+        children = children_of(parent.pid)
+        parent.kill()
+        parent.wait(timeout=10)
+
+        async def orphans_gone():
+            return not [child for child in children if alive(child)]
+
+        assert await eventually(orphans_gone, timeout=40), log_path.read_text()
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        for child in children:
+            if alive(child):
+                os.kill(child, signal.SIGKILL)

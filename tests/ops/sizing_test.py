@@ -26,3 +26,15 @@ def test_auto_processes_is_one_per_usable_core():
 def test_bad_sizes_are_refused_naming_the_setting(field, value):
     with pytest.raises(ValueError, match=field.upper()):
         Settings(**{field: value})
+
+
+def test_a_containers_limits_bound_the_cores_and_the_memory(tmp_path):
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # 1.5 cores
+    (tmp_path / "memory.max").write_text(str(2 * 1024 ** 3))
+    (tmp_path / "memory.current").write_text(str(512 * 1024 ** 2))
+    assert sizing.usable_cores(tmp_path) == min(2, sizing.usable_cores(tmp_path / "none"))
+    assert sizing.available_memory_bytes(tmp_path) <= 1536 * 1024 ** 2
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    (tmp_path / "memory.max").write_text("max\n")
+    assert sizing.usable_cores(tmp_path) == sizing.usable_cores(tmp_path / "none")
+    assert sizing.available_memory_bytes(tmp_path) == sizing.available_memory_bytes(tmp_path / "none")
