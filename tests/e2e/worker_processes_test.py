@@ -40,20 +40,29 @@ async def pollers(client, task_queue: str) -> set[str]:
     return {poller.identity for poller in answer.pollers}
 
 
-@pytest.mark.timeout(120)
-async def test_worker_processes_run_as_many_pollers_and_stop_on_sigterm(local_env, tmp_path):
+async def start_two_processes(local_env, tmp_path) -> tuple[subprocess.Popen, list[int], Path]:
+    """``WORKER_PROCESSES=2 python worker.py`` on a queue of its own, once both children poll it:
+    the supervisor, its children's pids and its log file."""
     task_queue = f"processes-{uuid.uuid4().hex[:8]}"
     env = {**worker_env(local_env.client, task_queue, f"sqlite:///{tmp_path / 'c.db'}", tmp_path), "WORKER_PROCESSES": "2"}
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log:
         parent = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, cwd=ROOT,
                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        async def two_pollers():
-            return len(await pollers(local_env.client, task_queue)) == 2
 
-        assert await eventually(two_pollers, timeout=60), log_path.read_text()
-        children = children_of(parent.pid)
+    async def two_pollers():
+        return len(await pollers(local_env.client, task_queue)) == 2
+
+    if not await eventually(two_pollers, timeout=60):
+        parent.kill()
+        raise AssertionError(log_path.read_text())
+    return parent, children_of(parent.pid), log_path
+
+
+@pytest.mark.timeout(120)
+async def test_worker_processes_run_as_many_pollers_and_stop_on_sigterm(local_env, tmp_path):
+    parent, children, log_path = await start_two_processes(local_env, tmp_path)
+    try:
         assert len(children) == 2 and b"worker: 2 processes" in log_path.read_bytes()
         os.kill(parent.pid, signal.SIGTERM)
         for _ in range(300):
@@ -69,19 +78,8 @@ async def test_worker_processes_run_as_many_pollers_and_stop_on_sigterm(local_en
 
 @pytest.mark.timeout(120)
 async def test_the_worker_processes_stop_when_their_supervisor_is_killed(local_env, tmp_path):
-    task_queue = f"processes-{uuid.uuid4().hex[:8]}"
-    env = {**worker_env(local_env.client, task_queue, f"sqlite:///{tmp_path / 'c.db'}", tmp_path), "WORKER_PROCESSES": "2"}
-    log_path = tmp_path / "worker.log"
-    with log_path.open("wb") as log:
-        parent = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, cwd=ROOT,
-                                  stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    children: list[int] = []
+    parent, children, log_path = await start_two_processes(local_env, tmp_path)
     try:
-        async def two_pollers():
-            return len(await pollers(local_env.client, task_queue)) == 2
-
-        assert await eventually(two_pollers, timeout=60), log_path.read_text()
-        children = children_of(parent.pid)
         parent.kill()
         parent.wait(timeout=10)
 
