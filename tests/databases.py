@@ -4,9 +4,11 @@
 ``TEST_DATABASE_URL`` is a URL on which the role may ``CREATE DATABASE``, for example
 ``postgresql+psycopg://collections@/postgres?host=/var/run/postgresql`` or
 ``postgresql+psycopg://collections:secret@127.0.0.1:5432/postgres``. Each test database is named
-``collections_test_<random>`` and copied from a template database that the migrations built once
-per session; it is dropped when its test ends (the template, and anything left over, at the end of
-the session: ``drop_created_databases``).
+``collections_test_<random>`` (``collections_test_gw0_<random>`` in pytest-xdist worker ``gw0``)
+and copied from a template database that the migrations built once per session, that is once per
+worker process; it is dropped when its test ends (the template, and anything left over, at the end
+of the session: ``drop_created_databases``). Every process drops only the databases it created,
+so parallel workers never touch each other's.
 
 A new migration after a change to ``collections_domain/store/models.py`` (PostgreSQL needed)::
 
@@ -69,7 +71,8 @@ def fresh_database_url(tmp_path: Path, name: str = "collections", *, empty: bool
 
 
 def _create_database(url: URL, template: str | None = None) -> str:
-    database = f"collections_test_{uuid.uuid4().hex[:16]}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    database = f"collections_test_{worker + '_' if worker.isalnum() else ''}{uuid.uuid4().hex[:16]}"
     admin = _admin(url)
     try:
         with admin.connect() as connection:

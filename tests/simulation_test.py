@@ -12,13 +12,20 @@ gets a case; a case is cured when nothing due is unpaid after a payment, and wri
 midnight of the later of DPD ``write_off.days_past_due`` (counted from the oldest unpaid
 instalment) and ``write_off.no_payment_days`` + 1 days after its opening or its last payment; a
 written-off loan gets no other case. The highest DPD is counted while a case is open.
+
+The file is replayed in ``CHUNKS`` parts, each a test of its own on a server of its own, so that
+pytest-xdist runs them side by side (a loan's replay depends only on its borrower's loans: each
+borrower's loans stay in one part, ``chunks``); together they compare every loan of the file, and
+``test_the_chunks_cover_every_loan_of_the_file_once`` checks that they do.
 """
 
 import csv
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 
-from collections_domain.portfolio.home_credit import PACKAGED_CSV, read_loans
+import pytest
+
+from collections_domain.portfolio.home_credit import PACKAGED_CSV, HomeCreditLoan, read_loans
 from collections_domain.portfolio.simulation import simulate
 from collections_domain.rules.policy import DEFAULT_POLICY_PATH, load_policy
 from tests.databases import fresh_database_url
@@ -98,15 +105,50 @@ def expected(curr: int, due: list[tuple[int, int]], paid: list[tuple[int, int]])
             "final_outstanding_minor": max(0, sum(a for _, a in due) - sum(a for _, a in paid)), "outcome": outcome}
 
 
-async def test_simulation_of_the_whole_file_equals_the_csv(tmp_path):
+#: Parts the file is replayed in (one test each): at least the workers of a parallel run.
+CHUNKS = 4
+
+
+def chunks(loans: list[HomeCreditLoan], parts: int = CHUNKS) -> list[list[HomeCreditLoan]]:
+    """``loans`` in ``parts`` parts of about equal work (instalments and payments), each
+    borrower's loans in one part (their replay shares the borrower's anchor day), each part in
+    the file's order. Deterministic: the heaviest borrowers first, each to the lightest part."""
+    by_borrower: dict[str, list[HomeCreditLoan]] = defaultdict(list)
+    for loan in loans:
+        by_borrower[loan.borrower_id].append(loan)
+    weight = {borrower: sum(1 + len(loan.instalments) + len(loan.payments) for loan in group)
+              for borrower, group in by_borrower.items()}
+    load, members = [0] * parts, [set() for _ in range(parts)]
+    for borrower in sorted(by_borrower, key=lambda b: (-weight[b], b)):
+        lightest = min(range(parts), key=lambda i: (load[i], i))
+        load[lightest] += weight[borrower]
+        members[lightest].add(borrower)
+    return [[loan for loan in loans if loan.borrower_id in part] for part in members]
+
+
+def test_the_chunks_cover_every_loan_of_the_file_once():
     loans = read_loans()
     assert len(loans) == 2445 and sum(len(loan.instalments) for loan in loans) == 3140
+    parts = chunks(loans)
+    ids = [loan.loan_id for part in parts for loan in part]
+    assert sorted(ids) == sorted(loan.loan_id for loan in loans) and len(set(ids)) == len(ids)
+    borrowers = [{loan.borrower_id for loan in part} for part in parts]
+    assert all(not (a & b) for i, a in enumerate(borrowers) for b in borrowers[i + 1:])
+    assert set(file_loans()) == {loan.source_loan_id for loan in loans}
+    assert all(part for part in parts)
+
+
+@pytest.mark.parametrize("chunk", range(CHUNKS), ids=[f"part{i + 1}of{CHUNKS}" for i in range(CHUNKS)])
+async def test_simulation_of_the_whole_file_equals_the_csv(tmp_path, chunk):
+    loans = chunks(read_loans())[chunk]
     result = await simulate(loans, database_url=fresh_database_url(tmp_path, "simulation"))
     got = {loan.source_loan_id: {"instalments": loan.instalments, "cases": loan.cases,
                                  "max_days_past_due": loan.max_days_past_due,
                                  "final_outstanding_minor": loan.final_outstanding_minor, "outcome": loan.outcome}
            for loan in result.loans}
-    want = {prev: expected(*facts) for prev, facts in file_loans().items()}
+    facts = file_loans()
+    want = {loan.source_loan_id: expected(*facts[loan.source_loan_id]) for loan in loans}
+    assert set(got) == set(want)
     wrong = {prev: (got.get(prev), want[prev]) for prev in want if got.get(prev) != want[prev]}
     assert not wrong, f"{len(wrong)} of {len(want)} loans differ, e.g. {list(wrong.items())[:5]}"
     outcomes, rows = result.table()

@@ -61,6 +61,11 @@ RING = codec.KeyRing.generate()
 
 SCAN_WALL_TIME = time(0, 30)
 SKIP_DEADLINE = timedelta(minutes=20)
+#: The worker's activity threads: as many as the SQLite engine's pool has connections (5 + 10
+#: overflow), so that no thread waits for one; more threads only contend for the GIL.
+ACTIVITY_THREADS = 16
+#: Payments of one instant delivered at once, at most.
+CONCURRENT_DELIVERIES = 64
 #: Outcome of a loan that never had a case (current, or never over the identification minimum).
 NOT_OPENED = "not_opened"
 #: The last case still running at the end.
@@ -96,6 +101,11 @@ class SimulationResult:
     whatif: WhatIfRun | None = None
     #: The KPI report of the run's records at its end (``simulate(kpis=True)``).
     kpis: KpiReport | None = None
+    #: Wall seconds by phase: ``load`` (the loan book), ``skip`` (moving the clock: the cases'
+    #: timers and all they start), ``scan``, ``payments``, ``results``, ``other`` (the server's and
+    #: the worker's start and stop, the what-if totals, the KPIs); and ``instants``, how many
+    #: instants the replay stopped at.
+    phases: dict[str, float] = field(default_factory=dict)
 
     def table(self) -> tuple[list[str], list[tuple[str, dict[str, int]]]]:
         """Loans by the furthest stage reached (rows, in ladder order) and outcome (columns)."""
@@ -213,7 +223,7 @@ async def simulate(
                                 collections_policy=str(policy_path) if policy_path is not None else None)
             activities = build_activities(settings)
             policy = activities.policies.current
-            worker = build_worker(env.client, settings, activities, max_activity_threads=64,
+            worker = build_worker(env.client, settings, activities, max_activity_threads=ACTIVITY_THREADS,
                                   max_cached_workflows=2 * len(loans) + 100)
             async with worker:
                 result = await _replay(env, loans, activities.engine, policy, settings.temporal_task_queue, report)
@@ -227,11 +237,21 @@ async def simulate(
     finally:
         await env.shutdown()
     result.wall_seconds = wallclock.perf_counter() - started
+    result.phases["other"] = result.wall_seconds - sum(v for k, v in result.phases.items() if k != "instants")
     return result
 
 
 async def _replay(env, loans, engine, policy, task_queue, report) -> SimulationResult:
     client = env.client
+    phases: dict[str, float] = {}
+    clock = wallclock.perf_counter()
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        now_ = wallclock.perf_counter()
+        phases[phase] = phases.get(phase, 0.0) + now_ - clock
+        clock = now_
+
     now = (await env.get_current_time()).astimezone(UTC)
     day0 = now.date() + timedelta(days=2)
     anchors = borrower_anchors(loans, day0)
@@ -245,7 +265,8 @@ async def _replay(env, loans, engine, policy, task_queue, report) -> SimulationR
         report("loading the loan book", index + 1, len(loans))
     found = events(loans, anchors, policy)
     instants = sorted(set(found.scans) | set(found.payments))
-    gate = asyncio.Semaphore(64)
+    gate = asyncio.Semaphore(CONCURRENT_DELIVERIES)
+    lap("load")
 
     async def pay(loan: HomeCreditLoan, payment, at: datetime) -> None:
         async with gate:
@@ -254,18 +275,25 @@ async def _replay(env, loans, engine, policy, task_queue, report) -> SimulationR
 
     for done, at in enumerate(instants, start=1):
         await skip_to(env, at)
+        lap("skip")
         if at in found.scans:
             request = ScanRequest(loan_ids=found.scans[at], as_of=at, scan_id=f"simulation-{at:%Y%m%dT%H%M}",
                                   limit=len(found.scans[at]) + 1)
             page = await scan_page(engine, client, policy, request, task_queue=task_queue, now=at)
             if page.errors:
                 raise RuntimeError(f"the scan at {at} failed: {page.errors[:3]}")
+            lap("scan")
         if at in found.payments:
             await asyncio.gather(*(pay(loan, payment, at) for loan, payment in found.payments[at]))
+            lap("payments")
         report("replaying events", done, len(instants))
     await skip_to(env, found.horizon)  # type: ignore[arg-type]
     await asyncio.sleep(0.5)
-    return _results(engine, loans, policy, day0, found.horizon)  # type: ignore[arg-type]
+    lap("skip")
+    result = _results(engine, loans, policy, day0, found.horizon)  # type: ignore[arg-type]
+    lap("results")
+    result.phases = {**phases, "instants": float(len(instants))}
+    return result
 
 
 async def what_if(loans: Sequence[HomeCreditLoan], policy_paths: Sequence[Path | str], *,

@@ -313,7 +313,10 @@ def test_a_policy_file_that_breaks_a_rule_is_one_line_for_the_worker_the_demo_an
                    .replace('{ name = "challenger", treatment = "early_call", share_bps = 5000 }',
                             '{ name = "challenger", treatment = "early_call", share_bps = 4000 }'), encoding="utf-8")
     rule = "share_bps must add up to 10000, got 9000"
-    settings = {"TEMPORAL_ADDRESS": NOWHERE, "DATA_DIR": str(tmp_path), "COLLECTIONS_POLICY": str(bad)}
+    # No Prometheus endpoint: the default port may be taken by a worker of a test running alongside
+    # (pytest-xdist), whose "metrics.unavailable" line would be a second line here.
+    settings = {"TEMPORAL_ADDRESS": NOWHERE, "DATA_DIR": str(tmp_path), "COLLECTIONS_POLICY": str(bad),
+                "METRICS_BIND_ADDRESS": ""}
     worker = subprocess.run([sys.executable, str(ROOT / "worker.py")], env={**os.environ, **settings}, cwd=ROOT,
                             capture_output=True, text=True, timeout=120, check=False)
     assert worker.returncode == 2 and "Traceback" not in worker.stderr, worker.stderr[:2000]
@@ -331,7 +334,7 @@ def test_a_policy_file_that_breaks_a_rule_is_one_line_for_the_worker_the_demo_an
     ("WORKER_CACHED_CASES", "lots", "must be auto or a whole number from 100 to 1000000, got 'lots'"),
 ])
 def test_a_bad_worker_setting_is_one_line_naming_it_and_status_2(tmp_path, variable, value, rule):
-    settings = {"TEMPORAL_ADDRESS": NOWHERE, "DATA_DIR": str(tmp_path), variable: value}
+    settings = {"TEMPORAL_ADDRESS": NOWHERE, "DATA_DIR": str(tmp_path), "METRICS_BIND_ADDRESS": "", variable: value}
     worker = subprocess.run([sys.executable, str(ROOT / "worker.py")], env={**os.environ, **settings}, cwd=ROOT,
                             capture_output=True, text=True, timeout=120, check=False)
     assert worker.returncode == 2 and "Traceback" not in worker.stderr, worker.stderr[:2000]
