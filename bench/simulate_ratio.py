@@ -179,8 +179,8 @@ async def measure(quick: bool) -> list[Figure]:
     cases = sum(loan.cases for loan in product.loans)
     phases = {k: round(v, 1) for k, v in product.phases.items() if k != "instants"}
     detail = (f"{len(loans)} loans, {instants} instants ({'first ' + str(QUICK_LOANS) if quick else 'the whole file'}); "
-              f"product: {cases} cases, phases (s) {phases}; naive: {baseline.started} ladder starts, "
-              f"{baseline.signals} payment signals (+{baseline.closed_signals} to no ladder)")
+              f"product: {cases} cases, phases (s) {phases}; naive: {baseline.started} start calls for overdue loans "
+              f"(the running ladder kept), {baseline.signals} payment signals (+{baseline.closed_signals} to no ladder)")
     return [
         Figure(SECTION, "simulate.wall_s", round(product.wall_seconds, 2), "s", round(baseline.wall_seconds, 2),
                "naive ladder replay", goal=GOAL, detail=detail,
