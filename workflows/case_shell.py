@@ -471,11 +471,7 @@ class CaseShell:
             return False
         if not all(isinstance(effect, (Record, Log, Count)) for effect in self._effects):
             return False
-        for effect in self._effects:
-            if isinstance(effect, Log):
-                (workflow.logger.warning if effect.level == "warning" else workflow.logger.info)(effect.name, extra=effect.fields)
-            elif isinstance(effect, Count):
-                metrics.count_in_workflow(effect.metric, **effect.labels)
+        _log_and_count(self._effects)
         self._effects = [effect for effect in self._effects if isinstance(effect, Record)]
         return True
 
@@ -483,12 +479,7 @@ class CaseShell:
         """Write the records (one local activity), log, count, and signal the children, in order."""
         records = self._take_records()
         effects, self._effects = self._effects, []
-        for effect in effects:
-            if isinstance(effect, Log):
-                log = workflow.logger.warning if effect.level == "warning" else workflow.logger.info
-                log(effect.name, extra=effect.fields)
-            elif isinstance(effect, Count):
-                metrics.count_in_workflow(effect.metric, **effect.labels)
+        _log_and_count(effects)
         if records is not None:
             await self._write(records)
         for effect in effects:
@@ -606,6 +597,16 @@ class CaseShell:
             elif child not in self._children_closed:
                 return False
         return True
+
+
+def _log_and_count(effects: list[Any]) -> None:
+    """Write the ``Log`` effects' lines and increment the ``Count`` effects' counters, in order."""
+    for effect in effects:
+        if isinstance(effect, Log):
+            log = workflow.logger.warning if effect.level == "warning" else workflow.logger.info
+            log(effect.name, extra=effect.fields)
+        elif isinstance(effect, Count):
+            metrics.count_in_workflow(effect.metric, **effect.labels)
 
 
 def _failure_message(err: BaseException) -> str:
